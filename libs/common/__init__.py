@@ -1,0 +1,1 @@
+"""Settings, logging, errors, identity and gRPC plumbing shared by every service."""

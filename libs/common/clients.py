@@ -1,0 +1,158 @@
+"""Clients for calls inside the mesh: one channel per service, a deadline on every
+call, keepalive, retries for idempotent RPCs, and the caller's identity attached."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+from libs.common.identity import (
+    MESH_TOKEN_KEY,
+    REQUEST_ID_KEY,
+    USER_ID_KEY,
+    current_identity,
+    current_request_id,
+)
+from libs.common.settings import MeshSettings
+from vidsynth.v1 import (
+    cleanup_pb2_grpc,
+    progress_pb2_grpc,
+    session_pb2_grpc,
+    stage_runner_pb2_grpc,
+    validator_pb2_grpc,
+)
+
+STREAM_DEADLINE_SECONDS = 3600.0
+UPLOAD_DEADLINE_SECONDS = 300.0
+
+# Read-only RPCs are safe to retry on UNAVAILABLE (a replica restarting).
+IDEMPOTENT_METHODS = {
+    "vidsynth.v1.SessionService": ["GetSession", "ListSessions", "TouchSession"],
+    "vidsynth.v1.ValidatorService": ["GetUploadPolicy", "ListQuarantine"],
+    "vidsynth.v1.StageRunnerService": ["GetCapabilities", "EstimateJob", "GetJob", "ListJobs"],
+    "vidsynth.v1.ProgressService": ["GetProgress"],
+    "vidsynth.v1.CleanupService": ["GetResourceHealth", "ListCleanupTasks"],
+}
+
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": svc, "method": m}
+                    for svc, methods in IDEMPOTENT_METHODS.items()
+                    for m in methods
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+
+CHANNEL_OPTIONS = [
+    ("grpc.service_config", SERVICE_CONFIG),
+    ("grpc.enable_retries", 1),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+]
+
+
+class _MeshMetadata:
+    """Attaches the mesh credential, the acting user and the request id; sets a
+    deadline on any call that has none."""
+
+    def __init__(self, mesh_token: str, default_timeout: float, stream_timeout: float) -> None:
+        self._mesh_token = mesh_token
+        self._default_timeout = default_timeout
+        self._stream_timeout = stream_timeout
+
+    def details(self, details: grpc.aio.ClientCallDetails, streaming: bool) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        if self._mesh_token and MESH_TOKEN_KEY not in metadata:
+            metadata[MESH_TOKEN_KEY] = self._mesh_token
+        identity = current_identity.get()
+        if identity is not None and USER_ID_KEY not in metadata:
+            metadata[USER_ID_KEY] = identity.user_id
+        request_id = current_request_id.get()
+        if request_id and REQUEST_ID_KEY not in metadata:
+            metadata[REQUEST_ID_KEY] = request_id
+        timeout = details.timeout
+        if timeout is None:
+            timeout = self._stream_timeout if streaming else self._default_timeout
+        return grpc.aio.ClientCallDetails(
+            details.method, timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+class _UnaryUnary(_MeshMetadata, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self.details(client_call_details, streaming=False), request)
+
+
+class _UnaryStream(_MeshMetadata, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self.details(client_call_details, streaming=True), request)
+
+
+class _StreamUnary(_MeshMetadata, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return await continuation(self.details(client_call_details, streaming=True), request_iterator)
+
+
+def mesh_channel(address: str, settings: MeshSettings) -> grpc.aio.Channel:
+    token = settings.mesh_token.get_secret_value()
+    timeout = settings.rpc_timeout_seconds
+    interceptors = [
+        _UnaryUnary(token, timeout, STREAM_DEADLINE_SECONDS),
+        _UnaryStream(token, timeout, STREAM_DEADLINE_SECONDS),
+        _StreamUnary(token, timeout, UPLOAD_DEADLINE_SECONDS),
+    ]
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+
+
+class MeshClients:
+    """Lazily opened stubs for every service, all from one settings object."""
+
+    def __init__(self, settings: MeshSettings) -> None:
+        self._settings = settings
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        if service not in self._channels:
+            self._channels[service] = mesh_channel(self._settings.service_address(service), self._settings)
+        return self._channels[service]
+
+    @property
+    def session(self) -> session_pb2_grpc.SessionServiceStub:
+        return session_pb2_grpc.SessionServiceStub(self.channel("session"))
+
+    @property
+    def validator(self) -> validator_pb2_grpc.ValidatorServiceStub:
+        return validator_pb2_grpc.ValidatorServiceStub(self.channel("validator"))
+
+    @property
+    def stage_runner(self) -> stage_runner_pb2_grpc.StageRunnerServiceStub:
+        return stage_runner_pb2_grpc.StageRunnerServiceStub(self.channel("stage_runner"))
+
+    @property
+    def progress(self) -> progress_pb2_grpc.ProgressServiceStub:
+        return progress_pb2_grpc.ProgressServiceStub(self.channel("progress"))
+
+    @property
+    def cleanup(self) -> cleanup_pb2_grpc.CleanupServiceStub:
+        return cleanup_pb2_grpc.CleanupServiceStub(self.channel("cleanup"))
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

@@ -1,0 +1,155 @@
+"""gRPC server bootstrap shared by every service: interceptors, health, reflection,
+graceful shutdown on SIGTERM/SIGINT, and exit when `vidsynth up` is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+import uvloop
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from libs.common.identity import Access, Keyring, parse_api_keys
+from libs.common.interceptors import MeshServerInterceptor
+from libs.common.log import configure_logging
+from libs.common.settings import MeshSettings, get_mesh_settings
+
+log = structlog.get_logger("vidsynth.server")
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.so_reuseport", 0),
+]
+
+
+def keyring_from_settings(settings: MeshSettings) -> Keyring:
+    return Keyring(
+        parse_api_keys(settings.api_keys.get_secret_value()),
+        settings.mesh_token.get_secret_value(),
+        settings.admin_user_ids,
+    )
+
+
+def create_server(
+    address: str, *, keyring: Keyring, access: Mapping[str, Access] | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """A grpc.aio server with the mesh interceptor, bound to `address` (port 0 picks one)."""
+    server = grpc.aio.server(
+        interceptors=[MeshServerInterceptor(keyring, access or {})], options=SERVER_OPTIONS
+    )
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    return server, port
+
+
+def add_health_and_reflection(server: grpc.aio.Server, service_names: list[str]) -> health.aio.HealthServicer:
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    return health_servicer
+
+
+async def set_serving(
+    health_servicer: health.aio.HealthServicer, service_names: list[str], serving: bool
+) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ["", *service_names]:
+        await health_servicer.set(name, status)
+
+
+@dataclass
+class ServiceWiring:
+    """What a service's `build` returns: how to register it and its lifecycle hooks."""
+
+    service_names: list[str]
+    register: Callable[[grpc.aio.Server], None]
+    access: Mapping[str, Access] = field(default_factory=dict)
+    on_started: Callable[[], Awaitable[None]] | None = None
+    on_stopping: Callable[[], Awaitable[None]] | None = None
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("parent.gone", parent_pid=parent_pid)
+            stop.set()
+            return
+        await asyncio.sleep(1.0)
+
+
+async def start_wiring(
+    wiring: ServiceWiring, address: str, keyring: Keyring
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Registers and starts a built service on `address`; SERVING once started."""
+    server, port = create_server(address, keyring=keyring, access=wiring.access)
+    wiring.register(server)
+    health_servicer = add_health_and_reflection(server, wiring.service_names)
+    await server.start()
+    if wiring.on_started:
+        await wiring.on_started()
+    await set_serving(health_servicer, wiring.service_names, True)
+    return server, port, health_servicer
+
+
+async def stop_wiring(
+    wiring: ServiceWiring, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, grace: float
+) -> None:
+    """Graceful shutdown: NOT_SERVING first, then let in-flight calls finish."""
+    await set_serving(health_servicer, wiring.service_names, False)
+    if wiring.on_stopping:
+        await wiring.on_stopping()
+    await server.stop(grace)
+
+
+async def serve(
+    name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiring]], settings: MeshSettings | None = None
+) -> None:
+    settings = settings or get_mesh_settings()
+    wiring = await build(settings)
+    server, port, health_servicer = await start_wiring(
+        wiring, settings.listen_address(name), keyring_from_settings(settings)
+    )
+    log.info("service.serving", port=port, pid=os.getpid())
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    watcher = asyncio.create_task(_watch_parent(settings.parent_pid, stop)) if settings.parent_pid else None
+    await stop.wait()
+
+    log.info("service.stopping", grace=settings.shutdown_grace_seconds)
+    await stop_wiring(wiring, server, health_servicer, settings.shutdown_grace_seconds)
+    if watcher:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    log.info("service.stopped")
+
+
+def run_service(name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiring]]) -> None:
+    """Entry point of a service process: configure logging and serve until signalled."""
+    settings = get_mesh_settings()
+    configure_logging(name, settings.log_level)
+    uvloop.run(serve(name, build, settings))
+
+
+def full_method(service_full_name: str, rpc: str) -> str:
+    """`/vidsynth.v1.SessionService/CreateSession`, the key interceptors see."""
+    return f"/{service_full_name}/{rpc}"

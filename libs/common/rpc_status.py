@@ -1,0 +1,91 @@
+"""VidsynthError <-> gRPC rich error model (google.rpc.Status + ErrorInfo, BadRequest,
+RetryInfo), carried in the `grpc-status-details-bin` trailer."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from libs.common.errors import FieldViolation, VidsynthError, code_for_grpc_status
+
+ERROR_DOMAIN = "vidsynth"
+DETAILS_KEY = "grpc-status-details-bin"
+
+
+def _pack(message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def to_status_proto(error: VidsynthError) -> status_pb2.Status:
+    details = [
+        _pack(error_details_pb2.ErrorInfo(reason=error.code, domain=ERROR_DOMAIN, metadata=error.metadata))
+    ]
+    if error.field_violations:
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                        for v in error.field_violations
+                    ]
+                )
+            )
+        )
+    if error.retry_after_seconds is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(int(error.retry_after_seconds * 1e9))
+        details.append(_pack(retry))
+    return status_pb2.Status(code=error.spec.grpc_code.value[0], message=error.message, details=details)
+
+
+def trailing_metadata_for(error: VidsynthError) -> tuple[tuple[str, bytes], ...]:
+    return ((DETAILS_KEY, to_status_proto(error).SerializeToString()),)
+
+
+async def abort_with_error(context: grpc.aio.ServicerContext, error: VidsynthError) -> None:
+    """Ends the call with the catalogued status; raises grpc.aio.AbortError."""
+    await context.abort(error.spec.grpc_code, error.message, trailing_metadata=trailing_metadata_for(error))
+
+
+def error_from_status_proto(status: status_pb2.Status) -> VidsynthError | None:
+    code: str | None = None
+    metadata: dict[str, str] = {}
+    violations: list[FieldViolation] = []
+    retry_after: float | None = None
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == ERROR_DOMAIN:
+                code, metadata = info.reason, dict(info.metadata)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations = [FieldViolation(v.field, v.description) for v in bad.field_violations]
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_after = retry.retry_delay.ToNanoseconds() / 1e9
+    if code is None:
+        return None
+    try:
+        return VidsynthError(
+            code, status.message or None, violations, retry_after_seconds=retry_after, metadata=metadata
+        )
+    except ValueError:
+        return None
+
+
+def error_from_rpc_error(error: grpc.RpcError) -> VidsynthError:
+    """The catalogued error a failed call carried, or the closest code for a bare status."""
+    trailers = error.trailing_metadata() or ()
+    for key, value in trailers:
+        if key == DETAILS_KEY:
+            status = status_pb2.Status.FromString(value)
+            parsed = error_from_status_proto(status)
+            if parsed is not None:
+                return parsed
+    return VidsynthError(code_for_grpc_status(error.code()))

@@ -1,0 +1,79 @@
+"""Mesh-wide settings, read once from `VIDSYNTH_*` environment variables."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_PORT_OFFSETS: dict[str, int] = {
+    "session": 0,
+    "validator": 1,
+    "stage_runner": 2,
+    "progress": 3,
+    "cleanup": 4,
+}
+
+ProcessingModeName = Literal["auto", "production", "simulation"]
+
+
+class VidsynthSettings(BaseSettings):
+    """Base for every settings class: the `VIDSYNTH_` prefix and unknown keys ignored."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDSYNTH_", extra="ignore", frozen=True)
+
+
+class MeshSettings(VidsynthSettings):
+    """Settings every service and the gateway read."""
+
+    data_dir: Path = Field(Path("var"), description="Where sessions, databases and quarantine live.")
+    grpc_host: str = Field("127.0.0.1", description="Host the services listen on and are reached at.")
+    grpc_port: int = Field(
+        50051,
+        description="First of five consecutive ports: session, validator, stage_runner, progress, cleanup.",
+    )
+    http_host: str = Field("127.0.0.1", description="Gateway listen address.")
+    http_port: int = Field(8080, description="Gateway listen port.")
+    session_addr: str = Field("", description="host:port of SessionService (default: grpc_host:grpc_port).")
+    validator_addr: str = Field("", description="host:port of ValidatorService (default: grpc_port+1).")
+    stage_runner_addr: str = Field("", description="host:port of StageRunnerService (default: grpc_port+2).")
+    progress_addr: str = Field("", description="host:port of ProgressService (default: grpc_port+3).")
+    cleanup_addr: str = Field("", description="host:port of CleanupService (default: grpc_port+4).")
+    api_keys: SecretStr = Field(SecretStr(""), description='API keys as "key1=alice,key2=bob".')
+    admin_users: str = Field("", description="Comma-separated user ids with the admin role.")
+    mesh_token: SecretStr = Field(
+        SecretStr(""),
+        description="Shared credential for internal RPCs; internal RPCs are refused when empty.",
+    )
+    processing_mode: ProcessingModeName = Field("auto", description="auto, production or simulation.")
+    redis_url: str = Field("", description="redis://... switches stores to Redis; empty keeps SQLite.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    rpc_timeout_seconds: float = Field(10.0, description="Default deadline of every outgoing unary RPC.")
+    shutdown_grace_seconds: float = Field(5.0, description="Grace period for in-flight RPCs on SIGTERM.")
+    parent_pid: int = Field(0, description="Set by `vidsynth up`: a service exits when this process is gone.")
+
+    def service_address(self, service: str) -> str:
+        override = getattr(self, f"{service}_addr")
+        if override:
+            return override
+        return f"{self.grpc_host}:{self.grpc_port + SERVICE_PORT_OFFSETS[service]}"
+
+    def listen_address(self, service: str) -> str:
+        return f"{self.grpc_host}:{self.grpc_port + SERVICE_PORT_OFFSETS[service]}"
+
+    @functools.cached_property
+    def admin_user_ids(self) -> frozenset[str]:
+        return frozenset(u.strip() for u in self.admin_users.split(",") if u.strip())
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self.data_dir / "sessions"
+
+
+@functools.cache
+def get_mesh_settings() -> MeshSettings:
+    """The process's mesh settings, read from the environment once."""
+    return MeshSettings()

@@ -1,0 +1,1 @@
+"""Services of the vidsynth mesh, one package each."""

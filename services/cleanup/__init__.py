@@ -1,0 +1,1 @@
+"""CleanupService: see DESIGN.md."""

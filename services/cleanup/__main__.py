@@ -1,0 +1,3 @@
+from services.cleanup.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""HTTP gateway: translates HTTP, SSE and WebSocket to the gRPC mesh."""

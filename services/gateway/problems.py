@@ -1,0 +1,101 @@
+"""Every HTTP error leaves as application/problem+json (RFC 9457) built from the catalog."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from libs.common.errors import FieldViolation, VidsynthError
+from libs.common.identity import current_request_id
+from libs.common.rpc_status import error_from_rpc_error
+
+log = structlog.get_logger("vidsynth.gateway")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+_HTTP_STATUS_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+}
+
+
+def problem_body(error: VidsynthError, request_id: str) -> dict:
+    body: dict = {
+        "type": f"urn:vidsynth:error:{error.code}",
+        "code": error.code,
+        "title": error.spec.title,
+        "status": error.spec.http_status,
+        "detail": error.message,
+        "request_id": request_id,
+    }
+    if error.field_violations:
+        body["errors"] = [{"field": v.field, "description": v.description} for v in error.field_violations]
+    if error.retry_after_seconds is not None:
+        body["retry_after"] = error.retry_after_seconds
+    return body
+
+
+def problem_response(error: VidsynthError, request_id: str | None = None) -> JSONResponse:
+    request_id = request_id or current_request_id.get()
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    if error.retry_after_seconds is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_seconds)))
+    return JSONResponse(
+        problem_body(error, request_id),
+        status_code=error.spec.http_status,
+        media_type=PROBLEM_CONTENT_TYPE,
+        headers=headers,
+    )
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "") or current_request_id.get()
+
+
+def _field_name(location: tuple) -> str:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def validation_error(exc: RequestValidationError) -> VidsynthError:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return VidsynthError("MALFORMED_JSON")
+    violations = [FieldViolation(_field_name(tuple(e.get("loc", ()))), str(e.get("msg", ""))) for e in errors]
+    return VidsynthError("INVALID_ARGUMENT", "Some fields are not valid.", violations)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(VidsynthError)
+    async def _vidsynth(request: Request, exc: VidsynthError):
+        return problem_response(exc, _request_id(request))
+
+    @app.exception_handler(grpc.RpcError)
+    async def _rpc(request: Request, exc: grpc.RpcError):
+        return problem_response(error_from_rpc_error(exc), _request_id(request))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return problem_response(validation_error(exc), _request_id(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return problem_response(
+            VidsynthError(_HTTP_STATUS_CODES.get(exc.status_code, "INTERNAL")), _request_id(request)
+        )
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        log.exception("http.crashed", path=request.url.path)
+        return problem_response(VidsynthError("INTERNAL"), _request_id(request))

@@ -1,0 +1,1 @@
+"""ProgressService: see DESIGN.md."""

@@ -1,0 +1,3 @@
+from services.progress.server import main
+
+main()

@@ -1,0 +1,3 @@
+from services.session.server import main
+
+main()

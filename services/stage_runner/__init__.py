@@ -1,0 +1,1 @@
+"""StageRunnerService: see DESIGN.md."""

@@ -1,0 +1,3 @@
+from services.stage_runner.server import main
+
+main()

@@ -1,0 +1,1 @@
+"""ValidatorService: see DESIGN.md."""

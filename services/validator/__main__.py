@@ -1,0 +1,3 @@
+from services.validator.server import main
+
+main()

@@ -1,0 +1,30 @@
+"""Free loopback ports for services started by tests."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_port_block(size: int = 5) -> int:
+    """First port of `size` consecutive free ports (the mesh's layout)."""
+    for _ in range(200):
+        base = random.randint(20000, 40000)
+        if all(_is_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no free port block")

@@ -1,0 +1,161 @@
+"""Runs the whole mesh on one machine: every service and the gateway as child
+processes, restarted with backoff when they die, stopped cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings
+
+SERVICES = list(SERVICE_PORT_OFFSETS)
+MAX_BACKOFF_SECONDS = 10.0
+HEALTHY_RESET_SECONDS = 30.0
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+@dataclass
+class Child:
+    spec: ChildSpec
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    pumps: list[asyncio.Task] = field(default_factory=list)
+
+
+def child_specs(env: dict[str, str]) -> list[ChildSpec]:
+    return [
+        ChildSpec(name, [sys.executable, "-m", f"services.{name}"], env) for name in [*SERVICES, "gateway"]
+    ]
+
+
+class Supervisor:
+    def __init__(self, specs: list[ChildSpec], settings: MeshSettings, echo: Echo) -> None:
+        self.children = {spec.name: Child(spec) for spec in specs}
+        self.settings = settings
+        self.echo = echo
+        self.stopping = False
+        self._runners: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self._runners = [asyncio.create_task(self._keep_running(child)) for child in self.children.values()]
+
+    async def _spawn(self, child: Child) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            *child.spec.argv,
+            env=child.spec.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        child.process = process
+        child.pumps = [asyncio.create_task(self._pump(child.spec.name, process.stdout))]
+        return process
+
+    async def _pump(self, name: str, stream: asyncio.StreamReader | None) -> None:
+        if stream is None:
+            return
+        while line := await stream.readline():
+            self.echo(f"[{name}] {line.decode(errors='replace').rstrip()}")
+
+    async def _keep_running(self, child: Child) -> None:
+        backoff = 0.5
+        while not self.stopping:
+            started = time.monotonic()
+            process = await self._spawn(child)
+            code = await process.wait()
+            for pump in child.pumps:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pump, 1.0)
+            if self.stopping:
+                return
+            if time.monotonic() - started > HEALTHY_RESET_SECONDS:
+                backoff = 0.5
+            child.restarts += 1
+            self.echo(f"[up] {child.spec.name} exited with {code}; restarting in {backoff:.1f}s")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+    async def service_states(self) -> dict[str, str]:
+        async def check(name: str) -> str:
+            address = self.settings.listen_address(name)
+            async with grpc.aio.insecure_channel(address) as channel:
+                try:
+                    reply = await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=1.0
+                    )
+                except grpc.RpcError:
+                    return "UNREACHABLE"
+                return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+        async def gateway() -> str:
+            url = f"http://{self.settings.http_host}:{self.settings.http_port}/healthz"
+            try:
+                async with httpx.AsyncClient(timeout=1.0) as client:
+                    return "SERVING" if (await client.get(url)).status_code == 200 else "NOT_SERVING"
+            except httpx.HTTPError:
+                return "UNREACHABLE"
+
+        names = [*SERVICES, "gateway"]
+        states = await asyncio.gather(*(check(n) for n in SERVICES), gateway())
+        return dict(zip(names, states, strict=True))
+
+    async def wait_until_serving(self, limit: float) -> dict[str, str]:
+        states: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(limit):
+                while True:
+                    states = await self.service_states()
+                    if all(state == "SERVING" for state in states.values()):
+                        return states
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            raise TimeoutError(f"not serving after {limit:.0f}s: {states}") from None
+
+    async def stop(self, grace: float) -> None:
+        self.stopping = True
+        running = [c.process for c in self.children.values() if c.process and c.process.returncode is None]
+        for process in running:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), grace)
+        except TimeoutError:
+            for process in running:
+                if process.returncode is None:
+                    self.echo(f"[up] pid {process.pid} ignored SIGTERM; killing it")
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+            await asyncio.gather(*(p.wait() for p in running))
+        for runner in self._runners:
+            runner.cancel()
+        await asyncio.gather(*self._runners, return_exceptions=True)
+
+    def pids(self) -> dict[str, int]:
+        return {name: c.process.pid for name, c in self.children.items() if c.process}
+
+
+def child_environment(settings: MeshSettings, overrides: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDSYNTH_")}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("VIDSYNTH_")})
+    env.update(overrides)
+    env["VIDSYNTH_PARENT_PID"] = str(os.getpid())
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

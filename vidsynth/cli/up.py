@@ -1,0 +1,87 @@
+"""`vidsynth up`: the whole mesh on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from libs.common.identity import parse_api_keys
+from libs.common.settings import MeshSettings
+from vidsynth.cli.supervisor import Supervisor, child_environment, child_specs
+
+READY_TIMEOUT_SECONDS = 60.0
+
+
+def _echo(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def mesh_overrides(data_dir: Path, http_port: int, grpc_port: int) -> tuple[dict[str, str], str | None]:
+    """Environment for the children, and the dev API key when none is configured."""
+    overrides = {
+        "VIDSYNTH_DATA_DIR": str(data_dir.resolve()),
+        "VIDSYNTH_HTTP_PORT": str(http_port),
+        "VIDSYNTH_GRPC_PORT": str(grpc_port),
+    }
+    if not os.environ.get("VIDSYNTH_MESH_TOKEN"):
+        overrides["VIDSYNTH_MESH_TOKEN"] = secrets.token_urlsafe(32)
+    dev_key = None
+    if not parse_api_keys(os.environ.get("VIDSYNTH_API_KEYS", "")):
+        dev_key = "dev-" + secrets.token_urlsafe(24)
+        overrides["VIDSYNTH_API_KEYS"] = f"{dev_key}=dev"
+        if not os.environ.get("VIDSYNTH_ADMIN_USERS"):
+            overrides["VIDSYNTH_ADMIN_USERS"] = "dev"
+    return overrides, dev_key
+
+
+async def run_mesh(data_dir: Path, http_port: int, grpc_port: int) -> int:
+    overrides, dev_key = mesh_overrides(data_dir, http_port, grpc_port)
+    env = child_environment(MeshSettings(), overrides)
+    settings = MeshSettings(data_dir=data_dir, http_port=http_port, grpc_port=grpc_port)
+    supervisor = Supervisor(child_specs(env), settings, _echo)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    started = time.monotonic()
+    await supervisor.start()
+    waiting = asyncio.create_task(supervisor.wait_until_serving(READY_TIMEOUT_SECONDS))
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if waiting.done() and waiting.exception() is None:
+        url = f"http://{settings.http_host}:{http_port}"
+        _echo(f"[up] vidsynth is up in {time.monotonic() - started:.1f}s: {url}")
+        _echo(f"[up] pids: {supervisor.pids()}")
+        if dev_key:
+            _echo(f"[up] dev API key (user 'dev', admin): {dev_key}")
+        _echo("[up] press Ctrl-C to stop")
+        await stopped
+    elif waiting.done():
+        _echo(f"[up] {waiting.exception()}")
+        code = 1
+    waiting.cancel()
+    _echo("[up] stopping")
+    await supervisor.stop(grace=settings.shutdown_grace_seconds + 2)
+    _echo("[up] stopped")
+    return code
+
+
+def up(
+    data_dir: Annotated[Path, typer.Option(help="Where sessions and databases live.")] = Path("var"),
+    http_port: Annotated[int, typer.Option(help="Gateway port.")] = 8080,
+    grpc_port: Annotated[int, typer.Option(help="First of the five consecutive service ports.")] = 50051,
+) -> None:
+    """Start every service and the gateway; Ctrl-C stops them all."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    raise typer.Exit(asyncio.run(run_mesh(data_dir, http_port, grpc_port)))
