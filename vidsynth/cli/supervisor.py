@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings
 SERVICES = list(SERVICE_PORT_OFFSETS)
 MAX_BACKOFF_SECONDS = 10.0
 HEALTHY_RESET_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1
 
 Echo = Callable[[str], None]
 
@@ -38,6 +40,13 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     pumps: list[asyncio.Task] = field(default_factory=list)
+
+
+def _terminate_with_parent() -> None:
+    """Linux: the kernel sends SIGTERM to the child if `up` dies, even by SIGKILL.
+    The child also watches its parent pid, which covers other systems."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def child_specs(env: dict[str, str]) -> list[ChildSpec]:
@@ -61,6 +70,7 @@ class Supervisor:
         process = await asyncio.create_subprocess_exec(
             *child.spec.argv,
             env=child.spec.env,
+            preexec_fn=_terminate_with_parent,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

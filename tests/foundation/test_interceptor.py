@@ -1,0 +1,145 @@
+"""Identity, access levels and error translation, as every service gets them."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from libs.common.errors import VidsynthError
+from libs.common.grpc_server import (
+    ServiceWiring,
+    full_method,
+    keyring_from_settings,
+    start_wiring,
+    stop_wiring,
+)
+from libs.common.identity import Access, require_identity
+from libs.common.rpc_status import error_from_rpc_error
+from tests.support.identities import mesh_metadata, user_metadata
+from vidsynth.v1 import session_pb2, session_pb2_grpc
+
+SERVICE = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+SECRET = "do-not-leak-this-detail"
+
+
+class ProbeServicer(session_pb2_grpc.SessionServiceServicer):
+    async def GetSession(self, request, context):
+        identity = require_identity()
+        if request.session_id == "missing":
+            raise VidsynthError("SESSION_NOT_FOUND")
+        return session_pb2.Session(session_id=request.session_id, user_id=identity.user_id)
+
+    async def ListSessions(self, request, context):
+        raise RuntimeError(SECRET)
+
+    async def RegisterAsset(self, request, context):
+        return session_pb2.Session(user_id=require_identity().user_id)
+
+    async def SweepExpiredSessions(self, request, context):
+        return session_pb2.SweepExpiredSessionsResponse()
+
+
+@pytest.fixture
+async def probe(mesh_settings):
+    wiring = ServiceWiring(
+        service_names=[SERVICE],
+        register=lambda server: session_pb2_grpc.add_SessionServiceServicer_to_server(
+            ProbeServicer(), server
+        ),
+        access={
+            full_method(SERVICE, "RegisterAsset"): Access.INTERNAL,
+            full_method(SERVICE, "SweepExpiredSessions"): Access.ADMIN,
+        },
+    )
+    server, port, health = await start_wiring(wiring, "127.0.0.1:0", keyring_from_settings(mesh_settings))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    yield channel
+    await channel.close()
+    await stop_wiring(wiring, server, health, grace=0)
+
+
+async def _error(call) -> VidsynthError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return error_from_rpc_error(caught.value)
+
+
+async def test_user_key_identifies_the_caller(probe) -> None:
+    stub = session_pb2_grpc.SessionServiceStub(probe)
+    reply = await stub.GetSession(
+        session_pb2.GetSessionRequest(session_id="s"), metadata=user_metadata("alice")
+    )
+    assert reply.user_id == "alice"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [(), (("authorization", "Bearer wrong-key"),), (("authorization", "Basic abc"),)],
+    ids=["missing", "wrong", "not-bearer"],
+)
+async def test_missing_or_wrong_key_is_unauthenticated(probe, metadata) -> None:
+    stub = session_pb2_grpc.SessionServiceStub(probe)
+    error = await _error(stub.GetSession(session_pb2.GetSessionRequest(session_id="s"), metadata=metadata))
+    assert error.code == "UNAUTHENTICATED"
+
+
+async def test_internal_rpc_refuses_user_keys_and_accepts_the_mesh(probe) -> None:
+    stub = session_pb2_grpc.SessionServiceStub(probe)
+    request = session_pb2.RegisterAssetRequest(session_id="s")
+    error = await _error(stub.RegisterAsset(request, metadata=user_metadata("alice")))
+    assert error.code == "PERMISSION_DENIED"
+    bad_mesh = (("x-vidsynth-mesh-token", "forged"), ("x-vidsynth-user-id", "alice"))
+    assert (await _error(stub.RegisterAsset(request, metadata=bad_mesh))).code == "UNAUTHENTICATED"
+    reply = await stub.RegisterAsset(request, metadata=mesh_metadata("alice"))
+    assert reply.user_id == "alice"
+
+
+async def test_admin_rpc_needs_the_admin_role(probe) -> None:
+    stub = session_pb2_grpc.SessionServiceStub(probe)
+    request = session_pb2.SweepExpiredSessionsRequest()
+    assert (await _error(stub.SweepExpiredSessions(request, metadata=user_metadata("bob")))).code == (
+        "PERMISSION_DENIED"
+    )
+    await stub.SweepExpiredSessions(request, metadata=user_metadata("root"))
+
+
+async def test_catalogued_errors_travel_with_their_code(probe) -> None:
+    stub = session_pb2_grpc.SessionServiceStub(probe)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetSession(
+            session_pb2.GetSessionRequest(session_id="missing"), metadata=user_metadata("bob")
+        )
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert error_from_rpc_error(caught.value).code == "SESSION_NOT_FOUND"
+
+
+async def test_crashes_answer_internal_without_leaking_details(probe) -> None:
+    stub = session_pb2_grpc.SessionServiceStub(probe)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.ListSessions(session_pb2.ListSessionsRequest(), metadata=user_metadata("bob"))
+    assert caught.value.code() is grpc.StatusCode.INTERNAL
+    assert SECRET not in (caught.value.details() or "")
+    assert SECRET not in str(caught.value.trailing_metadata())
+    assert error_from_rpc_error(caught.value).code == "INTERNAL"
+
+
+async def test_unimplemented_rpcs_answer_the_catalogued_code(probe) -> None:
+    stub = session_pb2_grpc.SessionServiceStub(probe)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.TouchSession(session_pb2.TouchSessionRequest(), metadata=user_metadata("bob"))
+    assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert error_from_rpc_error(caught.value).code == "NOT_IMPLEMENTED"
+
+
+async def test_health_and_reflection_need_no_credentials(probe) -> None:
+    reply = await health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(service=SERVICE))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    stream = reflection_pb2_grpc.ServerReflectionStub(probe).ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    async for response in stream:
+        names = {s.name for s in response.list_services_response.service}
+        break
+    assert {SERVICE, "grpc.health.v1.Health"} <= names
