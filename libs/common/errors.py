@@ -164,6 +164,13 @@ CATALOG: dict[str, ErrorSpec] = {
         _spec("AUDIO_TOO_LONG", _C.INVALID_ARGUMENT, 422, "Audio too long", "The voice sample is too long."),
         _spec("AUDIO_SILENT", _C.INVALID_ARGUMENT, 422, "Silent audio", "The voice sample is silent."),
         _spec(
+            "AUDIO_FORMAT_UNSUPPORTED",
+            _C.INVALID_ARGUMENT,
+            422,
+            "Audio format unsupported",
+            "The voice sample's sample rate or channel count is not supported.",
+        ),
+        _spec(
             "MALWARE_DETECTED",
             _C.INVALID_ARGUMENT,
             422,

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
-from libs.common.settings import MeshSettings
+from libs.common.metrics import serve_metrics
+from libs.common.settings import MeshSettings, get_mesh_settings
+from services.cleanup.config import CleanupSettings
+from services.cleanup.monitor import ResourceMonitor
+from services.cleanup.scheduler import CleanupScheduler
 from services.cleanup.servicer import CleanupService
+from services.cleanup.sessions import MeshSessionStatusSource, SessionStatusSource
+from services.cleanup.state_file import StateFile
+from services.cleanup.tasks import CleanupContext, task_specs
 from vidsynth.v1 import cleanup_pb2, cleanup_pb2_grpc
 
 SERVICE_NAME = cleanup_pb2.DESCRIPTOR.services_by_name["CleanupService"].full_name
@@ -15,14 +25,38 @@ ACCESS = {
 }
 
 
-async def build(settings: MeshSettings) -> ServiceWiring:
-    servicer = CleanupService()
+async def build(
+    settings: MeshSettings,
+    cleanup_settings: CleanupSettings | None = None,
+    session_status: SessionStatusSource | None = None,
+) -> ServiceWiring:
+    cleanup_settings = cleanup_settings or CleanupSettings()
+    clients = MeshClients(settings)
+    ctx = CleanupContext(
+        settings=cleanup_settings,
+        data_dir=settings.data_dir,
+        clients=clients,
+        sessions=session_status or MeshSessionStatusSource(clients),
+    )
+    monitor = ResourceMonitor(settings.data_dir, cleanup_settings, root_pid=settings.parent_pid)
+    state_file = StateFile(settings.data_dir)
+    restored = await asyncio.to_thread(state_file.load)
+    scheduler = CleanupScheduler(ctx, task_specs(cleanup_settings), monitor, state_file, restored)
+    servicer = CleanupService(scheduler)
+
+    async def on_stopping() -> None:
+        await scheduler.stop()
+        await clients.close()
+
     return ServiceWiring(
         service_names=[SERVICE_NAME],
         register=lambda server: cleanup_pb2_grpc.add_CleanupServiceServicer_to_server(servicer, server),
         access=ACCESS,
+        on_started=scheduler.start,
+        on_stopping=on_stopping,
     )
 
 
 def main() -> None:
+    serve_metrics("cleanup", get_mesh_settings())
     run_service("cleanup", build)

@@ -1,9 +1,136 @@
-"""CleanupService RPC handlers. Methods not overridden answer NOT_IMPLEMENTED."""
+"""CleanupService RPC handlers: thin, over the scheduler and the monitor."""
 
 from __future__ import annotations
 
-from vidsynth.v1 import cleanup_pb2_grpc
+from datetime import datetime
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from libs.common.errors import FieldViolation, VidsynthError
+from libs.common.identity import require_identity
+from services.cleanup.monitor import HealthSnapshot, Usage
+from services.cleanup.scheduler import CleanupScheduler, TaskState
+from services.cleanup.tasks import Outcome
+from vidsynth.v1 import cleanup_pb2, cleanup_pb2_grpc
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+def _timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def _usage(usage: Usage) -> cleanup_pb2.ResourceUsage:
+    return cleanup_pb2.ResourceUsage(
+        used_percent=usage.used_percent,
+        used_bytes=usage.used_bytes,
+        total_bytes=usage.total_bytes,
+        level=int(usage.level),
+    )
+
+
+def health_to_proto(snapshot: HealthSnapshot) -> cleanup_pb2.ResourceHealth:
+    return cleanup_pb2.ResourceHealth(
+        level=int(snapshot.level),
+        immediate_actions_needed=snapshot.immediate_actions_needed,
+        memory=_usage(snapshot.memory),
+        disk=_usage(snapshot.disk),
+        cpu_percent=snapshot.cpu_percent,
+        open_files=snapshot.open_files,
+        processes=[
+            cleanup_pb2.ProcessUsage(name=p.name, pid=p.pid, rss_bytes=p.rss_bytes)
+            for p in snapshot.processes
+        ],
+        actions=snapshot.actions,
+        observe_time=_timestamp(snapshot.observed_at),
+    )
+
+
+def outcome_to_proto(outcome: Outcome, with_paths: bool = True) -> cleanup_pb2.CleanupResult:
+    return cleanup_pb2.CleanupResult(
+        task_name=outcome.task_name,
+        items_removed=outcome.items_removed,
+        bytes_freed=outcome.bytes_freed,
+        removed=outcome.removed if with_paths else [],
+        error_code=outcome.error_code,
+        start_time=_timestamp(outcome.started_at),
+        end_time=_timestamp(outcome.ended_at),
+    )
+
+
+def task_to_proto(state: TaskState, with_paths: bool) -> cleanup_pb2.CleanupTask:
+    interval = duration_pb2.Duration()
+    interval.FromMilliseconds(int(state.spec.interval_seconds * 1000))
+    return cleanup_pb2.CleanupTask(
+        name=state.spec.name,
+        priority=int(state.spec.priority),
+        interval=interval,
+        last_run_time=_timestamp(state.last_run),
+        next_run_time=_timestamp(state.next_run),
+        last_result=outcome_to_proto(state.last_result, with_paths) if state.last_result else None,
+    )
+
+
+def page_bounds(page_size: int, page_token: str) -> tuple[int, int]:
+    """(offset, size) of a ListCleanupTasks page; INVALID_ARGUMENT for bad input."""
+    if page_size < 0:
+        raise VidsynthError(
+            "INVALID_ARGUMENT",
+            "page_size must not be negative.",
+            [FieldViolation("page_size", "must be >= 0")],
+        )
+    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    if not page_token:
+        return 0, size
+    if not page_token.isdigit() or len(page_token) > 6:
+        raise VidsynthError(
+            "INVALID_ARGUMENT",
+            "page_token is not a token from a previous response.",
+            [FieldViolation("page_token", "use next_page_token from a previous response")],
+        )
+    return int(page_token), size
 
 
 class CleanupService(cleanup_pb2_grpc.CleanupServiceServicer):
-    pass
+    def __init__(self, scheduler: CleanupScheduler) -> None:
+        self._scheduler = scheduler
+
+    async def GetResourceHealth(self, request, context) -> cleanup_pb2.ResourceHealth:
+        return health_to_proto(await self._scheduler.health())
+
+    async def RunCleanup(self, request, context) -> cleanup_pb2.RunCleanupResponse:
+        outcomes = await self._scheduler.run(request.task_name)
+        return cleanup_pb2.RunCleanupResponse(
+            results=[outcome_to_proto(o) for o in outcomes], bytes_freed=sum(o.bytes_freed for o in outcomes)
+        )
+
+    async def EmergencyCleanup(self, request, context) -> cleanup_pb2.EmergencyCleanupResponse:
+        if request.target_free_bytes < 0:
+            raise VidsynthError(
+                "INVALID_ARGUMENT",
+                "target_free_bytes must not be negative.",
+                [FieldViolation("target_free_bytes", "must be >= 0 (0 runs every step)")],
+            )
+        report = await self._scheduler.emergency(request.target_free_bytes)
+        return cleanup_pb2.EmergencyCleanupResponse(
+            results=[outcome_to_proto(o) for o in report.outcomes],
+            bytes_freed=report.bytes_freed,
+            level_before=int(report.level_before),
+            level_after=int(report.level_after),
+        )
+
+    async def ListCleanupTasks(self, request, context) -> cleanup_pb2.ListCleanupTasksResponse:
+        # Removed paths name other users' sessions: only admins see them.
+        with_paths = require_identity().is_admin
+        offset, size = page_bounds(request.page_size, request.page_token)
+        states = self._scheduler.states
+        page = states[offset : offset + size]
+        next_token = str(offset + size) if offset + size < len(states) else ""
+        return cleanup_pb2.ListCleanupTasksResponse(
+            tasks=[task_to_proto(s, with_paths) for s in page], next_page_token=next_token
+        )

@@ -10,7 +10,17 @@ from fastapi import FastAPI
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import keyring_from_settings
 from libs.common.settings import MeshSettings
-from services.gateway import routes_health
+from services.gateway import (
+    routes_assets,
+    routes_events,
+    routes_health,
+    routes_jobs,
+    routes_ops,
+    routes_sessions,
+    routes_ui,
+)
+from services.gateway.config import GatewaySettings
+from services.gateway.front_door import install_front_door
 from services.gateway.problems import install_problem_handlers
 from services.gateway.request_context import RequestContextMiddleware
 
@@ -20,7 +30,7 @@ API_DESCRIPTION = (
 )
 
 
-def create_app(settings: MeshSettings) -> FastAPI:
+def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -37,7 +47,15 @@ def create_app(settings: MeshSettings) -> FastAPI:
     app.state.settings = settings
     app.state.keyring = keyring_from_settings(settings)
     app.state.clients = MeshClients(settings)
+    install_front_door(app, gateway_settings or GatewaySettings())
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(routes_ops.HttpMetricsMiddleware)
     install_problem_handlers(app)
     app.include_router(routes_health.router)
+    app.include_router(routes_ops.router)
+    app.include_router(routes_sessions.router)
+    app.include_router(routes_assets.router)
+    app.include_router(routes_events.router)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_ui.router)
     return app

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import grpc
+
+from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
+from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import MeshSettings
+from services.progress.broker import Broker
+from services.progress.config import ProgressSettings
+from services.progress.event_log import EventLog
 from services.progress.servicer import ProgressService
-from vidsynth.v1 import progress_pb2, progress_pb2_grpc
+from services.progress.store import SqliteEventStore
+from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2
 
 SERVICE_NAME = progress_pb2.DESCRIPTOR.services_by_name["ProgressService"].full_name
 ACCESS = {
@@ -15,13 +23,46 @@ ACCESS = {
 }
 
 
-async def build(settings: MeshSettings) -> ServiceWiring:
-    servicer = ProgressService()
-    return ServiceWiring(
+def session_owner_check(clients: MeshClients):
+    """Ownership through SessionService.GetSession, acting as the caller (identity propagates)."""
+
+    async def check(session_id: str) -> None:
+        try:
+            await clients.session.GetSession(session_pb2.GetSessionRequest(session_id=session_id))
+        except grpc.aio.AioRpcError as error:
+            raise error_from_rpc_error(error) from None
+
+    return check
+
+
+async def build(settings: MeshSettings, progress_settings: ProgressSettings | None = None) -> ServiceWiring:
+    progress_settings = progress_settings or ProgressSettings()
+    store = await SqliteEventStore(
+        settings.data_dir / "progress.sqlite3", progress_settings.progress_max_events_per_session
+    ).open()
+    log = EventLog(
+        store,
+        Broker(progress_settings.progress_subscriber_buffer),
+        progress_settings.progress_replay_page_size,
+    )
+    clients = MeshClients(settings)
+    servicer = ProgressService(log, progress_settings, session_owner_check(clients))
+
+    async def on_stopping() -> None:
+        # Live streams never end by themselves: end them now so clients resume elsewhere.
+        # The store stays open: in-flight publishes may still finish during the grace
+        # period, and SQLite in WAL mode needs no close to stay consistent.
+        log.broker.shut_down()
+        await clients.close()
+
+    wiring = ServiceWiring(
         service_names=[SERVICE_NAME],
         register=lambda server: progress_pb2_grpc.add_ProgressServiceServicer_to_server(servicer, server),
         access=ACCESS,
+        on_stopping=on_stopping,
     )
+    wiring.event_log = log  # type: ignore[attr-defined]  # tests and bench inspect subscribers
+    return wiring
 
 
 def main() -> None:

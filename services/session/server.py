@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
 from libs.common.settings import MeshSettings
+from services.session.config import SessionSettings
 from services.session.servicer import SessionService
-from vidsynth.v1 import session_pb2, session_pb2_grpc
+from services.session.sessions import SessionManager
+from services.session.store import SqliteSessionStore
+from vidsynth.v1 import session_pb2, session_pb2_grpc, stage_runner_pb2
 
 SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 ACCESS = {
@@ -14,14 +18,36 @@ ACCESS = {
     full_method(SERVICE_NAME, "UpdateSessionState"): Access.INTERNAL,
     full_method(SERVICE_NAME, "SweepExpiredSessions"): Access.INTERNAL,
 }
+CANCEL_TIMEOUT_SECONDS = 3.0
+DATABASE_FILE = "session.sqlite3"
 
 
-async def build(settings: MeshSettings) -> ServiceWiring:
-    servicer = SessionService()
+async def build(settings: MeshSettings, session_settings: SessionSettings | None = None) -> ServiceWiring:
+    store = SqliteSessionStore(settings.data_dir / DATABASE_FILE)
+    await store.open()
+    clients = MeshClients(settings)
+
+    async def cancel_job(job_id: str) -> None:
+        await clients.stage_runner.CancelJob(
+            stage_runner_pb2.CancelJobRequest(job_id=job_id), timeout=CANCEL_TIMEOUT_SECONDS
+        )
+
+    manager = SessionManager(
+        store, session_settings or SessionSettings(), settings.sessions_dir, cancel_job=cancel_job
+    )
+    servicer = SessionService(manager)
+
+    async def on_stopping() -> None:
+        await clients.close()
+
+    async def close_store() -> None:
+        await store.close()
+
     return ServiceWiring(
         service_names=[SERVICE_NAME],
         register=lambda server: session_pb2_grpc.add_SessionServiceServicer_to_server(servicer, server),
         access=ACCESS,
+        on_stopping=on_stopping,
     )
 
 

@@ -1,9 +1,60 @@
-"""SessionService RPC handlers. Methods not overridden answer NOT_IMPLEMENTED."""
+"""SessionService RPC handlers: thin translations between messages and the manager."""
 
 from __future__ import annotations
 
-from vidsynth.v1 import session_pb2_grpc
+from libs.common.identity import require_identity
+from libs.common.log import bind_context
+from services.session.sessions import SessionManager
+from vidsynth.v1 import session_pb2, session_pb2_grpc
 
 
 class SessionService(session_pb2_grpc.SessionServiceServicer):
-    pass
+    def __init__(self, manager: SessionManager) -> None:
+        self._manager = manager
+
+    async def CreateSession(self, request, context) -> session_pb2.Session:
+        record = await self._manager.create(require_identity().user_id, request.display_name)
+        return self._manager.to_proto(record)
+
+    async def GetSession(self, request, context) -> session_pb2.Session:
+        bind_context(session_id=request.session_id)
+        record = await self._manager.get(require_identity().user_id, request.session_id)
+        return self._manager.to_proto(record)
+
+    async def ListSessions(self, request, context) -> session_pb2.ListSessionsResponse:
+        records, next_token = await self._manager.list(
+            require_identity().user_id, request.page_size, request.page_token
+        )
+        return session_pb2.ListSessionsResponse(
+            sessions=[self._manager.to_proto(r) for r in records], next_page_token=next_token
+        )
+
+    async def TouchSession(self, request, context) -> session_pb2.Session:
+        bind_context(session_id=request.session_id)
+        record = await self._manager.touch(require_identity().user_id, request.session_id)
+        return self._manager.to_proto(record)
+
+    async def DeleteSession(self, request, context) -> session_pb2.DeleteSessionResponse:
+        bind_context(session_id=request.session_id)
+        freed = await self._manager.delete(require_identity().user_id, request.session_id, request.force)
+        return session_pb2.DeleteSessionResponse(session_id=request.session_id, bytes_freed=freed)
+
+    async def RegisterAsset(self, request, context) -> session_pb2.Session:
+        bind_context(session_id=request.session_id)
+        record = await self._manager.register_asset(
+            require_identity().user_id, request.session_id, request.asset
+        )
+        return self._manager.to_proto(record)
+
+    async def UpdateSessionState(self, request, context) -> session_pb2.Session:
+        bind_context(session_id=request.session_id, job_id=request.job_id)
+        record = await self._manager.update_state(
+            require_identity().user_id, request.session_id, request.state, request.job_id
+        )
+        return self._manager.to_proto(record)
+
+    async def SweepExpiredSessions(self, request, context) -> session_pb2.SweepExpiredSessionsResponse:
+        result = await self._manager.sweep(request.limit)
+        return session_pb2.SweepExpiredSessionsResponse(
+            session_ids=result.session_ids, bytes_freed=result.bytes_freed
+        )

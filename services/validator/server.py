@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
 from libs.common.settings import MeshSettings
+from services.validator.clamd_runner import default_clamd_address
+from services.validator.config import ValidatorSettings, get_validator_settings, quarantine_dir
+from services.validator.scanner import ClamdScanner
 from services.validator.servicer import ValidatorService
+from services.validator.uploads import UploadValidator
 from vidsynth.v1 import validator_pb2, validator_pb2_grpc
 
 SERVICE_NAME = validator_pb2.DESCRIPTOR.services_by_name["ValidatorService"].full_name
@@ -14,12 +19,22 @@ ACCESS = {
 }
 
 
-async def build(settings: MeshSettings) -> ServiceWiring:
-    servicer = ValidatorService()
+async def build(settings: MeshSettings, validator_settings: ValidatorSettings | None = None) -> ServiceWiring:
+    config = validator_settings or get_validator_settings()
+    clients = MeshClients(settings)
+    scanner = ClamdScanner(
+        config.validator_clamd_address or default_clamd_address(settings.data_dir),
+        timeout=config.validator_clamd_timeout_seconds,
+    )
+    quarantine_root = quarantine_dir(config, settings)
+    # storage_guard: the resource monitor's INSUFFICIENT_STORAGE check plugs in here.
+    uploads = UploadValidator(config, settings.sessions_dir, quarantine_root, clients, scanner)
+    servicer = ValidatorService(config, uploads, scanner, quarantine_root)
     return ServiceWiring(
         service_names=[SERVICE_NAME],
         register=lambda server: validator_pb2_grpc.add_ValidatorServiceServicer_to_server(servicer, server),
         access=ACCESS,
+        on_stopping=clients.close,
     )
 
 

@@ -1,9 +1,107 @@
-"""ValidatorService RPC handlers. Methods not overridden answer NOT_IMPLEMENTED."""
+"""ValidatorService RPC handlers: thin adapters over the upload pipeline, the
+published policy and the quarantine listing."""
 
 from __future__ import annotations
 
-from vidsynth.v1 import validator_pb2_grpc
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import grpc
+
+from libs.common.errors import VidsynthError
+from libs.common.identity import require_identity
+from services.validator import quarantine
+from services.validator.config import ValidatorSettings
+from services.validator.policy import upload_policy
+from services.validator.scanner import ClamdScanner
+from services.validator.uploads import UploadValidator
+from vidsynth.v1 import validator_pb2, validator_pb2_grpc
+
+# After refusing mid-stream, keep reading (and dropping) what the client still sends, up
+# to these bounds, before answering: ending the call while the client is mid-write can
+# surface on its side as a bare INTERNAL instead of the refusal (a gRPC core race).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_SECONDS = 10.0
+
+
+class RequestStream:
+    """The chunks after the header, and whether the client has finished sending."""
+
+    def __init__(self, requests: AsyncIterator[validator_pb2.ValidateUploadRequest]) -> None:
+        self._requests = requests
+        self.exhausted = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for request in self._requests:
+            if request.WhichOneof("payload") != "chunk":
+                raise VidsynthError("INVALID_ARGUMENT", "Only the first message may be the header.")
+            yield request.chunk
+        self.exhausted = True
+
+    async def drain(self) -> None:
+        if self.exhausted:
+            return
+        dropped = 0
+        with contextlib.suppress(TimeoutError, grpc.RpcError, asyncio.CancelledError):
+            async with asyncio.timeout(DRAIN_MAX_SECONDS):
+                async for request in self._requests:
+                    dropped += request.ByteSize()
+                    if dropped > DRAIN_MAX_BYTES:
+                        return
+
+
+def _entry(record: quarantine.QuarantineRecord) -> validator_pb2.QuarantineEntry:
+    entry = validator_pb2.QuarantineEntry(
+        quarantine_id=record.quarantine_id,
+        session_id=record.session_id,
+        user_id=record.user_id,
+        original_filename=record.original_filename,
+        sha256=record.sha256,
+        size_bytes=record.size_bytes,
+        signature=record.signature,
+        reason_code=record.reason_code,
+    )
+    entry.create_time.FromDatetime(datetime.fromisoformat(record.create_time))
+    return entry
 
 
 class ValidatorService(validator_pb2_grpc.ValidatorServiceServicer):
-    pass
+    def __init__(
+        self,
+        settings: ValidatorSettings,
+        uploads: UploadValidator,
+        scanner: ClamdScanner | None,
+        quarantine_root: Path,
+    ) -> None:
+        self._settings = settings
+        self._uploads = uploads
+        self._scanner = scanner
+        self._quarantine_root = quarantine_root
+
+    async def ValidateUpload(self, request_iterator, context) -> validator_pb2.ValidateUploadResponse:
+        identity = require_identity()
+        requests = aiter(request_iterator)
+        stream = RequestStream(requests)
+        try:
+            first = await anext(requests, None)
+            if first is None or first.WhichOneof("payload") != "header":
+                raise VidsynthError("INVALID_ARGUMENT", "The first message must be the upload header.")
+            return await self._uploads.validate(identity, first.header, stream.chunks())
+        except VidsynthError:
+            await stream.drain()
+            raise
+
+    async def GetUploadPolicy(self, request, context) -> validator_pb2.UploadPolicy:
+        available, signature_db = await self._scanner.status() if self._scanner else (False, "")
+        return upload_policy(self._settings, scanner_available=available, signature_db=signature_db)
+
+    async def ListQuarantine(self, request, context) -> validator_pb2.ListQuarantineResponse:
+        records, next_token = await asyncio.to_thread(
+            quarantine.list_records, self._quarantine_root, request.page_size, request.page_token
+        )
+        return validator_pb2.ListQuarantineResponse(
+            entries=[_entry(r) for r in records], next_page_token=next_token
+        )

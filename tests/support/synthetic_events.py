@@ -29,7 +29,10 @@ def job_events(
     job_id = job_id or new_id("job")
     events = [
         E.ProgressEvent(
-            type=E.EVENT_TYPE_JOB_QUEUED, job_id=job_id, queue_position=queue_position, eta_seconds=eta_seconds
+            type=E.EVENT_TYPE_JOB_QUEUED,
+            job_id=job_id,
+            queue_position=queue_position,
+            eta_seconds=eta_seconds,
         ),
         E.ProgressEvent(type=E.EVENT_TYPE_JOB_STARTED, job_id=job_id, eta_seconds=eta_seconds),
     ]
@@ -75,7 +78,9 @@ def job_events(
     return events
 
 
-def progress_ticks(count: int, job_id: str | None = None, stage: str = "animate") -> list[progress_pb2.ProgressEvent]:
+def progress_ticks(
+    count: int, job_id: str | None = None, stage: str = "animate"
+) -> list[progress_pb2.ProgressEvent]:
     """`count` stage.progress events (numbered in `message`), for volume and ordering tests."""
     job_id = job_id or new_id("job")
     return [

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from vidsynth.cli import health, up
+from vidsynth.cli import admin, demo, health, jobs, up
+from vidsynth.cli.remote import EXIT_HELP
 
 app = typer.Typer(
-    help="vidsynth: talking-head videos from a photo, a voice sample and a script.", no_args_is_help=True
+    help=f"vidsynth: talking-head videos from a photo, a voice sample and a script.\n\n{EXIT_HELP}",
+    no_args_is_help=True,
 )
 app.command("up")(up.up)
+app.command("demo")(demo.demo)
 app.command("health")(health.health)
+app.command("submit")(jobs.submit)
+app.command("status")(jobs.status)
+app.command("watch")(jobs.watch)
+app.command("download")(jobs.download)
+app.command("caps")(admin.caps)
+app.command("cleanup")(admin.cleanup)
 
 
 def main() -> None:

@@ -1,0 +1,283 @@
+"""Sessions through the gateway vs directly over gRPC, in the same run.
+
+Starts a real SessionService and gateway (separate processes, as `vidsynth up` would),
+then drives each with the same workload: every client creates a session and reads
+it back, again and again. Prints requests/s and p50/p99 for both and the gateway's
+throughput as a ratio of direct gRPC (the floor measured here, on this machine).
+
+    .venv/bin/python -m bench.sessions [--clients 32] [--seconds 4]
+
+Target: gateway >= 0.5x direct gRPC throughput, p99 under 20 ms at 32 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import grpc
+import httpx
+import uvloop
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.identities import bearer, mesh_env, user_metadata
+from tests.support.ports import free_port, free_port_block
+from vidsynth.v1 import session_pb2 as pb
+from vidsynth.v1 import session_pb2_grpc
+
+RATIO_TARGET = 0.5
+P99_TARGET_MS = 20.0
+STARTUP_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class Run:
+    name: str
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"create": [], "get": []})
+    errors: int = 0
+    seconds: float = 0.0
+
+    @property
+    def requests(self) -> int:
+        return sum(len(v) for v in self.latencies.values())
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile_ms(self, q: float, op: str | None = None) -> float:
+        values = sorted(self.latencies[op] if op else [x for v in self.latencies.values() for x in v])
+        if not values:
+            return float("nan")
+        return 1000 * values[min(len(values) - 1, int(q * len(values)))]
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<8} {self.rps:9.0f} req/s   p50 {self.percentile_ms(0.5):6.2f} ms   "
+            f"p99 {self.percentile_ms(0.99):6.2f} ms   (create p99 {self.percentile_ms(0.99, 'create'):.2f} ms, "
+            f"get p99 {self.percentile_ms(0.99, 'get'):.2f} ms, {self.requests} requests, {self.errors} errors)"
+        )
+
+
+async def drive(
+    run: Run,
+    create: Callable[[], Awaitable[str]],
+    get: Callable[[str], Awaitable[None]],
+    clients: int,
+    seconds: float,
+) -> None:
+    stop_at = time.perf_counter() + seconds
+
+    async def client() -> None:
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            try:
+                session_id = await create()
+                created = time.perf_counter()
+                run.latencies["create"].append(created - started)
+                await get(session_id)
+                run.latencies["get"].append(time.perf_counter() - created)
+            except Exception:
+                run.errors += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    run.seconds += time.perf_counter() - began
+
+
+@dataclass
+class Target:
+    name: str
+    create: Callable[[], Awaitable[str]]
+    get: Callable[[str], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def grpc_target(address: str) -> AsyncIterator[Target]:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = session_pb2_grpc.SessionServiceStub(channel)
+        metadata = user_metadata("alice")
+
+        async def create() -> str:
+            return (
+                await stub.CreateSession(pb.CreateSessionRequest(), metadata=metadata, timeout=10)
+            ).session_id
+
+        async def get(session_id: str) -> None:
+            await stub.GetSession(pb.GetSessionRequest(session_id=session_id), metadata=metadata, timeout=10)
+
+        yield Target("grpc", create, get)
+
+
+class HttpConnection:
+    """A minimal keep-alive HTTP/1.1 client. httpx's pool overhead at 32 concurrent
+    connections capped the measurement at a few hundred requests/s (the gateway itself
+    answers /healthz at thousands), so the bench speaks the protocol directly."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
+        self._host, self._port = host, port
+        self._headers = "".join(f"{k}: {v}\r\n" for k, v in {"Host": host, **headers}.items())
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str) -> tuple[int, bytes]:
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        assert self._reader is not None
+        self._writer.write(f"{method} {path} HTTP/1.1\r\n{self._headers}Content-Length: 0\r\n\r\n".encode())
+        await self._writer.drain()
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = next(
+            int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")
+        )
+        return status, await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError):
+                await self._writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def gateway_target(host: str, port: int, clients: int) -> AsyncIterator[Target]:
+    pool: asyncio.Queue[HttpConnection] = asyncio.Queue()
+    for _ in range(clients):
+        pool.put_nowait(HttpConnection(host, port, bearer("alice")))
+
+    async def call(method: str, path: str) -> bytes:
+        connection = await pool.get()
+        try:
+            status, body = await connection.request(method, path)
+        finally:
+            pool.put_nowait(connection)
+        if status >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {status}")
+        return body
+
+    async def create() -> str:
+        return json.loads(await call("POST", "/v1/sessions"))["session_id"]
+
+    async def get(session_id: str) -> None:
+        await call("GET", f"/v1/sessions/{session_id}")
+
+    try:
+        yield Target("gateway", create, get)
+    finally:
+        while not pool.empty():
+            await pool.get_nowait().close()
+
+
+async def compare(
+    targets: list[Target], clients: int, seconds: float, warmup: float, rounds: int
+) -> list[Run]:
+    """Warms each target up, then alternates between them in short rounds, so load from
+    anything else on the machine falls on both alike."""
+    for target in targets:
+        await drive(Run("warmup"), target.create, target.get, clients, warmup)
+    runs = [Run(target.name) for target in targets]
+    for _ in range(rounds):
+        for target, run in zip(targets, runs, strict=True):
+            await drive(run, target.create, target.get, clients, seconds / rounds)
+    return runs
+
+
+async def wait_until_ready(
+    grpc_address: str, http_url: str, processes: list[asyncio.subprocess.Process]
+) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    async with grpc.aio.insecure_channel(grpc_address) as channel, httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            if any(p.returncode is not None for p in processes):
+                raise RuntimeError("a service exited during startup")
+            with contextlib.suppress(grpc.RpcError, httpx.HTTPError):
+                health = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+                serving = health.status == health_pb2.HealthCheckResponse.SERVING
+                if serving and (await http.get(f"{http_url}/healthz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError("services did not start")
+
+
+async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
+    grpc_port = free_port_block()
+    http_port = free_port()
+    with tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as data_dir:
+        env = {
+            **os.environ,
+            **mesh_env(),
+            "VIDSYNTH_DATA_DIR": data_dir,
+            "VIDSYNTH_GRPC_PORT": str(grpc_port),
+            "VIDSYNTH_HTTP_PORT": str(http_port),
+            "VIDSYNTH_LOG_LEVEL": "warning",
+            "VIDSYNTH_SESSION_MAX_PER_USER": "10000000",
+            "VIDSYNTH_SESSION_MAX_GLOBAL": "10000000",
+            # The bench measures throughput, not the per-key limit.
+            "VIDSYNTH_GATEWAY_RATE_LIMIT_PER_SECOND": "1000000",
+            "VIDSYNTH_GATEWAY_RATE_LIMIT_BURST": "1000000",
+        }
+        processes = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-m", module, env=env, stdin=asyncio.subprocess.DEVNULL
+            )
+            for module in ("services.session", "services.gateway")
+        ]
+        try:
+            grpc_address = f"127.0.0.1:{grpc_port}"
+            http_url = f"http://127.0.0.1:{http_port}"
+            await wait_until_ready(grpc_address, http_url, processes)
+            async with (
+                grpc_target(grpc_address) as direct_target,
+                gateway_target("127.0.0.1", http_port, clients) as gateway_target_,
+            ):
+                direct, gateway = await compare(
+                    [direct_target, gateway_target_], clients, seconds, warmup, rounds
+                )
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    process.terminate()
+            for process in processes:
+                await process.wait()
+
+    ratio = gateway.rps / direct.rps if direct.rps else 0.0
+    p99 = gateway.percentile_ms(0.99)
+    print(
+        f"sessions benchmark: {clients} clients, {seconds:g} s per target in {rounds} alternating rounds, "
+        "create + get per iteration"
+    )
+    print(direct.line())
+    print(gateway.line())
+    print(
+        f"ratio gateway/grpc {ratio:.2f} (target >= {RATIO_TARGET}); "
+        f"gateway p99 {p99:.2f} ms (target < {P99_TARGET_MS:g} ms)"
+    )
+    return 0 if direct.errors == 0 and gateway.errors == 0 else 1
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per target (default 4)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per target (default 1)")
+    parser.add_argument("--rounds", type=int, default=8, help="alternations between the targets (default 8)")
+    args = parser.parse_args()
+    sys.exit(uvloop.run(main(args.clients, args.seconds, args.warmup, args.rounds)))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,49 @@
+"""The gateway's front door middleware, installed in one place so its order is explicit.
+
+Outermost first: security headers -> CORS -> rate limit -> path ids -> body cap -> app.
+CORS sits outside the rate limit so preflights are never throttled and 429s stay
+readable by browsers; every refusal is problem+json with the request id.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from services.gateway.body_limit import BodyLimitMiddleware
+from services.gateway.config import GatewaySettings
+from services.gateway.path_ids import PathIdMiddleware
+from services.gateway.rate_limit import RateLimitMiddleware, TokenBucketLimiter
+from services.gateway.security_headers import SecurityHeadersMiddleware
+
+CORS_ALLOWED_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    "Last-Event-ID",
+    "X-Request-ID",
+    "Range",
+]
+CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Location", "Content-Range", "Accept-Ranges"]
+
+
+def install_front_door(app: FastAPI, settings: GatewaySettings) -> None:
+    """Adds the middleware; call it before RequestContextMiddleware is added (that stays outermost)."""
+    # Starlette wraps in reverse order of add_middleware: the last added runs first.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
+    app.add_middleware(PathIdMiddleware)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=TokenBucketLimiter(settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst),
+        keyring=app.state.keyring,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=CORS_ALLOWED_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        allow_credentials=False,
+        max_age=600,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)

@@ -1,0 +1,269 @@
+"""Uploads: `POST /v1/sessions/{session_id}/assets/{kind}` streams a multipart field
+`file` (or a raw body) into ValidatorService.ValidateUpload chunk by chunk, never
+holding the whole file; `GET /v1/upload-policy` publishes the limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from google.protobuf.json_format import MessageToDict
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
+
+from libs.common import ids
+from libs.common.errors import FieldViolation, VidsynthError
+from services.gateway.auth import CurrentUser
+from services.validator.policy import KINDS_BY_NAME
+from vidsynth.v1 import validator_pb2
+
+router = APIRouter(tags=["assets"])
+
+# Multipart framing (boundaries, part headers, small extra fields) on top of the file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+FILE_FIELD = "file"
+# The validator's limits change only with its config; a short cache spares a call per upload.
+POLICY_CACHE_SECONDS = 30.0
+
+
+async def upload_limits(request: Request) -> validator_pb2.UploadPolicy:
+    """The validator's published policy, cached briefly on the app."""
+    cached = getattr(request.app.state, "upload_policy_cache", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < POLICY_CACHE_SECONDS:
+        return cached[1]
+    policy = await request.app.state.clients.validator.GetUploadPolicy(validator_pb2.GetUploadPolicyRequest())
+    request.app.state.upload_policy_cache = (now, policy)
+    return policy
+
+
+def _cap(policy: validator_pb2.UploadPolicy, kind: int) -> int:
+    return next(k.max_bytes for k in policy.kinds if k.kind == kind)
+
+
+def _kind(name: str) -> int:
+    if name not in KINDS_BY_NAME:
+        raise VidsynthError(
+            "INVALID_ARGUMENT", "kind must be face or voice.", [FieldViolation("kind", "face or voice")]
+        )
+    return KINDS_BY_NAME[name]
+
+
+def _content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise VidsynthError("INVALID_ARGUMENT", "Content-Length is not a number.")
+    return int(value)
+
+
+class Rechunker:
+    """Joins the small pieces HTTP delivers into messages of about `size` bytes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._parts: list[bytes] = []
+        self._buffered = 0
+
+    def add(self, data: bytes) -> bytes | None:
+        self._parts.append(data)
+        self._buffered += len(data)
+        return self.flush() if self._buffered >= self.size else None
+
+    def flush(self) -> bytes | None:
+        if not self._buffered:
+            return None
+        joined = b"".join(self._parts)
+        self._parts, self._buffered = [], 0
+        return joined
+
+
+class MultipartFile:
+    """Streaming multipart parser that surfaces only the `file` field's bytes."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.filename = ""
+        self.content_type = ""
+        self.found = False
+        self.complete = False
+        self._in_file = False
+        self._header_field = b""
+        self._header_value = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._out: list[bytes] = []
+        self._parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": self._part_begin,
+                "on_header_field": lambda d, s, e: self._append_field(d[s:e]),
+                "on_header_value": lambda d, s, e: self._append_value(d[s:e]),
+                "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+            },
+        )
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+
+    def _append_field(self, data: bytes) -> None:
+        self._header_field += data
+
+    def _append_value(self, data: bytes) -> None:
+        self._header_value += data
+
+    def _header_end(self) -> None:
+        self._headers[self._header_field.lower()] = self._header_value
+        self._header_field = self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if options.get(b"name") == FILE_FIELD.encode() and not self.found:
+            self.found = self._in_file = True
+            self.filename = options.get(b"filename", b"").decode("utf-8", "surrogateescape")
+            self.content_type = self._headers.get(b"content-type", b"").decode("latin-1").strip()
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_file:
+            self._out.append(bytes(data[start:end]))
+
+    def _part_end(self) -> None:
+        if self._in_file:
+            self._in_file = False
+            self.complete = True
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The file bytes contained in `data` (possibly none)."""
+        try:
+            self._parser.write(data)
+        except Exception as exc:  # python-multipart raises its own error types
+            raise VidsynthError("INVALID_ARGUMENT", "The multipart body is malformed.") from exc
+        out, self._out = self._out, []
+        return out
+
+
+@dataclass
+class UploadSource:
+    """The file's bytes and what the client called it, from either body shape."""
+
+    filename: str
+    content_type: str
+    pending: list[bytes]
+    body: AsyncIterator[bytes]
+    multipart: MultipartFile | None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for piece in self.pending:
+            yield piece
+        async for data in self.body:
+            if self.multipart is None:
+                yield data
+                continue
+            for piece in self.multipart.feed(data):
+                yield piece
+        if self.multipart is not None and not self.multipart.complete:
+            raise VidsynthError("INVALID_ARGUMENT", "The multipart body ended before the file did.")
+
+
+async def _counted(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The body, refused once it passes `limit` bytes (a body without Content-Length)."""
+    received = 0
+    async for data in body:
+        received += len(data)
+        if received > limit:
+            raise VidsynthError("FILE_TOO_LARGE")
+        yield data
+
+
+async def open_source(request: Request, limit: int) -> UploadSource:
+    """Reads just far enough to know the file's name and type (multipart headers)."""
+    content_type = request.headers.get("content-type", "")
+    body = _counted(request.stream(), limit)
+    media_type, options = parse_options_header(content_type)
+    if media_type != b"multipart/form-data":
+        return UploadSource(request.query_params.get("filename", ""), content_type, [], body, None)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise VidsynthError("INVALID_ARGUMENT", "The multipart body has no boundary.")
+    parser = MultipartFile(boundary)
+    pending: list[bytes] = []
+    async for data in body:
+        pending.extend(parser.feed(data))
+        if parser.found:
+            return UploadSource(parser.filename, parser.content_type, pending, body, parser)
+    raise VidsynthError(
+        "INVALID_ARGUMENT", "The multipart body has no file field.", [FieldViolation(FILE_FIELD, "missing")]
+    )
+
+
+@dataclass
+class _StreamFailure:
+    error: VidsynthError | None = None
+
+
+async def _requests(
+    header: validator_pb2.UploadHeader, source: UploadSource, chunk_size: int, failure: _StreamFailure
+) -> AsyncIterator[validator_pb2.ValidateUploadRequest]:
+    yield validator_pb2.ValidateUploadRequest(header=header)
+    rechunker = Rechunker(chunk_size)
+    try:
+        async for data in source.chunks():
+            if (ready := rechunker.add(data)) is not None:
+                yield validator_pb2.ValidateUploadRequest(chunk=ready)
+    except VidsynthError as error:
+        failure.error = error
+        raise
+    except ClientDisconnect:
+        failure.error = VidsynthError("INVALID_ARGUMENT", "The upload was interrupted.")
+        raise
+    if (rest := rechunker.flush()) is not None:
+        yield validator_pb2.ValidateUploadRequest(chunk=rest)
+
+
+@router.post(
+    "/v1/sessions/{session_id}/assets/{kind}",
+    status_code=201,
+    summary="Upload a face photo or voice sample (multipart field `file`, or a raw body)",
+)
+async def upload_asset(session_id: str, kind: str, request: Request, user: CurrentUser) -> JSONResponse:
+    asset_kind = _kind(kind)
+    ids.check_id("session", session_id)
+    policy = await upload_limits(request)
+    cap = _cap(policy, asset_kind)
+    length = _content_length(request)
+    multipart = request.headers.get("content-type", "").startswith("multipart/")
+    if length is not None and length > cap + (MULTIPART_OVERHEAD_BYTES if multipart else 0):
+        raise VidsynthError("FILE_TOO_LARGE")
+    source = await open_source(request, cap + MULTIPART_OVERHEAD_BYTES)
+    header = validator_pb2.UploadHeader(
+        session_id=session_id,
+        kind=asset_kind,
+        original_filename=source.filename,
+        declared_size=length if (length is not None and not multipart) else 0,
+        content_type=source.content_type,
+    )
+    failure = _StreamFailure()
+    call = request.app.state.clients.validator.ValidateUpload(
+        _requests(header, source, policy.chunk_size_bytes, failure)
+    )
+    try:
+        response = await call
+    except (grpc.RpcError, asyncio.CancelledError):
+        if failure.error is not None:
+            raise failure.error from None
+        raise
+    body = MessageToDict(response, preserving_proto_field_name=True)
+    return JSONResponse(body, status_code=201)
+
+
+@router.get("/v1/upload-policy", summary="Upload limits and accepted types")
+async def get_upload_policy(request: Request, user: CurrentUser) -> dict:
+    policy = await request.app.state.clients.validator.GetUploadPolicy(validator_pb2.GetUploadPolicyRequest())
+    return MessageToDict(policy, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)

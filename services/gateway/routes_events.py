@@ -1,0 +1,239 @@
+"""Live progress for browsers: SSE and WebSocket over ProgressService.Subscribe (fanned out
+per session by services.gateway.event_feeds), and the stream tokens that let EventSource
+(which cannot send headers) authenticate.
+
+Refusals (bad ids, unknown or foreign session, bad token) are checked before the response
+starts, so they are proper problem+json statuses rather than broken streams. A client that
+goes away leaves its feed at once; the last one out cancels the upstream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import grpc
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.applications import Starlette
+
+from libs.common.errors import FieldViolation, VidsynthError
+from libs.common.identity import Identity, current_identity, current_request_id
+from libs.common.ids import check_id
+from libs.common.rpc_status import error_from_rpc_error
+from services.gateway.auth import CurrentUser
+from services.gateway.event_feeds import FeedRegistry, follow, follow_feed, joined
+from services.gateway.problems import problem_body, problem_response
+from services.gateway.stream_tokens import StreamTokenSigner, get_stream_token_settings, signer_from_settings
+from vidsynth.v1 import progress_pb2, session_pb2
+
+router = APIRouter(tags=["progress"])
+
+PING_SECONDS = 15
+RETRY_MILLISECONDS = 3000
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class StreamToken(BaseModel):
+    token: str = Field(description="Pass as ?token= to the events (SSE) or ws (WebSocket) URL.")
+    session_id: str
+    expires_at: int = Field(description="Unix time after which the token no longer opens a stream.")
+    expires_in: int = Field(description="Seconds the token stays valid.")
+
+
+def stream_token_signer(app: Starlette) -> StreamTokenSigner:
+    signer = getattr(app.state, "stream_token_signer", None)
+    if signer is None:
+        signer = signer_from_settings(app.state.settings, get_stream_token_settings())
+        app.state.stream_token_signer = signer
+    return signer
+
+
+def stream_identity(
+    app: Starlette, authorization: str | None, token: str | None, session_id: str
+) -> Identity:
+    """The caller of a stream: by API key when the header is sent, else by stream token."""
+    if authorization:
+        identity = app.state.keyring.identity_from_bearer(authorization)
+    elif token:
+        grant = stream_token_signer(app).verify(token, session_id)
+        identity = Identity(grant.user_id)
+    else:
+        raise VidsynthError("UNAUTHENTICATED", "Send an API key or a stream token (?token=).")
+    current_identity.set(identity)
+    return identity
+
+
+def resume_after(last_event_id: str | None, after: int | None) -> int:
+    """Where to resume: the browser's Last-Event-ID wins over ?after= (it is newer)."""
+    if last_event_id is not None and last_event_id.strip():
+        try:
+            value = int(last_event_id.strip())
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise VidsynthError(
+                "INVALID_ARGUMENT",
+                "Last-Event-ID must be an event seq.",
+                [FieldViolation("Last-Event-ID", "must be a non-negative integer")],
+            )
+        return value
+    return after or 0
+
+
+def feed_registry(app: Starlette) -> FeedRegistry:
+    registry = getattr(app.state, "event_feeds", None)
+    if registry is None:
+        progress = app.state.clients.progress
+
+        def open_subscribe(session_id: str, after_seq: int) -> grpc.aio.UnaryStreamCall:
+            return progress.Subscribe(
+                progress_pb2.SubscribeRequest(session_id=session_id, after_seq=after_seq)
+            )
+
+        registry = FeedRegistry(open_subscribe)
+        app.state.event_feeds = registry
+    return registry
+
+
+async def check_stream_request(app: Starlette, session_id: str, job_id: str | None) -> None:
+    """Refusals before the stream starts, so they are proper HTTP statuses: ids, then ownership
+    (SessionService answers SESSION_NOT_FOUND for another user's session)."""
+    check_id("session", session_id)
+    if job_id:
+        check_id("job", job_id)
+    await app.state.clients.session.GetSession(session_pb2.GetSessionRequest(session_id=session_id))
+
+
+def _error_json(error: VidsynthError, request_id: str) -> str:
+    return json.dumps({"type": "error", "error": problem_body(error, request_id)})
+
+
+async def sse_frames(
+    app: Starlette,
+    identity: Identity,
+    session_id: str,
+    after_seq: int,
+    job_id: str,
+    until_terminal: bool,
+    request_id: str,
+) -> AsyncIterator[bytes | ServerSentEvent]:
+    current_identity.set(identity)
+    registry = feed_registry(app)
+    try:
+        # Joined before the first frame: once a client sees "connected", it misses nothing.
+        async with joined(registry, session_id, after_seq) as feed:
+            yield ServerSentEvent(comment="connected", retry=RETRY_MILLISECONDS)
+            events = follow_feed(registry, feed, after_seq, job_id=job_id, until_terminal=until_terminal)
+            # aclosing: a client that goes away leaves the feed now, not when the GC gets to it.
+            async with contextlib.aclosing(events):
+                async for item in events:
+                    yield item.sse
+    except VidsynthError as error:
+        # The client reconnects with Last-Event-ID and resumes exactly where it stopped.
+        yield ServerSentEvent(data=_error_json(error, request_id), event="error")
+
+
+@router.post(
+    "/v1/sessions/{session_id}/stream-token",
+    summary="A short-lived token that opens this session's event stream (for EventSource)",
+)
+async def create_stream_token(session_id: str, request: Request, user: CurrentUser) -> StreamToken:
+    check_id("session", session_id)
+    await request.app.state.clients.session.GetSession(session_pb2.GetSessionRequest(session_id=session_id))
+    token, grant = stream_token_signer(request.app).issue(session_id, user.user_id)
+    return StreamToken(
+        token=token,
+        session_id=session_id,
+        expires_at=grant.expires_at,
+        expires_in=stream_token_signer(request.app).ttl_seconds,
+    )
+
+
+@router.get(
+    "/v1/sessions/{session_id}/events",
+    summary="Server-sent events: the session's progress, replayed then live",
+    response_class=EventSourceResponse,
+)
+async def session_events(
+    session_id: str,
+    request: Request,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
+    token: Annotated[str | None, Query(description="A stream token instead of the API key.")] = None,
+    job_id: Annotated[str | None, Query(description="Only this job's events.")] = None,
+    until_terminal: Annotated[bool, Query(description="End after the job's final event.")] = False,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> EventSourceResponse:
+    identity = stream_identity(request.app, request.headers.get("authorization"), token, session_id)
+    after_seq = resume_after(last_event_id, after)
+    await check_stream_request(request.app, session_id, job_id)
+    frames = sse_frames(
+        request.app, identity, session_id, after_seq, job_id or "", until_terminal, current_request_id.get()
+    )
+    return EventSourceResponse(
+        frames,
+        headers=SSE_HEADERS,
+        ping=PING_SECONDS,
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+    )
+
+
+async def _pump_to_websocket(websocket: WebSocket, events: AsyncIterator, request_id: str) -> None:
+    try:
+        async for item in events:
+            await websocket.send_text(item.json)
+    except VidsynthError as error:
+        await websocket.send_text(_error_json(error, request_id))
+        await websocket.close(code=4000 + error.spec.http_status)
+        return
+    await websocket.close(code=1000)
+
+
+async def _wait_for_disconnect(websocket: WebSocket) -> None:
+    with contextlib.suppress(WebSocketDisconnect):
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+
+
+@router.websocket("/v1/sessions/{session_id}/ws")
+async def session_events_ws(
+    websocket: WebSocket,
+    session_id: str,
+    after: Annotated[int, Query(ge=0)] = 0,
+    token: str | None = None,
+    job_id: str | None = None,
+    until_terminal: bool = False,
+) -> None:
+    """WebSocket: the same JSON events as SSE, one per text message; resume with ?after=."""
+    request_id = current_request_id.get()
+    try:
+        stream_identity(websocket.app, websocket.headers.get("authorization"), token, session_id)
+        await check_stream_request(websocket.app, session_id, job_id)
+    except grpc.aio.AioRpcError as error:
+        await websocket.send_denial_response(problem_response(error_from_rpc_error(error), request_id))
+        return
+    except VidsynthError as error:
+        await websocket.send_denial_response(problem_response(error, request_id))
+        return
+    await websocket.accept()
+    events = follow(
+        feed_registry(websocket.app), session_id, after, job_id=job_id or "", until_terminal=until_terminal
+    )
+    pump = asyncio.create_task(_pump_to_websocket(websocket, events, request_id))
+    watcher = asyncio.create_task(_wait_for_disconnect(websocket))
+    try:
+        await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pump, watcher):
+            task.cancel()
+        for task in (pump, watcher):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+        # Leaves the feed (cancelling the upstream call if this was its last client).
+        await events.aclose()

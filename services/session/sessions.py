@@ -1,0 +1,234 @@
+"""The session manager: ownership, limits, TTL, states and isolation directories.
+
+Every public method takes the caller's user id from the authenticated identity;
+another user's session is indistinguishable from a missing one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from libs.common import ids
+from libs.common.errors import VidsynthError
+from services.session import files, lifecycle, validation
+from services.session.config import SessionSettings
+from services.session.lifecycle import PROCESSING, TtlPolicy
+from services.session.pagination import decode_token, encode_token, page_size
+from services.session.records import SessionRecord, timestamp, to_proto
+from services.session.store import CreateOutcome, PageCursor, SessionStore
+from vidsynth.v1 import common_pb2, session_pb2
+
+log = structlog.get_logger("vidsynth.session")
+
+JobCanceller = Callable[[str], Awaitable[None]]
+Change = Callable[[SessionRecord, float], SessionRecord]
+_MAX_WRITE_ATTEMPTS = 20
+
+
+@dataclass
+class SweepResult:
+    session_ids: list[str]
+    bytes_freed: int
+
+
+class SessionManager:
+    def __init__(
+        self,
+        store: SessionStore,
+        settings: SessionSettings,
+        sessions_dir: Path,
+        *,
+        cancel_job: JobCanceller | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._sessions_dir = sessions_dir
+        self._cancel_job = cancel_job
+        self._clock = clock
+        self.ttl = TtlPolicy(settings.session_idle_ttl_seconds, settings.session_processing_ttl_seconds)
+
+    def to_proto(self, record: SessionRecord) -> session_pb2.Session:
+        return to_proto(record, self.ttl, self._clock())
+
+    # --- user-facing -------------------------------------------------------------------
+
+    async def create(self, user_id: str, display_name: str) -> SessionRecord:
+        name = validation.clean_display_name(display_name)
+        now = self._clock()
+        record = SessionRecord(
+            session_id=ids.new_id("session"),
+            user_id=user_id,
+            state=lifecycle.CREATED,
+            display_name=name,
+            create_time=now,
+            update_time=now,
+            last_active_time=now,
+            expires_at=self.ttl.expires_at(lifecycle.CREATED, now),
+        )
+        outcome = await self._store.create_within_limits(
+            record, self._settings.session_max_per_user, self._settings.session_max_global, now
+        )
+        if outcome is not CreateOutcome.CREATED:
+            raise await self._limit_error(user_id if outcome is CreateOutcome.USER_LIMIT else None, now)
+        try:
+            await files.create_session_dirs(self._sessions_dir, record.session_id)
+        except BaseException:
+            await self._store.delete(record.session_id)
+            raise
+        log.info("session.created", session_id=record.session_id)
+        return record
+
+    async def get(self, user_id: str, session_id: str) -> SessionRecord:
+        record = await self._owned(user_id, session_id)
+        if self._clock() - record.last_active_time < self._settings.session_activity_write_interval_seconds:
+            return record
+        return await self._mutate(user_id, session_id, self._refreshed)
+
+    async def touch(self, user_id: str, session_id: str) -> SessionRecord:
+        return await self._mutate(user_id, session_id, self._refreshed)
+
+    async def list(
+        self, user_id: str, requested_page_size: int, page_token: str
+    ) -> tuple[list[SessionRecord], str]:
+        size = page_size(requested_page_size)
+        cursor = decode_token(page_token)
+        records = await self._store.list_for_user(user_id, cursor, size + 1)
+        if len(records) <= size:
+            return records, ""
+        last = records[size - 1]
+        return records[:size], encode_token(PageCursor(last.create_time, last.session_id))
+
+    async def delete(self, user_id: str, session_id: str, force: bool) -> int:
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            record = await self._owned(user_id, session_id)
+            if record.state == PROCESSING:
+                if not force:
+                    raise VidsynthError(
+                        "INVALID_SESSION_STATE",
+                        "A job is processing in this session; cancel it or delete with force.",
+                    )
+                await self._cancel_active_job(record)
+            # Only the version checked above is deleted: a job that started meanwhile is seen.
+            if await self._store.delete(session_id, record.version):
+                break
+        else:
+            raise VidsynthError("SERVICE_UNAVAILABLE", "The session is too busy; try again.")
+        freed = await files.remove_session_dirs(self._sessions_dir, session_id)
+        log.info("session.deleted", session_id=session_id, bytes_freed=freed, forced=force)
+        return freed
+
+    # --- internal (mesh) ---------------------------------------------------------------
+
+    async def register_asset(self, user_id: str, session_id: str, asset: common_pb2.Asset) -> SessionRecord:
+        validation.check_asset(asset)
+        registered = common_pb2.Asset()
+        registered.CopyFrom(asset)
+        if not registered.asset_id:
+            registered.asset_id = ids.new_id("asset")
+        replaced: list[str] = []
+
+        def change(record: SessionRecord, now: float) -> SessionRecord:
+            lifecycle.check_assets_editable(record.state)
+            if not registered.HasField("create_time"):
+                registered.create_time.CopyFrom(timestamp(now))
+            kept = tuple(a for a in record.assets if a.kind != registered.kind)
+            replaced[:] = [
+                a.stored_name
+                for a in record.assets
+                if a.kind == registered.kind and a.stored_name != registered.stored_name
+            ]
+            assets = (*kept, registered)
+            state = lifecycle.state_for_assets(a.kind for a in assets)
+            return self._refreshed(record, now).evolve(
+                assets=assets, state=state, update_time=now, active_job_id=""
+            )
+
+        record = await self._mutate(user_id, session_id, change)
+        for stored_name in replaced:
+            await files.remove_asset_file(self._sessions_dir, session_id, stored_name)
+        log.info("session.asset_registered", session_id=session_id, kind=registered.kind)
+        return record
+
+    async def update_state(self, user_id: str, session_id: str, target: int, job_id: str) -> SessionRecord:
+        """The stage runner's transitions. With no user id (a background runner) any
+        session may be moved; with one, only that user's."""
+        validation.check_requested_state(target)
+        if target == PROCESSING or job_id:
+            ids.check_id("job", job_id)
+
+        def change(record: SessionRecord, now: float) -> SessionRecord:
+            if record.state == PROCESSING and target == PROCESSING and record.active_job_id == job_id:
+                return self._refreshed(record, now)  # a resumed job says it again
+            lifecycle.check_transition(record.state, target)
+            if record.state == PROCESSING and job_id and job_id != record.active_job_id:
+                raise VidsynthError("INVALID_SESSION_STATE", "Another job is processing in this session.")
+            active = job_id if target == PROCESSING else ""
+            moved = record.evolve(state=target, active_job_id=active, update_time=now)
+            return self._refreshed(moved, now)
+
+        record = await self._mutate(user_id or None, session_id, change)
+        log.info("session.state_changed", session_id=session_id, state=lifecycle.state_name(target))
+        return record
+
+    async def sweep(self, limit: int) -> SweepResult:
+        """Removes expired sessions (rows, then directories). Processing ones never expire."""
+        now = self._clock()
+        result = SweepResult([], 0)
+        for record in await self._store.expired(now, max(limit, 0)):
+            if not await self._store.delete_if_expired(record.session_id, now):
+                continue
+            result.bytes_freed += await files.remove_session_dirs(self._sessions_dir, record.session_id)
+            result.session_ids.append(record.session_id)
+        if result.session_ids:
+            log.info("session.swept", count=len(result.session_ids), bytes_freed=result.bytes_freed)
+        return result
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _refreshed(self, record: SessionRecord, now: float) -> SessionRecord:
+        return record.evolve(last_active_time=now, expires_at=self.ttl.expires_at(record.state, now))
+
+    async def _owned(self, user_id: str | None, session_id: str) -> SessionRecord:
+        """The session if `user_id` owns it (None: any owner) and it has not expired."""
+        ids.check_id("session", session_id)
+        record = await self._store.get(session_id)
+        if record is None or (user_id is not None and record.user_id != user_id):
+            raise VidsynthError("SESSION_NOT_FOUND")
+        if record.is_expired(self._clock()):
+            raise VidsynthError("SESSION_EXPIRED")
+        return record
+
+    async def _mutate(self, user_id: str | None, session_id: str, change: Change) -> SessionRecord:
+        """Compare-and-set: re-reads and re-applies `change` when another write got in first."""
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            current = await self._owned(user_id, session_id)
+            updated = change(current, self._clock())
+            updated = updated.evolve(version=current.version + 1)
+            if await self._store.replace(updated, current.version):
+                return updated
+        raise VidsynthError("SERVICE_UNAVAILABLE", "The session is too busy; try again.")
+
+    async def _limit_error(self, user_id: str | None, now: float) -> VidsynthError:
+        earliest = await self._store.earliest_expiry(user_id, now)
+        wait = (earliest - now) if earliest is not None else self.ttl.idle_seconds
+        scope = "You have" if user_id is not None else "The server has"
+        return VidsynthError(
+            "SESSION_LIMIT_REACHED",
+            f"{scope} too many active sessions; delete one or try again later.",
+            retry_after_seconds=max(1.0, round(wait, 3)),
+            metadata={"scope": "user" if user_id is not None else "global"},
+        )
+
+    async def _cancel_active_job(self, record: SessionRecord) -> None:
+        if not record.active_job_id or self._cancel_job is None:
+            return
+        try:
+            await self._cancel_job(record.active_job_id)
+        except Exception as error:  # the session goes either way; the runner notices missing files
+            log.warning("session.cancel_failed", session_id=record.session_id, error=str(error))

@@ -1,0 +1,241 @@
+"""Session storage behind a small interface, so a Redis store can stand beside SQLite.
+
+Every write is a single statement: creates check the caps and insert in one
+statement, updates are compare-and-set on `version`, deletes of expired sessions
+re-check expiry. That keeps them atomic without holding locks across awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from services.session.lifecycle import NEVER
+from services.session.records import SessionRecord, decode_assets, encode_assets
+
+
+class CreateOutcome(enum.Enum):
+    CREATED = "created"
+    USER_LIMIT = "user_limit"
+    GLOBAL_LIMIT = "global_limit"
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Position after the last session of a page (sessions are listed newest first)."""
+
+    create_time: float
+    session_id: str
+
+
+class SessionStore(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def create_within_limits(
+        self, record: SessionRecord, per_user: int, global_cap: int, now: float
+    ) -> CreateOutcome: ...
+    async def get(self, session_id: str) -> SessionRecord | None: ...
+    async def list_for_user(
+        self, user_id: str, after: PageCursor | None, limit: int
+    ) -> list[SessionRecord]: ...
+    async def replace(self, record: SessionRecord, expected_version: int) -> bool: ...
+    async def delete(self, session_id: str, expected_version: int | None = None) -> bool: ...
+    async def delete_if_expired(self, session_id: str, now: float) -> bool: ...
+    async def expired(self, now: float, limit: int) -> list[SessionRecord]: ...
+    async def earliest_expiry(self, user_id: str | None, now: float) -> float | None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    display_name TEXT NOT NULL,
+    active_job_id TEXT NOT NULL,
+    create_time REAL NOT NULL,
+    update_time REAL NOT NULL,
+    last_active_time REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    assets BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, create_time DESC, session_id DESC);
+CREATE INDEX IF NOT EXISTS sessions_by_user_expiry ON sessions (user_id, expires_at);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
+"""
+
+_COLUMNS = (
+    "session_id, user_id, state, display_name, active_job_id, create_time, update_time, "
+    "last_active_time, expires_at, version, assets"
+)
+# Only these constant names are ever interpolated into SQL; values are always bound.
+_SELECT = f"SELECT {_COLUMNS} FROM sessions"  # noqa: S608
+
+
+def _row(record: SessionRecord) -> tuple:
+    return (
+        record.session_id,
+        record.user_id,
+        record.state,
+        record.display_name,
+        record.active_job_id,
+        record.create_time,
+        record.update_time,
+        record.last_active_time,
+        record.expires_at,
+        record.version,
+        encode_assets(record.assets),
+    )
+
+
+def _record(row: tuple) -> SessionRecord:
+    return SessionRecord(
+        session_id=row[0],
+        user_id=row[1],
+        state=row[2],
+        display_name=row[3],
+        active_job_id=row[4],
+        create_time=row[5],
+        update_time=row[6],
+        last_active_time=row[7],
+        expires_at=row[8] if math.isfinite(row[8]) else NEVER,
+        version=row[9],
+        assets=decode_assets(row[10]),
+    )
+
+
+class SqliteSessionStore:
+    """SQLite in WAL mode. Statements run one at a time on one connection, on a single
+    worker thread of their own (off the event loop, and no lock to contend for)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-store")
+
+    def _connect(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Autocommit: every statement below is its own atomic transaction.
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL survives a killed process (not a power cut) at a fraction of FULL's fsyncs.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    async def open(self) -> None:
+        await self._run(self._connect)
+
+    def _disconnect(self) -> None:
+        # Runs after every statement queued before it (one worker, first in first out).
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        await self._run(self._disconnect)
+        self._executor.shutdown(wait=False)
+
+    async def _run(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    def _execute(self, sql: str, params: tuple) -> tuple[list[tuple], int]:
+        if self._conn is None:
+            raise RuntimeError("session store is not open")
+        cursor = self._conn.execute(sql, params)
+        try:
+            return cursor.fetchall(), cursor.rowcount
+        finally:
+            cursor.close()
+
+    async def _fetchall(self, sql: str, params: tuple = ()) -> list[tuple]:
+        rows, _ = await self._run(self._execute, sql, params)
+        return rows
+
+    async def _changed(self, sql: str, params: tuple) -> int:
+        _, count = await self._run(self._execute, sql, params)
+        return count
+
+    async def create_within_limits(
+        self, record: SessionRecord, per_user: int, global_cap: int, now: float
+    ) -> CreateOutcome:
+        # Check and insert in one statement, so concurrent creates cannot overshoot a cap.
+        inserted = await self._changed(
+            f"INSERT INTO sessions ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "  # noqa: S608
+            # Each count stops at its cap, so a create costs O(cap), not O(sessions).
+            "WHERE (SELECT count(*) FROM (SELECT 1 FROM sessions WHERE user_id = ? AND expires_at > ? "
+            "LIMIT ?)) < ? "
+            "AND (SELECT count(*) FROM (SELECT 1 FROM sessions WHERE expires_at > ? LIMIT ?)) < ?",
+            (*_row(record), record.user_id, now, per_user, per_user, now, global_cap, global_cap),
+        )
+        if inserted:
+            return CreateOutcome.CREATED
+        rows = await self._fetchall(
+            "SELECT count(*) FROM (SELECT 1 FROM sessions WHERE user_id = ? AND expires_at > ? LIMIT ?)",
+            (record.user_id, now, per_user),
+        )
+        return CreateOutcome.USER_LIMIT if rows[0][0] >= per_user else CreateOutcome.GLOBAL_LIMIT
+
+    async def get(self, session_id: str) -> SessionRecord | None:
+        rows = await self._fetchall(f"{_SELECT} WHERE session_id = ?", (session_id,))
+        return _record(rows[0]) if rows else None
+
+    async def list_for_user(self, user_id: str, after: PageCursor | None, limit: int) -> list[SessionRecord]:
+        if after is None:
+            sql = f"{_SELECT} WHERE user_id = ? "
+            params: tuple = (user_id,)
+        else:
+            sql = (
+                f"{_SELECT} WHERE user_id = ? AND (create_time < ? OR (create_time = ? AND session_id < ?)) "
+            )
+            params = (user_id, after.create_time, after.create_time, after.session_id)
+        sql += "ORDER BY create_time DESC, session_id DESC LIMIT ?"
+        return [_record(row) for row in await self._fetchall(sql, (*params, limit))]
+
+    async def replace(self, record: SessionRecord, expected_version: int) -> bool:
+        row = _row(record)
+        changed = await self._changed(
+            "UPDATE sessions SET user_id = ?, state = ?, display_name = ?, active_job_id = ?, "
+            "create_time = ?, update_time = ?, last_active_time = ?, expires_at = ?, version = ?, "
+            "assets = ? WHERE session_id = ? AND version = ?",
+            (*row[1:], record.session_id, expected_version),
+        )
+        return changed == 1
+
+    async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
+        if expected_version is None:
+            return await self._changed("DELETE FROM sessions WHERE session_id = ?", (session_id,)) == 1
+        changed = await self._changed(
+            "DELETE FROM sessions WHERE session_id = ? AND version = ?", (session_id, expected_version)
+        )
+        return changed == 1
+
+    async def delete_if_expired(self, session_id: str, now: float) -> bool:
+        changed = await self._changed(
+            "DELETE FROM sessions WHERE session_id = ? AND expires_at <= ?", (session_id, now)
+        )
+        return changed == 1
+
+    async def expired(self, now: float, limit: int) -> list[SessionRecord]:
+        rows = await self._fetchall(
+            f"{_SELECT} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
+            (now, limit if limit > 0 else -1),
+        )
+        return [_record(row) for row in rows]
+
+    async def earliest_expiry(self, user_id: str | None, now: float) -> float | None:
+        if user_id is None:
+            rows = await self._fetchall("SELECT min(expires_at) FROM sessions WHERE expires_at > ?", (now,))
+        else:
+            rows = await self._fetchall(
+                "SELECT min(expires_at) FROM sessions WHERE user_id = ? AND expires_at > ?", (user_id, now)
+            )
+        value = rows[0][0] if rows else None
+        return value if value is not None and math.isfinite(value) else None

@@ -1,0 +1,93 @@
+"""What this machine offers the pipeline: conda envs, executables, a Gemini key, a GPU.
+Detected once at start and on demand (GetCapabilities refresh), never per job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger("vidsynth.stage_runner.detection")
+
+EXECUTABLES = ("ffmpeg", "ffprobe", "espeak-ng")
+PROBE_TIMEOUT_SECONDS = 20.0
+
+
+@dataclass
+class Detection:
+    """Mutable so every backend holding it sees a refresh at once."""
+
+    conda_path: str = ""
+    conda_envs: frozenset[str] = frozenset()
+    executables: dict[str, str] = field(default_factory=dict)
+    gemini_key_set: bool = False
+    gpu_name: str = ""
+    detect_time: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def gpu_available(self) -> bool:
+        return bool(self.gpu_name)
+
+    def replace_with(self, other: Detection) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+
+async def _output_of(argv: list[str]) -> str | None:
+    """stdout of a short probe command, or None when it is missing, fails or hangs."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT_SECONDS)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None
+    return out.decode(errors="replace") if proc.returncode == 0 else None
+
+
+def conda_env_names(env_list_json: str) -> frozenset[str]:
+    """Env names from `conda env list --json` (paths; the root prefix is "base")."""
+    try:
+        data = json.loads(env_list_json)
+    except json.JSONDecodeError:
+        return frozenset()
+    envs = data.get("envs", [])
+    root = data.get("root_prefix") or (envs[0] if envs else "")
+    return frozenset("base" if path == root else Path(path).name for path in envs)
+
+
+async def detect(conda_executable: str, gemini_key_set: bool) -> Detection:
+    conda_path = shutil.which(conda_executable) or ""
+    conda_task = _output_of([conda_path, "env", "list", "--json"]) if conda_path else None
+    gpu_path = shutil.which("nvidia-smi")
+    gpu_task = _output_of([gpu_path, "--query-gpu=name", "--format=csv,noheader"]) if gpu_path else None
+    conda_out = await conda_task if conda_task else None
+    gpu_out = await gpu_task if gpu_task else None
+    detection = Detection(
+        conda_path=conda_path,
+        conda_envs=conda_env_names(conda_out) if conda_out else frozenset(),
+        executables={name: path for name in EXECUTABLES if (path := shutil.which(name))},
+        gemini_key_set=gemini_key_set,
+        gpu_name=(gpu_out or "").strip().splitlines()[0] if (gpu_out or "").strip() else "",
+    )
+    log.info(
+        "capabilities.detected",
+        conda=bool(conda_path),
+        envs=sorted(detection.conda_envs),
+        executables=sorted(detection.executables),
+        gpu=detection.gpu_name or None,
+    )
+    return detection

@@ -1,0 +1,98 @@
+"""A Job as plain JSON (enum names in lower case, as the HTTP API and webhooks spell them)."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+
+from vidsynth.v1 import common_pb2, stage_runner_pb2
+
+
+def _short(enum_type, value: int, prefix: str) -> str:
+    return enum_type.Name(value).removeprefix(prefix).lower()
+
+
+def _timestamp(message, field: str) -> str | None:
+    if not message.HasField(field):
+        return None
+    return getattr(message, field).ToJsonString()
+
+
+def error_code_of(job: stage_runner_pb2.Job) -> str:
+    for detail in job.error.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
+
+
+def spec_to_dict(spec: stage_runner_pb2.JobSpec) -> dict:
+    return json_format.MessageToDict(spec, preserving_proto_field_name=True)
+
+
+def job_to_dict(job: stage_runner_pb2.Job) -> dict:
+    body: dict = {
+        "job_id": job.job_id,
+        "session_id": job.session_id,
+        "state": _short(common_pb2.JobState, job.state, "JOB_STATE_"),
+        "done": job.done,
+        "mode": _short(common_pb2.ProcessingMode, job.mode, "PROCESSING_MODE_"),
+        "overall_percent": round(job.overall_percent, 2),
+        "queue_position": job.queue_position,
+        "eta_seconds": round(job.eta_seconds, 2),
+        "spec": spec_to_dict(job.spec),
+        "stages": [
+            {
+                "stage": _short(common_pb2.Stage, s.stage, "STAGE_"),
+                "status": _short(common_pb2.StageStatus, s.status, "STAGE_STATUS_"),
+                "backend": s.backend,
+                "percent": round(s.percent, 2),
+                "estimated_seconds": round(s.estimated_seconds, 2),
+                "start_time": _timestamp(s, "start_time"),
+                "end_time": _timestamp(s, "end_time"),
+                **({"error": {"code": s.error.code, "message": s.error.message}} if s.error.code else {}),
+            }
+            for s in job.stages
+        ],
+        "outputs": [
+            {"name": o.name, "content_type": o.content_type, "size_bytes": o.size_bytes, "sha256": o.sha256}
+            for o in job.outputs
+        ],
+        "create_time": _timestamp(job, "create_time"),
+        "start_time": _timestamp(job, "start_time"),
+        "end_time": _timestamp(job, "end_time"),
+    }
+    if job.HasField("error"):
+        body["error"] = {"code": error_code_of(job), "message": job.error.message}
+    return body
+
+
+def capabilities_to_dict(caps: stage_runner_pb2.Capabilities) -> dict:
+    return {
+        "mode": _short(common_pb2.ProcessingMode, caps.mode, "PROCESSING_MODE_"),
+        "production_ready": caps.production_ready,
+        "gpu_available": caps.gpu_available,
+        "gpu_name": caps.gpu_name,
+        "detect_time": _timestamp(caps, "detect_time"),
+        "missing": list(caps.missing),
+        "stages": [
+            {
+                "stage": _short(common_pb2.Stage, s.stage, "STAGE_"),
+                "selected_backend": s.selected_backend,
+                "production_available": s.production_available,
+            }
+            for s in caps.stages
+        ],
+        "backends": [
+            {
+                "name": b.name,
+                "stage": _short(common_pb2.Stage, b.stage, "STAGE_"),
+                "kind": _short(stage_runner_pb2.BackendKind, b.kind, "BACKEND_KIND_"),
+                "available": b.available,
+                "reason": b.reason,
+                "needs_gpu": b.needs_gpu,
+            }
+            for b in caps.backends
+        ],
+    }

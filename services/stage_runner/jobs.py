@@ -1,0 +1,315 @@
+"""Jobs as resources: submit (idempotent), read, list, cancel, estimate; the queue's
+positions and ETAs; resuming unfinished jobs after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+
+from libs.common import ids
+from libs.common.errors import VidsynthError
+from libs.common.identity import require_identity
+from libs.common.session_paths import session_paths
+from services.stage_runner import spec_checks
+from services.stage_runner.capabilities import BackendRegistry
+from services.stage_runner.checkpoints import OUTPUT_FILES
+from services.stage_runner.cost_model import CostModel, work_units
+from services.stage_runner.execution import TERMINAL_STATES, JobRunner, LiveJob
+from services.stage_runner.pipeline import planned_stages
+from services.stage_runner.queue import JobQueue
+from services.stage_runner.script_text import expected_speech_seconds
+from services.stage_runner.session_link import SessionLink
+from services.stage_runner.store import JobStore, StoredJob
+from services.stage_runner.webhooks import check_webhook_url
+from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
+
+log = structlog.get_logger("vidsynth.stage_runner.jobs")
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+CANCEL_WAIT_SECONDS = 5.0
+# Back-pressure hooks (e.g. INSUFFICIENT_STORAGE / INSUFFICIENT_MEMORY) run before a job is accepted.
+AdmissionCheck = Callable[[], Awaitable[None]]
+
+
+class JobManager:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        registry: BackendRegistry,
+        cost_model: CostModel,
+        sessions: SessionLink,
+        runner_factory: Callable[[dict[str, LiveJob], JobQueue], JobRunner],
+        max_running: int,
+        max_waiting: int,
+        stage_limits: dict[int, int],
+        max_script_chars: int,
+        words_per_minute: float,
+        webhook_hosts: frozenset[str],
+        webhook_secret_set: bool,
+        admission_checks: list[AdmissionCheck] | None = None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._cost = cost_model
+        self._sessions = sessions
+        self._max_script_chars = max_script_chars
+        self._wpm = words_per_minute
+        self._webhook_hosts = webhook_hosts
+        self._webhook_secret_set = webhook_secret_set
+        self.admission_checks: list[AdmissionCheck] = list(admission_checks or [])
+        self.live: dict[str, LiveJob] = {}
+        self.queue = JobQueue(
+            max_running=max_running,
+            max_waiting=max_waiting,
+            stage_limits=stage_limits,
+            run_job=self._run,
+            on_moved=self._queue_moved,
+        )
+        self.runner = runner_factory(self.live, self.queue)
+        self._submit_lock = asyncio.Lock()
+
+    async def _run(self, job_id: str) -> None:
+        await self.runner.run(job_id)
+
+    # ---- submit -------------------------------------------------------------------------------
+
+    async def start(self, request: stage_runner_pb2.StartJobRequest) -> stage_runner_pb2.Job:
+        identity = require_identity()
+        ids.check_id("session", request.session_id)
+        spec_checks.check_spec(request.spec, self._max_script_chars)
+        if request.request_id:
+            spec_checks.check_idempotency_key(request.request_id)
+        if request.spec.webhook_url:
+            check_webhook_url(request.spec.webhook_url, self._webhook_hosts, self._webhook_secret_set)
+        fingerprint = spec_checks.request_fingerprint(request.session_id, request.spec)
+        async with self._submit_lock:
+            if request.request_id:
+                existing = await self._store.find_idempotent(identity.user_id, request.request_id)
+                if existing is not None:
+                    if existing.spec_hash != fingerprint:
+                        raise VidsynthError("IDEMPOTENCY_CONFLICT")
+                    return self._current(existing)
+            # The single place back-pressure refuses new work.
+            for admission_check in self.admission_checks:
+                await admission_check()
+            session = await self._sessions.get_startable(request.session_id)
+            self.queue.check_capacity(self._first_slot_seconds())
+            job = self._new_job(request, session)
+            await self._sessions.set_state(
+                request.session_id, session_pb2.SESSION_STATE_PROCESSING, job.job_id
+            )
+            try:
+                await self._store.insert(job, identity.user_id, request.request_id, fingerprint)
+            except BaseException:
+                await self._sessions.follow_job(request.session_id, session.state, job.job_id)
+                raise
+            live = LiveJob(job, identity.user_id)
+            self.live[job.job_id] = live
+            job.queue_position = len(self.queue.waiting) + 1
+            job.eta_seconds = self._eta_if_queued_now(job)
+            live.published_position = job.queue_position
+            self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
+            self.queue.submit(job.job_id)
+            log.info("job.queued", job_id=job.job_id, session_id=job.session_id, position=job.queue_position)
+            return self._snapshot(live.job)
+
+    def _new_job(
+        self, request: stage_runner_pb2.StartJobRequest, session: session_pb2.Session
+    ) -> stage_runner_pb2.Job:
+        job = stage_runner_pb2.Job(
+            job_id=ids.new_id("job"),
+            session_id=request.session_id,
+            state=common_pb2.JOB_STATE_QUEUED,
+            spec=request.spec,
+            mode=self._registry.mode,
+        )
+        job.create_time.GetCurrentTime()
+        megapixels = self._sessions.inputs(session).face_megapixels
+        for stage_estimate in self._stage_estimates(request.spec, job.mode, megapixels):
+            job.stages.add(
+                stage=stage_estimate.stage,
+                status=common_pb2.STAGE_STATUS_PENDING,
+                backend=stage_estimate.backend,
+                estimated_seconds=stage_estimate.seconds,
+            )
+        job.eta_seconds = sum(s.estimated_seconds for s in job.stages)
+        return job
+
+    def _stage_estimates(
+        self, spec: stage_runner_pb2.JobSpec, mode: int, face_megapixels: float, strict: bool = False
+    ) -> list[stage_runner_pb2.StageEstimate]:
+        speech = expected_speech_seconds(spec, self._wpm)
+        estimates = []
+        for stage in planned_stages(spec):
+            try:
+                backend = self._registry.select(stage, mode, spec)
+            except VidsynthError:
+                if strict:
+                    raise
+                estimates.append(stage_runner_pb2.StageEstimate(stage=stage))
+                continue
+            units = work_units(stage, speech, face_megapixels, spec)
+            seconds = self._cost.estimate(backend.name, backend.kind, stage, units)
+            estimates.append(
+                stage_runner_pb2.StageEstimate(stage=stage, backend=backend.name, seconds=seconds)
+            )
+        return estimates
+
+    # ---- queue positions and ETAs ---------------------------------------------------------------
+
+    def _slot_finish_times(self) -> list[float]:
+        """Seconds until each run slot frees up, for the jobs running now."""
+        slots = []
+        for job_id in self.queue.running:
+            live = self.live.get(job_id)
+            if live is not None:
+                # Just dequeued and not started yet: its eta is still the queued one.
+                started = live.job.state == common_pb2.JOB_STATE_RUNNING
+                slots.append(live.job.eta_seconds if started else self._total_estimate(live.job))
+        slots += [0.0] * max(0, self.queue.max_running - len(slots))
+        heapq.heapify(slots)
+        return slots
+
+    def _first_slot_seconds(self) -> float:
+        slots = self._slot_finish_times()
+        for job_id in self.queue.waiting:
+            if job_id in self.live:
+                heapq.heappush(slots, heapq.heappop(slots) + self._total_estimate(self.live[job_id].job))
+        return slots[0] if slots else 0.0
+
+    def _eta_if_queued_now(self, job: stage_runner_pb2.Job) -> float:
+        return self._first_slot_seconds() + self._total_estimate(job)
+
+    @staticmethod
+    def _total_estimate(job: stage_runner_pb2.Job) -> float:
+        return sum(s.estimated_seconds for s in job.stages)
+
+    def _queue_moved(self) -> None:
+        """Publishes job.queued with the new position and ETA of every waiting job that moved."""
+        slots = self._slot_finish_times()
+        for position, job_id in enumerate(self.queue.waiting, start=1):
+            live = self.live.get(job_id)
+            if live is None:
+                continue
+            start = heapq.heappop(slots)
+            finish = start + self._total_estimate(live.job)
+            heapq.heappush(slots, finish)
+            live.job.queue_position = position
+            live.job.eta_seconds = finish
+            if live.published_position != position:
+                live.published_position = position
+                self.runner.emit(
+                    live.job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message=f"position {position} in the queue"
+                )
+
+    # ---- reads ----------------------------------------------------------------------------------
+
+    def _snapshot(self, job: stage_runner_pb2.Job) -> stage_runner_pb2.Job:
+        copy = stage_runner_pb2.Job()
+        copy.CopyFrom(job)
+        if copy.state == common_pb2.JOB_STATE_QUEUED:
+            copy.queue_position = self.queue.position(copy.job_id) or copy.queue_position
+        return copy
+
+    def _current(self, stored: StoredJob) -> stage_runner_pb2.Job:
+        live = self.live.get(stored.job.job_id)
+        return self._snapshot(live.job if live else stored.job)
+
+    async def _owned(self, job_id: str) -> StoredJob:
+        ids.check_id("job", job_id)
+        identity = require_identity()
+        live = self.live.get(job_id)
+        if live is not None:
+            if live.user_id != identity.user_id:
+                raise VidsynthError("JOB_NOT_FOUND")
+            return StoredJob(live.job, live.user_id, 0)
+        stored = await self._store.get(job_id)
+        if stored is None or stored.user_id != identity.user_id:
+            raise VidsynthError("JOB_NOT_FOUND")
+        return stored
+
+    async def get(self, job_id: str) -> stage_runner_pb2.Job:
+        return self._current(await self._owned(job_id))
+
+    async def list(self, request: stage_runner_pb2.ListJobsRequest) -> stage_runner_pb2.ListJobsResponse:
+        identity = require_identity()
+        if request.session_id:
+            ids.check_id("session", request.session_id)
+        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        if request.page_size < 0:
+            raise VidsynthError("INVALID_ARGUMENT", "page_size must not be negative.")
+        after = 0
+        if request.page_token:
+            if not request.page_token.isdigit():
+                raise VidsynthError("INVALID_ARGUMENT", "page_token is not valid.")
+            after = int(request.page_token)
+        rows = await self._store.list_for_user(identity.user_id, request.session_id, after, page_size + 1)
+        response = stage_runner_pb2.ListJobsResponse(jobs=[self._current(r) for r in rows[:page_size]])
+        if len(rows) > page_size:
+            response.next_page_token = str(rows[page_size - 1].seq)
+        return response
+
+    # ---- cancel ---------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> stage_runner_pb2.Job:
+        stored = await self._owned(job_id)
+        live = self.live.get(job_id)
+        if stored.job.state in TERMINAL_STATES or live is None or live.finishing:
+            raise VidsynthError("JOB_NOT_CANCELLABLE")
+        live.cancel_requested = True
+        if self.queue.remove_waiting(job_id):
+            await self.runner.finish_cancelled(live)
+        else:
+            task = self.queue.running_task(job_id)
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task}, timeout=CANCEL_WAIT_SECONDS)
+        return self._snapshot(live.job)
+
+    # ---- estimate -------------------------------------------------------------------------------
+
+    async def estimate(self, request: stage_runner_pb2.EstimateJobRequest) -> stage_runner_pb2.JobEstimate:
+        require_identity()
+        ids.check_id("session", request.session_id)
+        spec_checks.check_spec(request.spec, self._max_script_chars)
+        session = await self._sessions.get(request.session_id)
+        inputs = self._sessions.inputs(session)
+        stages = self._stage_estimates(request.spec, self._registry.mode, inputs.face_megapixels, strict=True)
+        return stage_runner_pb2.JobEstimate(
+            stages=stages,
+            total_seconds=sum(s.seconds for s in stages),
+            outputs=list(OUTPUT_FILES),
+            speech_seconds=expected_speech_seconds(request.spec, self._wpm),
+        )
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def resume(self) -> int:
+        """Re-queues jobs a previous process left unfinished: running ones first, in order."""
+        unfinished = await self._store.unfinished()
+        running = [r for r in unfinished if r.job.state == common_pb2.JOB_STATE_RUNNING]
+        queued = [r for r in unfinished if r.job.state == common_pb2.JOB_STATE_QUEUED]
+        for stored in running + queued:
+            self.live[stored.job.job_id] = LiveJob(stored.job, stored.user_id)
+        for stored in running + queued:
+            self.queue.submit(stored.job.job_id)
+        if unfinished:
+            log.info("jobs.resumed", running=len(running), queued=len(queued))
+        return len(unfinished)
+
+    async def stop(self) -> None:
+        await self.queue.stop()
+
+
+def output_path(sessions_dir: Path, session_id: str, job_id: str, name: str) -> Path | None:
+    """Where a finished job's named output lives (for the gateway's downloads)."""
+    entry = OUTPUT_FILES.get(name)
+    if entry is None:
+        return None
+    return session_paths(sessions_dir, session_id).output / job_id / entry[0]

@@ -1,0 +1,47 @@
+"""Settings of the built-in media backends and the Gemini script writer."""
+
+from __future__ import annotations
+
+import functools
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from libs.common.settings import VidsynthSettings
+
+
+class MediaSettings(VidsynthSettings):
+    """`VIDSYNTH_MEDIA_*` settings; the Gemini key is also read from `GEMINI_API_KEY`."""
+
+    model_config = SettingsConfigDict(populate_by_name=True)
+
+    media_gemini_api_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices(
+            "media_gemini_api_key", "VIDSYNTH_MEDIA_GEMINI_API_KEY", "GEMINI_API_KEY"
+        ),
+        description="Gemini API key (also read from GEMINI_API_KEY); empty disables generated scripts.",
+    )
+    media_gemini_base_url: str = Field(
+        "", description="Override of the Gemini API base URL (for proxies and tests); empty uses Google's."
+    )
+    media_gemini_models: str = Field(
+        "gemini-2.5-flash,gemini-2.0-flash,gemini-1.5-flash",
+        description="Comma-separated Gemini models, tried in order when one fails.",
+    )
+    media_gemini_attempts: int = Field(3, ge=1, description="Attempts per Gemini model before the next one.")
+    media_gemini_backoff_seconds: float = Field(
+        1.0, ge=0, description="First retry delay for Gemini calls; doubles on each retry."
+    )
+    media_gemini_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one Gemini request.")
+    media_script_max_minutes: float = Field(10.0, gt=0, description="Longest script a prompt may ask for.")
+    media_words_per_minute: int = Field(150, gt=0, description="Speaking rate used to size and time scripts.")
+    media_seconds_per_chunk: float = Field(
+        20.0, gt=0, description="Target length of each sentence-aligned speech chunk, in seconds."
+    )
+
+
+@functools.cache
+def get_media_settings() -> MediaSettings:
+    """The process's media settings, read from the environment once."""
+    return MediaSettings()

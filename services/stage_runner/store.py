@@ -1,0 +1,186 @@
+"""Jobs, the processing mode and cost rates in SQLite (WAL), off the event loop.
+
+Behind the small `JobStore` protocol so a Redis variant can replace it. A job is kept
+as its serialized `Job` message plus the columns queries need (owner, session, order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from vidsynth.v1 import common_pb2, stage_runner_pb2
+
+UNFINISHED_STATES = (common_pb2.JOB_STATE_QUEUED, common_pb2.JOB_STATE_RUNNING)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL DEFAULT '',
+    spec_hash TEXT NOT NULL DEFAULT '',
+    job BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (user_id, idempotency_key)
+    WHERE idempotency_key != '';
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cost_rates (
+    backend TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    rate REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    PRIMARY KEY (backend, stage)
+);
+"""
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    job: stage_runner_pb2.Job
+    user_id: str
+    seq: int
+    spec_hash: str = ""
+
+
+@dataclass(frozen=True)
+class CostRate:
+    backend: str
+    stage: int
+    rate: float
+    samples: int
+
+
+class JobStore(Protocol):
+    async def insert(
+        self, job: stage_runner_pb2.Job, user_id: str, idempotency_key: str, spec_hash: str
+    ) -> None: ...
+    async def update(self, job: stage_runner_pb2.Job) -> None: ...
+    async def get(self, job_id: str) -> StoredJob | None: ...
+    async def find_idempotent(self, user_id: str, key: str) -> StoredJob | None: ...
+    async def list_for_user(
+        self, user_id: str, session_id: str, after_seq: int, limit: int
+    ) -> list[StoredJob]: ...
+    async def unfinished(self) -> list[StoredJob]: ...
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+    async def cost_rates(self) -> list[CostRate]: ...
+    async def save_cost_rate(self, rate: CostRate) -> None: ...
+    async def close(self) -> None: ...
+
+
+def _row_to_job(row: tuple) -> StoredJob:
+    seq, user_id, spec_hash, blob = row
+    return StoredJob(stage_runner_pb2.Job.FromString(blob), user_id, seq, spec_hash)
+
+
+class SqliteJobStore:
+    """One connection used from worker threads under a lock (SQLite serialises writes anyway)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    async def _call(self, sql: str, params: tuple = ()) -> list[tuple]:
+        return await asyncio.to_thread(self._run, sql, params)
+
+    async def insert(
+        self, job: stage_runner_pb2.Job, user_id: str, idempotency_key: str, spec_hash: str
+    ) -> None:
+        await self._call(
+            "INSERT INTO jobs (job_id, user_id, session_id, state, idempotency_key, spec_hash, job) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.job_id,
+                user_id,
+                job.session_id,
+                job.state,
+                idempotency_key,
+                spec_hash,
+                job.SerializeToString(),
+            ),
+        )
+
+    async def update(self, job: stage_runner_pb2.Job) -> None:
+        await self._call(
+            "UPDATE jobs SET state = ?, job = ? WHERE job_id = ?",
+            (job.state, job.SerializeToString(), job.job_id),
+        )
+
+    async def get(self, job_id: str) -> StoredJob | None:
+        rows = await self._call("SELECT seq, user_id, spec_hash, job FROM jobs WHERE job_id = ?", (job_id,))
+        return _row_to_job(rows[0]) if rows else None
+
+    async def find_idempotent(self, user_id: str, key: str) -> StoredJob | None:
+        rows = await self._call(
+            "SELECT seq, user_id, spec_hash, job FROM jobs WHERE user_id = ? AND idempotency_key = ?",
+            (user_id, key),
+        )
+        return _row_to_job(rows[0]) if rows else None
+
+    async def list_for_user(
+        self, user_id: str, session_id: str, after_seq: int, limit: int
+    ) -> list[StoredJob]:
+        if session_id:
+            rows = await self._call(
+                "SELECT seq, user_id, spec_hash, job FROM jobs WHERE user_id = ? AND session_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (user_id, session_id, after_seq, limit),
+            )
+        else:
+            rows = await self._call(
+                "SELECT seq, user_id, spec_hash, job FROM jobs WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (user_id, after_seq, limit),
+            )
+        return [_row_to_job(r) for r in rows]
+
+    async def unfinished(self) -> list[StoredJob]:
+        rows = await self._call(
+            "SELECT seq, user_id, spec_hash, job FROM jobs WHERE state IN (?, ?) ORDER BY seq",
+            UNFINISHED_STATES,
+        )
+        return [_row_to_job(r) for r in rows]
+
+    async def get_meta(self, key: str) -> str | None:
+        rows = await self._call("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._call(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    async def cost_rates(self) -> list[CostRate]:
+        rows = await self._call("SELECT backend, stage, rate, samples FROM cost_rates")
+        return [CostRate(*r) for r in rows]
+
+    async def save_cost_rate(self, rate: CostRate) -> None:
+        await self._call(
+            "INSERT INTO cost_rates (backend, stage, rate, samples) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(backend, stage) DO UPDATE SET rate = excluded.rate, samples = excluded.samples",
+            (rate.backend, rate.stage, rate.rate, rate.samples),
+        )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            self._conn.close()

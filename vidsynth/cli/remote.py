@@ -1,0 +1,136 @@
+"""How the client commands reach a running mesh, and how its errors become exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import grpc
+import typer
+from rich.console import Console
+
+from libs.common.errors import VidsynthError
+from libs.common.rpc_status import error_from_rpc_error
+from libs.common.settings import SERVICE_PORT_OFFSETS
+from vidsynth.v1 import (
+    cleanup_pb2_grpc,
+    progress_pb2_grpc,
+    session_pb2_grpc,
+    stage_runner_pb2_grpc,
+    validator_pb2_grpc,
+)
+
+# Exit codes by the gRPC status of the catalogued error (documented in `vidsynth --help`).
+EXIT_CODES: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.UNAUTHENTICATED: 3,
+    grpc.StatusCode.PERMISSION_DENIED: 3,
+    grpc.StatusCode.NOT_FOUND: 4,
+    grpc.StatusCode.INVALID_ARGUMENT: 5,
+    grpc.StatusCode.FAILED_PRECONDITION: 5,
+    grpc.StatusCode.ALREADY_EXISTS: 5,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 6,
+    grpc.StatusCode.UNAVAILABLE: 6,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 6,
+}
+EXIT_JOB_FAILED = 7
+EXIT_HELP = (
+    "Exit codes: 0 ok, 1 other error, 2 usage, 3 not authenticated/allowed, 4 not found, "
+    "5 refused input or state, 6 busy or unavailable (retry later), 7 the job failed or was cancelled."
+)
+
+ApiKeyOption = Annotated[
+    str, typer.Option("--api-key", envvar="VIDSYNTH_API_KEY", help="Your API key.", show_default=False)
+]
+GrpcOption = Annotated[
+    str,
+    typer.Option(
+        "--grpc", envvar="VIDSYNTH_GRPC_TARGET", help="host:port of the first service (SessionService)."
+    ),
+]
+UrlOption = Annotated[str, typer.Option("--url", envvar="VIDSYNTH_URL", help="Gateway base URL (downloads).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Remote:
+    """Stubs for every service of one mesh, called with the user's key."""
+
+    grpc_target: str
+    api_key: str
+    url: str = "http://127.0.0.1:8080"
+
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            fail(VidsynthError("UNAUTHENTICATED", "Pass --api-key or set VIDSYNTH_API_KEY."))
+        host, _, port = self.grpc_target.rpartition(":")
+        self._host, self._base_port = host or "127.0.0.1", int(port)
+        self._channels: dict[str, grpc.Channel] = {}
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.api_key}"),)
+
+    def channel(self, service: str) -> grpc.Channel:
+        if service not in self._channels:
+            address = f"{self._host}:{self._base_port + SERVICE_PORT_OFFSETS[service]}"
+            self._channels[service] = grpc.insecure_channel(address)
+        return self._channels[service]
+
+    @property
+    def session(self) -> session_pb2_grpc.SessionServiceStub:
+        return session_pb2_grpc.SessionServiceStub(self.channel("session"))
+
+    @property
+    def validator(self) -> validator_pb2_grpc.ValidatorServiceStub:
+        return validator_pb2_grpc.ValidatorServiceStub(self.channel("validator"))
+
+    @property
+    def stage_runner(self) -> stage_runner_pb2_grpc.StageRunnerServiceStub:
+        return stage_runner_pb2_grpc.StageRunnerServiceStub(self.channel("stage_runner"))
+
+    @property
+    def progress(self) -> progress_pb2_grpc.ProgressServiceStub:
+        return progress_pb2_grpc.ProgressServiceStub(self.channel("progress"))
+
+    @property
+    def cleanup(self) -> cleanup_pb2_grpc.CleanupServiceStub:
+        return cleanup_pb2_grpc.CleanupServiceStub(self.channel("cleanup"))
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+
+
+def fail(error: VidsynthError, as_json: bool = False) -> None:
+    """Print a catalogued error in plain words and exit with its code."""
+    if as_json:
+        print(json.dumps({"error": {"code": error.code, "message": error.message}}))
+    else:
+        console.print(f"[red]error[/] {error.code}: {error.message}")
+    raise typer.Exit(EXIT_CODES.get(error.spec.grpc_code, 1))
+
+
+@contextlib.contextmanager
+def catalogued_errors(as_json: bool = False) -> Iterator[None]:
+    """Turns failed RPCs into the catalog's message and exit code."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        fail(error_from_rpc_error(error), as_json)
+    except VidsynthError as error:
+        fail(error, as_json)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def default_grpc_target() -> str:
+    return f"127.0.0.1:{os.environ.get('VIDSYNTH_GRPC_PORT', '50051')}"
