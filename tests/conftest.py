@@ -5,6 +5,7 @@ import pytest
 from libs.common.settings import MeshSettings
 from tests.support.identities import ADMIN_USERS, API_KEYS_SPEC, MESH_TOKEN
 from tests.support.ports import free_port, free_port_block
+from tests.support.redis_server import RedisServer
 from tests.support.services import InProcessMesh
 
 
@@ -27,3 +28,12 @@ async def in_process_mesh(mesh_settings):
     mesh = InProcessMesh(mesh_settings)
     yield mesh
     await mesh.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server for the whole run; tests that need isolation call `.flush()`
+    or use their own key prefixes."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from libs.common.identity import Access, Keyring, parse_api_keys
 from libs.common.interceptors import MeshServerInterceptor
 from libs.common.log import configure_logging
+from libs.common.metrics import serve_metrics
 from libs.common.settings import MeshSettings, get_mesh_settings
 
 log = structlog.get_logger("vidsynth.server")
@@ -147,6 +148,7 @@ def run_service(name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiri
     """Entry point of a service process: configure logging and serve until signalled."""
     settings = get_mesh_settings()
     configure_logging(name, settings.log_level)
+    serve_metrics(name, settings)
     uvloop.run(serve(name, build, settings))
 
 

@@ -7,8 +7,7 @@ import asyncio
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
-from libs.common.metrics import serve_metrics
-from libs.common.settings import MeshSettings, get_mesh_settings
+from libs.common.settings import MeshSettings
 from services.cleanup.config import CleanupSettings
 from services.cleanup.monitor import ResourceMonitor
 from services.cleanup.scheduler import CleanupScheduler
@@ -58,5 +57,4 @@ async def build(
 
 
 def main() -> None:
-    serve_metrics("cleanup", get_mesh_settings())
     run_service("cleanup", build)

@@ -1,9 +1,9 @@
 """Which session directories the cleanup may touch.
 
 The rule is fail-safe: only a session SessionService positively reports as not
-processing is IDLE; anything it cannot vouch for (unreachable, NOT_FOUND because the
-lookup is owner-scoped, any error) is UNKNOWN and left alone. ABSENT (a directory
-with no session at all) comes only from a source that can see every session.
+processing is IDLE; anything it cannot vouch for (unreachable, any error) is UNKNOWN
+and left alone. ABSENT (a directory with no session at all) comes only from the
+owner-agnostic lookup.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import structlog
 
 from libs.common import ids
 from libs.common.clients import MeshClients
-from libs.common.identity import current_identity
 from libs.common.rpc_status import error_from_rpc_error
 from vidsynth.v1 import session_pb2
 
@@ -41,31 +40,24 @@ class SessionStatusSource(Protocol):
 
 
 class MeshSessionStatusSource:
-    """Asks SessionService.GetSession with the mesh credential (and the acting user, if any).
-
-    GetSession is scoped to the owner, so a session of another user answers
-    SESSION_NOT_FOUND; that is UNKNOWN here, never ABSENT. Scheduled runs act for no
-    user, so they can vouch for no session until SessionService offers an
-    owner-agnostic internal lookup.
-    """
+    """Asks SessionService.BatchGetSessions (internal, owner-agnostic) with the mesh
+    credential, so it can vouch for every user's sessions, and tell a directory whose
+    session no longer exists (ABSENT) from one it could not check (UNKNOWN)."""
 
     def __init__(self, clients: MeshClients) -> None:
         self._clients = clients
 
     async def status(self, session_id: str) -> SessionStatus:
-        if current_identity.get() is None:
-            # GetSession needs an acting user; without one it cannot vouch for anything.
-            return SessionStatus.UNKNOWN
         try:
-            session = await self._clients.session.GetSession(
-                session_pb2.GetSessionRequest(session_id=session_id)
+            reply = await self._clients.session.BatchGetSessions(
+                session_pb2.BatchGetSessionsRequest(session_ids=[session_id])
             )
         except grpc.RpcError as rpc_error:
-            error = error_from_rpc_error(rpc_error)
-            if error.code == "SESSION_EXPIRED":
-                return SessionStatus.IDLE  # expired sessions are never processing
+            log.warning("cleanup.session_lookup_failed", code=error_from_rpc_error(rpc_error).code)
             return SessionStatus.UNKNOWN
-        if session.state == session_pb2.SESSION_STATE_PROCESSING:
+        if not reply.sessions:
+            return SessionStatus.ABSENT
+        if reply.sessions[0].state == session_pb2.SESSION_STATE_PROCESSING:
             return SessionStatus.PROCESSING
         return SessionStatus.IDLE
 

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity, current_identity, current_request_id
 from libs.common.ids import check_id
+from libs.common.metrics import STREAM_SUBSCRIBERS
 from libs.common.rpc_status import error_from_rpc_error
 from services.gateway.auth import CurrentUser
 from services.gateway.event_feeds import FeedRegistry, follow, follow_feed, joined
@@ -124,6 +125,7 @@ async def sse_frames(
 ) -> AsyncIterator[bytes | ServerSentEvent]:
     current_identity.set(identity)
     registry = feed_registry(app)
+    STREAM_SUBSCRIBERS.labels("sse").inc()
     try:
         # Joined before the first frame: once a client sees "connected", it misses nothing.
         async with joined(registry, session_id, after_seq) as feed:
@@ -136,6 +138,8 @@ async def sse_frames(
     except VidsynthError as error:
         # The client reconnects with Last-Event-ID and resumes exactly where it stopped.
         yield ServerSentEvent(data=_error_json(error, request_id), event="error")
+    finally:
+        STREAM_SUBSCRIBERS.labels("sse").dec()
 
 
 @router.post(
@@ -227,6 +231,7 @@ async def session_events_ws(
     )
     pump = asyncio.create_task(_pump_to_websocket(websocket, events, request_id))
     watcher = asyncio.create_task(_wait_for_disconnect(websocket))
+    STREAM_SUBSCRIBERS.labels("websocket").inc()
     try:
         await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -237,3 +242,4 @@ async def session_events_ws(
                 await task
         # Leaves the feed (cancelling the upstream call if this was its last client).
         await events.aclose()
+        STREAM_SUBSCRIBERS.labels("websocket").dec()

@@ -68,6 +68,10 @@ class Broker:
         self._capacity = buffer_capacity
         self._subscribers: dict[str, set[Subscription]] = collections.defaultdict(set)
 
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
     def subscribe(self, session_id: str) -> Subscription:
         subscription = Subscription(session_id, self._capacity)
         self._subscribers[session_id].add(subscription)
@@ -89,6 +93,11 @@ class Broker:
     def end_session(self, session_id: str) -> None:
         for subscription in self._subscribers.pop(session_id, set()):
             subscription.end_session()
+
+    def shut_down_session(self, session_id: str) -> None:
+        """Ends one session's live streams (after what they hold); they resume by seq."""
+        for subscription in self._subscribers.pop(session_id, set()):
+            subscription.shut_down()
 
     def shut_down(self) -> None:
         """Ends every live stream (after what it holds) so clients reconnect elsewhere or later."""

@@ -49,6 +49,11 @@ class ProgressSettings(VidsynthSettings):
         description="Share of each stage in a job's overall percent, as stage=weight pairs.",
     )
 
+    progress_redis_namespace: str = Field(
+        "vidsynth:",
+        description="Prefix of every progress key in Redis (with VIDSYNTH_REDIS_URL), so meshes can share one.",
+    )
+
     @field_validator("progress_stage_weights")
     @classmethod
     def _check_weights(cls, value: str) -> str:

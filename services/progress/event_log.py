@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common.progress_events import is_terminal
-from services.progress.broker import Broker
+from services.progress.broker import Broker, Subscription
 from services.progress.store import EventStore
 from vidsynth.v1 import progress_pb2
 
 
+class LiveFeed(Protocol):
+    """Feeds the broker from a shared store (Redis), so publishes through any replica reach it."""
+
+    async def watch(self, session_id: str) -> None:
+        """Returns once every event stored from now on will reach the broker."""
+        ...
+
+
 class EventLog:
-    def __init__(self, store: EventStore, broker: Broker, replay_page_size: int) -> None:
+    def __init__(
+        self, store: EventStore, broker: Broker, replay_page_size: int, live: LiveFeed | None = None
+    ) -> None:
         self.store = store
         self.broker = broker
+        self.live = live
         self._page_size = replay_page_size
         # Held across store-append and fan-out so live subscribers see events in seq order.
         self._publish_lock = asyncio.Lock()
@@ -29,6 +41,9 @@ class EventLog:
         for event in events:
             if not event.HasField("timestamp"):
                 event.timestamp.CopyFrom(now)
+        if self.live is not None:
+            # The live feed delivers it, in seq order, on this replica and every other one.
+            return await self.store.append(session_id, events)
         async with self._publish_lock:
             stored = await self.store.append(session_id, events)
             self.broker.publish(session_id, stored)
@@ -40,6 +55,16 @@ class EventLog:
             self.broker.end_session(session_id)
         return deleted
 
+    async def _subscribe(self, session_id: str) -> Subscription:
+        subscription = self.broker.subscribe(session_id)
+        if self.live is not None:
+            try:
+                await self.live.watch(session_id)
+            except BaseException:
+                self.broker.unsubscribe(subscription)
+                raise
+        return subscription
+
     async def stream(
         self, session_id: str, after_seq: int, *, job_id: str = "", until_terminal: bool = False
     ) -> AsyncIterator[progress_pb2.ProgressEvent]:
@@ -49,7 +74,7 @@ class EventLog:
         already stored when a page is read or arrives in the live buffer; seqs already
         delivered are skipped. Raises SUBSCRIBER_TOO_SLOW when the live buffer overflows.
         """
-        subscription = self.broker.subscribe(session_id)
+        subscription = await self._subscribe(session_id)
         try:
             last = after_seq
             # Replay from the store until a short page shows we caught up. A live buffer that
@@ -57,7 +82,7 @@ class EventLog:
             while True:
                 if subscription.overflowed:
                     self.broker.unsubscribe(subscription)
-                    subscription = self.broker.subscribe(session_id)
+                    subscription = await self._subscribe(session_id)
                 page = await self.store.read_after(session_id, last, self._page_size)
                 for event in page:
                     last = event.seq

@@ -12,6 +12,8 @@ from libs.common.settings import MeshSettings
 from services.progress.broker import Broker
 from services.progress.config import ProgressSettings
 from services.progress.event_log import EventLog
+from services.progress.redis_live import RedisLiveFeed
+from services.progress.redis_store import RedisEventStore
 from services.progress.servicer import ProgressService
 from services.progress.store import SqliteEventStore
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2
@@ -37,14 +39,20 @@ def session_owner_check(clients: MeshClients):
 
 async def build(settings: MeshSettings, progress_settings: ProgressSettings | None = None) -> ServiceWiring:
     progress_settings = progress_settings or ProgressSettings()
-    store = await SqliteEventStore(
-        settings.data_dir / "progress.sqlite3", progress_settings.progress_max_events_per_session
-    ).open()
-    log = EventLog(
-        store,
-        Broker(progress_settings.progress_subscriber_buffer),
-        progress_settings.progress_replay_page_size,
-    )
+    broker = Broker(progress_settings.progress_subscriber_buffer)
+    live: RedisLiveFeed | None = None
+    if settings.redis_url:  # replicas share the streams; each feeds its own subscribers
+        store = await RedisEventStore(
+            settings.redis_url,
+            progress_settings.progress_max_events_per_session,
+            progress_settings.progress_redis_namespace,
+        ).open()
+        live = RedisLiveFeed(store, broker)
+    else:
+        store = await SqliteEventStore(
+            settings.data_dir / "progress.sqlite3", progress_settings.progress_max_events_per_session
+        ).open()
+    log = EventLog(store, broker, progress_settings.progress_replay_page_size, live)
     clients = MeshClients(settings)
     servicer = ProgressService(log, progress_settings, session_owner_check(clients))
 
@@ -53,6 +61,8 @@ async def build(settings: MeshSettings, progress_settings: ProgressSettings | No
         # The store stays open: in-flight publishes may still finish during the grace
         # period, and SQLite in WAL mode needs no close to stay consistent.
         log.broker.shut_down()
+        if live is not None:
+            await live.close()
         await clients.close()
 
     wiring = ServiceWiring(

@@ -29,3 +29,7 @@ class SessionSettings(VidsynthSettings):
         ge=0,
         description="Reads refresh a session's activity at most this often (TouchSession always does).",
     )
+    session_redis_namespace: str = Field(
+        "vidsynth:",
+        description="Prefix of every session key in Redis (with VIDSYNTH_REDIS_URL), so meshes can share one.",
+    )

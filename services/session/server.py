@@ -7,9 +7,10 @@ from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
 from libs.common.settings import MeshSettings
 from services.session.config import SessionSettings
+from services.session.redis_store import RedisSessionStore
 from services.session.servicer import SessionService
 from services.session.sessions import SessionManager
-from services.session.store import SqliteSessionStore
+from services.session.store import SessionStore, SqliteSessionStore
 from vidsynth.v1 import session_pb2, session_pb2_grpc, stage_runner_pb2
 
 SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
@@ -17,13 +18,22 @@ ACCESS = {
     full_method(SERVICE_NAME, "RegisterAsset"): Access.INTERNAL,
     full_method(SERVICE_NAME, "UpdateSessionState"): Access.INTERNAL,
     full_method(SERVICE_NAME, "SweepExpiredSessions"): Access.INTERNAL,
+    full_method(SERVICE_NAME, "BatchGetSessions"): Access.INTERNAL,
 }
 CANCEL_TIMEOUT_SECONDS = 3.0
 DATABASE_FILE = "session.sqlite3"
 
 
+def _store(settings: MeshSettings, session_settings: SessionSettings) -> SessionStore:
+    """Redis when the mesh has one (replicas share sessions), else this machine's SQLite file."""
+    if settings.redis_url:
+        return RedisSessionStore(settings.redis_url, session_settings.session_redis_namespace)
+    return SqliteSessionStore(settings.data_dir / DATABASE_FILE)
+
+
 async def build(settings: MeshSettings, session_settings: SessionSettings | None = None) -> ServiceWiring:
-    store = SqliteSessionStore(settings.data_dir / DATABASE_FILE)
+    session_settings = session_settings or SessionSettings()
+    store = _store(settings, session_settings)
     await store.open()
     clients = MeshClients(settings)
 
@@ -32,9 +42,7 @@ async def build(settings: MeshSettings, session_settings: SessionSettings | None
             stage_runner_pb2.CancelJobRequest(job_id=job_id), timeout=CANCEL_TIMEOUT_SECONDS
         )
 
-    manager = SessionManager(
-        store, session_settings or SessionSettings(), settings.sessions_dir, cancel_job=cancel_job
-    )
+    manager = SessionManager(store, session_settings, settings.sessions_dir, cancel_job=cancel_job)
     servicer = SessionService(manager)
 
     async def on_stopping() -> None:

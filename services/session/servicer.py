@@ -58,3 +58,7 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         return session_pb2.SweepExpiredSessionsResponse(
             session_ids=result.session_ids, bytes_freed=result.bytes_freed
         )
+
+    async def BatchGetSessions(self, request, context) -> session_pb2.BatchGetSessionsResponse:
+        records = await self._manager.batch_get(list(request.session_ids))
+        return session_pb2.BatchGetSessionsResponse(sessions=[self._manager.to_proto(r) for r in records])

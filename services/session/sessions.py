@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 
 from libs.common import ids
-from libs.common.errors import VidsynthError
+from libs.common.errors import FieldViolation, VidsynthError
 from services.session import files, lifecycle, validation
 from services.session.config import SessionSettings
 from services.session.lifecycle import PROCESSING, TtlPolicy
@@ -28,6 +28,7 @@ log = structlog.get_logger("vidsynth.session")
 JobCanceller = Callable[[str], Awaitable[None]]
 Change = Callable[[SessionRecord, float], SessionRecord]
 _MAX_WRITE_ATTEMPTS = 20
+MAX_BATCH_GET = 1000
 
 
 @dataclass
@@ -188,6 +189,19 @@ class SessionManager:
         if result.session_ids:
             log.info("session.swept", count=len(result.session_ids), bytes_freed=result.bytes_freed)
         return result
+
+    async def batch_get(self, session_ids: list[str]) -> list[SessionRecord]:
+        """Internal: any owner's sessions, read-only; unknown ids are skipped."""
+        if len(session_ids) > MAX_BATCH_GET:
+            raise VidsynthError(
+                "INVALID_ARGUMENT",
+                f"Ask for at most {MAX_BATCH_GET} sessions at once.",
+                [FieldViolation("session_ids", f"at most {MAX_BATCH_GET} ids")],
+            )
+        for session_id in session_ids:
+            ids.check_id("session", session_id, "session_ids")
+        found = [await self._store.get(session_id) for session_id in dict.fromkeys(session_ids)]
+        return [record for record in found if record is not None]
 
     # --- helpers -----------------------------------------------------------------------
 

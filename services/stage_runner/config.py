@@ -62,6 +62,28 @@ class StageRunnerSettings(VidsynthSettings):
         2000, ge=10, description="Progress events kept while ProgressService is unreachable."
     )
 
+    stage_runner_redis_namespace: str = Field(
+        "vidsynth:",
+        description="Prefix of every stage runner key in Redis (with VIDSYNTH_REDIS_URL), so meshes can share one.",
+    )
+    stage_runner_reclaim_idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="With Redis: a job whose runner sent no heartbeat for this long is taken over "
+        "by another replica (XAUTOCLAIM) and resumed from its last checkpoint.",
+    )
+    stage_runner_heartbeat_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="With Redis: how often a replica heartbeats its running jobs and checks for "
+        "cancellations (keep well under the reclaim time).",
+    )
+    stage_runner_idempotency_ttl_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=60,
+        description="With Redis: how long an Idempotency-Key keeps answering with its job.",
+    )
+
     @property
     def backends_file(self) -> Path:
         return self.stage_runner_backends_file or DEFAULT_BACKENDS_FILE

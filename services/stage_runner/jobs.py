@@ -99,7 +99,7 @@ class JobManager:
             for admission_check in self.admission_checks:
                 await admission_check()
             session = await self._sessions.get_startable(request.session_id)
-            self.queue.check_capacity(self._first_slot_seconds())
+            await self._check_capacity()
             job = self._new_job(request, session)
             await self._sessions.set_state(
                 request.session_id, session_pb2.SESSION_STATE_PROCESSING, job.job_id
@@ -110,14 +110,22 @@ class JobManager:
                 await self._sessions.follow_job(request.session_id, session.state, job.job_id)
                 raise
             live = LiveJob(job, identity.user_id)
-            self.live[job.job_id] = live
-            job.queue_position = len(self.queue.waiting) + 1
-            job.eta_seconds = self._eta_if_queued_now(job)
-            live.published_position = job.queue_position
-            self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
-            self.queue.submit(job.job_id)
+            await self._enqueue(live)
             log.info("job.queued", job_id=job.job_id, session_id=job.session_id, position=job.queue_position)
             return self._snapshot(live.job)
+
+    # Queue hooks: this process's queue here; the Redis stream in redis_jobs.RedisJobManager.
+    async def _check_capacity(self) -> None:
+        self.queue.check_capacity(self._first_slot_seconds())
+
+    async def _enqueue(self, live: LiveJob) -> None:
+        job = live.job
+        self.live[job.job_id] = live
+        job.queue_position = len(self.queue.waiting) + 1
+        job.eta_seconds = self._eta_if_queued_now(job)
+        live.published_position = job.queue_position
+        self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
+        self.queue.submit(job.job_id)
 
     def _new_job(
         self, request: stage_runner_pb2.StartJobRequest, session: session_pb2.Session

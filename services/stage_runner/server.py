@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from libs.common.backpressure import ResourceGate
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
@@ -21,6 +22,8 @@ from services.stage_runner.execution import JobRunner
 from services.stage_runner.jobs import JobManager
 from services.stage_runner.media.config import MediaSettings
 from services.stage_runner.publisher import ProgressPublisher
+from services.stage_runner.redis_jobs import RedisJobManager
+from services.stage_runner.redis_wiring import redis_job_options, redis_job_store
 from services.stage_runner.scripts import GeminiScriptBackend, ScriptService
 from services.stage_runner.servicer import StageRunnerService
 from services.stage_runner.session_link import SessionLink
@@ -41,7 +44,10 @@ async def build(
 ) -> ServiceWiring:
     runner_settings = runner_settings or StageRunnerSettings()
     media_settings = media_settings or MediaSettings()
-    store = await asyncio.to_thread(SqliteJobStore, settings.data_dir / runner_settings.stage_runner_db_file)
+    if settings.redis_url:
+        store = redis_job_store(settings, runner_settings)
+    else:
+        store = await asyncio.to_thread(SqliteJobStore, settings.data_dir / runner_settings.stage_runner_db_file)
     backends_file = load_backends_file(runner_settings.backends_file)
     scripts = ScriptService(media_settings)
 
@@ -93,7 +99,10 @@ async def build(
             stage_timeout_seconds=runner_settings.stage_runner_stage_timeout_seconds,
         )
 
-    jobs = JobManager(
+    # With Redis, jobs queue on a stream shared by every replica (redis_jobs.py).
+    shared_queue = redis_job_options(settings, runner_settings, store, publisher) if settings.redis_url else {}
+    jobs = (RedisJobManager if shared_queue else JobManager)(
+        **shared_queue,
         store=store,
         registry=registry,
         cost_model=cost_model,
@@ -109,6 +118,7 @@ async def build(
         webhook_hosts=runner_settings.webhook_hosts,
         webhook_secret_set=bool(webhook_secret),
     )
+    jobs.admission_checks.append(ResourceGate(clients).check_new_job)
     servicer = StageRunnerService(jobs, registry, store, scripts, settings.processing_mode)
 
     async def on_started() -> None:

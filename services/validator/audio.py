@@ -57,11 +57,14 @@ async def _run(argv: list[str], limit_seconds: float) -> tuple[int, bytes]:
     )
     try:
         stdout, _stderr = await asyncio.wait_for(proc.communicate(), limit_seconds)
-    except TimeoutError:
+    except BaseException as exc:
+        # Timed out or the call was cancelled: no ffmpeg may outlive it (or keep writing).
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         await proc.wait()
-        raise _corrupt("The audio took too long to decode.") from None
+        if isinstance(exc, TimeoutError):
+            raise _corrupt("The audio took too long to decode.") from None
+        raise
     return proc.returncode or 0, stdout
 
 

@@ -131,7 +131,11 @@ def decode_image(path: Path, detected: str, settings: ValidatorSettings) -> Imag
             check_dimensions(img.width, img.height, settings)
             check_container_end(path, detected)
             img.load()
-            upright = ImageOps.exif_transpose(img)
+            # In place: a 40 MP photo is not copied just to learn it was already upright.
+            ImageOps.exif_transpose(img, in_place=True)
+            upright = img
+            if upright.mode == "RGB":
+                return upright
             if upright.mode in ("RGBA", "LA", "P", "PA"):
                 rgba = upright.convert("RGBA")
                 flat = Image.new("RGB", rgba.size, (255, 255, 255))

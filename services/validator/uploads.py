@@ -4,6 +4,7 @@ type and content checks, quarantine or safe copy, registration on the session.""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,17 +127,24 @@ class UploadValidator:
         paths: SessionPaths,
         scan: ScanState,
     ) -> validator_pb2.ValidateUploadResponse:
+        started = time.perf_counter()
         async with Spool(paths.root, policy.max_bytes(self.settings, header.kind)) as spool:
             async for chunk in chunks:
                 await spool.write(chunk)
                 if scan.stream is not None:
                     await scan.stream.feed(chunk)
             await spool.finish()
+            received_at = time.perf_counter()
             if header.declared_size and header.declared_size != spool.size:
                 raise VidsynthError(
                     "FILE_CORRUPT", f"Received {spool.size} bytes but {header.declared_size} were declared."
                 )
             verdict = await self._verdict(scan)
+            structlog.contextvars.bind_contextvars(
+                size=spool.size,
+                receive_ms=round((received_at - started) * 1000, 1),
+                scan_wait_ms=round((time.perf_counter() - received_at) * 1000, 1),
+            )
             report = common_pb2.ValidationReport(
                 kind=header.kind, sha256=spool.sha256, size_bytes=spool.size, warnings=scan.warnings
             )
@@ -246,7 +254,11 @@ class UploadValidator:
             if isinstance(safe_copy, Path)
             else await asyncio.to_thread(safe_copies.write_partial, assets_dir, safe_copy, suffix)
         )
-        stored = await asyncio.to_thread(safe_copies.publish, partial, suffix)
+        try:
+            stored = await asyncio.to_thread(safe_copies.publish, partial, suffix)
+        except BaseException:
+            await asyncio.to_thread(safe_copies.discard, partial)
+            raise
         report.accepted = True
         asset = common_pb2.Asset(
             asset_id=stored.asset_id,

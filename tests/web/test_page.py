@@ -104,6 +104,8 @@ def run_page_test(mesh: MeshProcess, tmp_path: Path) -> tuple[int, dict, str]:
     with big.open("wb") as handle:
         handle.truncate(face_cap + 1)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for stale in ARTIFACTS.glob("*.png"):
+        stale.unlink()  # Only this run's screenshots, so a failure shot is never an old one.
     env = {
         **os.environ,
         "BASE_URL": mesh.url,

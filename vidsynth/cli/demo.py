@@ -4,23 +4,19 @@ through the HTTP gateway, follows progress over SSE and writes the MP4."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
 from libs.common.identity import parse_api_keys
-from libs.common.settings import MeshSettings
 from vidsynth.cli.follow import new_progress
 from vidsynth.cli.remote import EXIT_JOB_FAILED, console
-from vidsynth.cli.supervisor import Supervisor, child_environment, child_specs
-from vidsynth.cli.up import READY_TIMEOUT_SECONDS, mesh_overrides
+from vidsynth.cli.up import READY_TIMEOUT_SECONDS, build_supervisor
+from vidsynth.http_client import GatewayClient, GatewayError
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
@@ -28,135 +24,62 @@ DEMO_SCRIPT = (
     "Hello, and welcome to vidsynth. This video was made from one photo, a short voice sample and this script. "
     "Every step ran on this machine, with no models and no graphics card."
 )
-TERMINAL = {"job.completed", "job.failed", "job.cancelled"}
 
 
-class DemoError(Exception):
-    pass
+def _quiet(line: str) -> None:
+    """The children's log lines stay out of the demo's terminal unless something fails."""
+    if '"level": "error"' in line or "exited with" in line:
+        console.print(f"[dim]{line}[/]")
 
 
-def _check(response: httpx.Response, what: str) -> dict:
-    if response.status_code >= 400:
-        try:
-            body = response.json()
-            reason = f"{body.get('code')}: {body.get('detail')}"
-        except ValueError:
-            reason = response.text[:200]
-        raise DemoError(f"{what} failed ({response.status_code}) {reason}")
-    return response.json() if response.content else {}
-
-
-async def sse_events(client: httpx.AsyncClient, session_id: str, token: str) -> AsyncIterator[dict]:
-    """The session's events, resuming with Last-Event-ID if the connection drops."""
-    last_id = "0"
-    while True:
-        headers = {"Last-Event-ID": last_id, "Accept": "text/event-stream"}
-        params = {"token": token} if token else {}
-        try:
-            async with client.stream(
-                "GET", f"/v1/sessions/{session_id}/events", headers=headers, params=params, timeout=None
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    _check(response, "following progress")
-                data: list[str] = []
-                async for line in response.aiter_lines():
-                    if line.startswith("id:"):
-                        last_id = line[3:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].strip())
-                    elif not line and data:
-                        event = json.loads("\n".join(data))
-                        data = []
-                        yield event
-                        if event.get("type") in TERMINAL:
-                            return
-        except httpx.TransportError:
-            console.print(f"[yellow]progress stream dropped; resuming after event {last_id}[/]")
-            await asyncio.sleep(0.5)
-
-
-async def run_job(client: httpx.AsyncClient, face: Path, voice: Path, script: str, out: Path) -> Path:
-    session = _check(await client.post("/v1/sessions", json={"display_name": "demo"}), "creating a session")
-    session_id = session["session_id"]
+async def render(client: GatewayClient, face: Path, voice: Path, script: str, out: Path) -> Path:
+    """One job through the gateway, with a progress bar per stage."""
+    session_id = (await client.create_session("demo"))["session_id"]
     console.print(f"session {session_id}")
     for kind, path in (("face", face), ("voice", voice)):
-        with path.open("rb") as handle:
-            report = _check(
-                await client.post(
-                    f"/v1/sessions/{session_id}/assets/{kind}", files={"file": (path.name, handle)}
-                ),
-                f"uploading the {kind}",
-            )
-        console.print(
-            f"[green]accepted[/] {kind}: {path.name} {json.dumps(report.get('report', {}).get('detected_type'))}"
-        )
-    job = _check(
-        await client.post(
-            f"/v1/sessions/{session_id}/jobs",
-            json={"script_text": script, "emotion": "happy", "tone": "friendly"},
-            headers={"Idempotency-Key": f"demo-{session_id}"},
-        ),
-        "starting the job",
+        report = (await client.upload(session_id, kind, path)).get("report", {})
+        console.print(f"[green]accepted[/] {kind}: {path.name} ({report.get('detected_type', '?')})")
+    job = await client.start_job(
+        session_id, {"script_text": script, "emotion": "happy", "tone": "friendly"}, f"demo-{session_id}"
     )
-    job_id = job["job_id"]
-    console.print(f"job {job_id} queued")
-    token = _check(await client.post(f"/v1/sessions/{session_id}/stream-token"), "getting a stream token")[
-        "token"
-    ]
+    console.print(f"job {job['job_id']} queued")
     last: dict = {}
     with new_progress() as progress:
         overall = progress.add_task("overall", total=100)
         stages: dict[str, int] = {}
-        async for event in sse_events(client, session_id, token):
+        async for event in client.events(session_id, job_id=job["job_id"]):
             last = event
             progress.update(overall, completed=event.get("overall_percent") or 0)
-            stage = event.get("stage")
-            if stage:
+            if stage := event.get("stage"):
                 if stage not in stages:
                     stages[stage] = progress.add_task(f"  {stage}", total=100)
                 done = 100 if event["type"] == "stage.completed" else event.get("stage_percent") or 0
                 progress.update(stages[stage], completed=done)
     if last.get("type") != "job.completed":
-        raise DemoError(f"the job ended with {last.get('type')}: {last.get('error')}")
+        raise GatewayError(0, (last.get("error") or {}).get("code", "STAGE_FAILED"), f"the job ended: {last}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".part")
-    async with client.stream("GET", f"/v1/jobs/{job_id}/outputs/video") as response:
-        if response.status_code != 200:
-            await response.aread()
-            _check(response, "downloading the video")
-        with partial.open("wb") as handle:
-            async for chunk in response.aiter_bytes():
-                handle.write(chunk)
-    partial.replace(out)
-    return out
+    return await client.download(job["job_id"], "video", out)
 
 
 async def run_demo(data_dir: Path, http_port: int, grpc_port: int, face: Path, voice: Path, out: Path) -> int:
-    overrides, dev_key = mesh_overrides(data_dir, http_port, grpc_port)
-    api_key = dev_key or next(iter(_configured_keys()))
-    settings = MeshSettings(data_dir=data_dir, http_port=http_port, grpc_port=grpc_port)
-    supervisor = Supervisor(child_specs(child_environment(settings, overrides)), settings, lambda _line: None)
-    loop = asyncio.get_running_loop()
+    supervisor, settings, dev_key = build_supervisor(data_dir, http_port, grpc_port)
+    supervisor.echo = _quiet
+    api_key = dev_key or next(iter(parse_api_keys(os.environ.get("VIDSYNTH_API_KEYS", ""))))
     main_task = asyncio.current_task()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, main_task.cancel)
+        asyncio.get_running_loop().add_signal_handler(sig, main_task.cancel)
     started = time.monotonic()
     console.print("starting the mesh ...")
     await supervisor.start()
     try:
         await supervisor.wait_until_serving(READY_TIMEOUT_SECONDS)
-        console.print(
-            f"mesh up in {time.monotonic() - started:.1f}s at http://{settings.http_host}:{http_port}"
-        )
-        base_url = f"http://{settings.http_host}:{http_port}"
-        async with httpx.AsyncClient(
-            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60
-        ) as client:
-            video = await run_job(client, face, voice, DEMO_SCRIPT, out)
+        url = f"http://{settings.http_host}:{http_port}"
+        console.print(f"mesh up in {time.monotonic() - started:.1f}s at {url}")
+        async with GatewayClient(url, api_key) as client:
+            video = await render(client, face, voice, DEMO_SCRIPT, out)
         console.print(f"[bold green]done in {time.monotonic() - started:.1f}s:[/] {video.resolve()}")
         return 0
-    except DemoError as error:
+    except GatewayError as error:
         console.print(f"[red]{error}[/]")
         return EXIT_JOB_FAILED
     except TimeoutError as error:
@@ -164,10 +87,6 @@ async def run_demo(data_dir: Path, http_port: int, grpc_port: int, face: Path, v
         return 1
     finally:
         await supervisor.stop(grace=settings.shutdown_grace_seconds + 2)
-
-
-def _configured_keys() -> dict[str, str]:
-    return parse_api_keys(os.environ.get("VIDSYNTH_API_KEYS", ""))
 
 
 def demo(

@@ -18,6 +18,7 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings
+from services.validator.scanner import ClamdScanner
 
 SERVICES = list(SERVICE_PORT_OFFSETS)
 MAX_BACKOFF_SECONDS = 10.0
@@ -49,16 +50,22 @@ def _terminate_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def child_specs(env: dict[str, str]) -> list[ChildSpec]:
-    return [
+def child_specs(env: dict[str, str], clamd_argv: list[str] | None = None) -> list[ChildSpec]:
+    specs = [
         ChildSpec(name, [sys.executable, "-m", f"services.{name}"], env) for name in [*SERVICES, "gateway"]
     ]
+    if clamd_argv:
+        specs.insert(0, ChildSpec("clamd", clamd_argv, env))
+    return specs
 
 
 class Supervisor:
-    def __init__(self, specs: list[ChildSpec], settings: MeshSettings, echo: Echo) -> None:
+    def __init__(
+        self, specs: list[ChildSpec], settings: MeshSettings, echo: Echo, clamd_address: str = ""
+    ) -> None:
         self.children = {spec.name: Child(spec) for spec in specs}
         self.settings = settings
+        self.clamd_address = clamd_address
         self.echo = echo
         self.stopping = False
         self._runners: list[asyncio.Task] = []
@@ -123,8 +130,16 @@ class Supervisor:
             except httpx.HTTPError:
                 return "UNREACHABLE"
 
+        async def clamd() -> str:
+            answers, _ = await ClamdScanner(self.clamd_address, timeout=1.0).status()
+            return "SERVING" if answers else "UNREACHABLE"
+
         names = [*SERVICES, "gateway"]
-        states = await asyncio.gather(*(check(n) for n in SERVICES), gateway())
+        checks = [*(check(n) for n in SERVICES), gateway()]
+        if self.clamd_address:
+            names.append("clamd")
+            checks.append(clamd())
+        states = await asyncio.gather(*checks)
         return dict(zip(names, states, strict=True))
 
     async def wait_until_serving(self, limit: float) -> dict[str, str]:
@@ -162,10 +177,9 @@ class Supervisor:
         return {name: c.process.pid for name, c in self.children.items() if c.process}
 
 
-def child_environment(settings: MeshSettings, overrides: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDSYNTH_")}
-    env.update({k: v for k, v in os.environ.items() if k.startswith("VIDSYNTH_")})
-    env.update(overrides)
+def child_environment(overrides: dict[str, str]) -> dict[str, str]:
+    """This process's environment (VIDSYNTH_* included) with `up`'s choices on top."""
+    env = {**os.environ, **overrides}
     env["VIDSYNTH_PARENT_PID"] = str(os.getpid())
     env["PYTHONUNBUFFERED"] = "1"
     return env

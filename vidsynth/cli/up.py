@@ -15,9 +15,11 @@ import typer
 
 from libs.common.identity import parse_api_keys
 from libs.common.settings import MeshSettings
+from services.validator import clamd_runner
 from vidsynth.cli.supervisor import Supervisor, child_environment, child_specs
 
 READY_TIMEOUT_SECONDS = 60.0
+CLAMD_ADDRESS_ENV = "VIDSYNTH_VALIDATOR_CLAMD_ADDRESS"
 
 
 def _echo(line: str) -> None:
@@ -43,11 +45,34 @@ def mesh_overrides(data_dir: Path, http_port: int, grpc_port: int) -> tuple[dict
     return overrides, dev_key
 
 
-async def run_mesh(data_dir: Path, http_port: int, grpc_port: int) -> int:
+def clamd_child(data_dir: Path, overrides: dict[str, str]) -> tuple[list[str] | None, str]:
+    """clamd's argv and address when `up` should run it: installed, and no clamd configured."""
+    configured = os.environ.get(CLAMD_ADDRESS_ENV, "")
+    if configured or not clamd_runner.installed():
+        if not configured:
+            _echo("[up] clamd is not installed: uploads follow VIDSYNTH_VALIDATOR_SCAN_POLICY")
+        return None, configured
+    argv, address, db_kind = clamd_runner.clamd_command(data_dir)
+    overrides[CLAMD_ADDRESS_ENV] = address
+    if db_kind == clamd_runner.DB_TEST:
+        _echo("[up] clamd: no official signature database here; using the project's test signatures")
+    else:
+        _echo("[up] clamd: official signature database")
+    return argv, address
+
+
+def build_supervisor(
+    data_dir: Path, http_port: int, grpc_port: int
+) -> tuple[Supervisor, MeshSettings, str | None]:
     overrides, dev_key = mesh_overrides(data_dir, http_port, grpc_port)
-    env = child_environment(MeshSettings(), overrides)
+    clamd_argv, clamd_address = clamd_child(data_dir, overrides)
     settings = MeshSettings(data_dir=data_dir, http_port=http_port, grpc_port=grpc_port)
-    supervisor = Supervisor(child_specs(env), settings, _echo)
+    env = child_environment(overrides)
+    return Supervisor(child_specs(env, clamd_argv), settings, _echo, clamd_address), settings, dev_key
+
+
+async def run_mesh(data_dir: Path, http_port: int, grpc_port: int) -> int:
+    supervisor, settings, dev_key = build_supervisor(data_dir, http_port, grpc_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

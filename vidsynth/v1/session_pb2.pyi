@@ -135,3 +135,15 @@ class SweepExpiredSessionsResponse(_message.Message):
     session_ids: _containers.RepeatedScalarFieldContainer[str]
     bytes_freed: int
     def __init__(self, session_ids: _Optional[_Iterable[str]] = ..., bytes_freed: _Optional[int] = ...) -> None: ...
+
+class BatchGetSessionsRequest(_message.Message):
+    __slots__ = ("session_ids",)
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class BatchGetSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[Session]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ...) -> None: ...

@@ -77,6 +77,11 @@ class SessionServiceStub:
                 request_serializer=vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsRequest.SerializeToString,
                 response_deserializer=vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsResponse.FromString,
                 _registered_method=True)
+        self.BatchGetSessions = channel.unary_unary(
+                '/vidsynth.v1.SessionService/BatchGetSessions',
+                request_serializer=vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsRequest.SerializeToString,
+                response_deserializer=vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -138,6 +143,15 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchGetSessions(self, request, context):
+        """Internal (mesh credential): sessions by id whoever owns them, without refreshing
+        their activity (AIP-231). Unknown ids are left out of the response. The cleanup
+        service uses it to keep its hands off processing sessions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +194,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.SweepExpiredSessions,
                     request_deserializer=vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsRequest.FromString,
                     response_serializer=vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsResponse.SerializeToString,
+            ),
+            'BatchGetSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchGetSessions,
+                    request_deserializer=vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsRequest.FromString,
+                    response_serializer=vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +420,33 @@ class SessionService:
             '/vidsynth.v1.SessionService/SweepExpiredSessions',
             vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsRequest.SerializeToString,
             vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchGetSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidsynth.v1.SessionService/BatchGetSessions',
+            vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsRequest.SerializeToString,
+            vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

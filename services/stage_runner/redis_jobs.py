@@ -1,0 +1,281 @@
+"""JobManager for several stage_runner replicas sharing Redis (VIDSYNTH_REDIS_URL).
+
+Jobs are accepted by any replica and queued on the shared stream (redis_queue.py); each
+replica runs what it takes within its own limits (the local JobQueue still bounds running
+jobs and per-stage slots), heartbeats while running, and takes over the jobs of replicas
+that went silent, resuming them from their checkpoints on the shared data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from redis.exceptions import RedisError
+
+from libs.common.errors import VidsynthError
+from libs.common.identity import Identity, current_identity, require_identity
+from services.stage_runner import spec_checks
+from services.stage_runner.capabilities import BackendRegistry, initial_mode
+from services.stage_runner.execution import TERMINAL_STATES, LiveJob
+from services.stage_runner.jobs import CANCEL_WAIT_SECONDS, JobManager
+from services.stage_runner.publisher import ProgressPublisher
+from services.stage_runner.queue import MIN_RETRY_AFTER_SECONDS
+from services.stage_runner.redis_queue import Entry, RedisJobStream
+from services.stage_runner.redis_store import IdempotencyKeyTaken
+from services.stage_runner.store import JobStore
+from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
+
+log = structlog.get_logger("vidsynth.stage_runner.redis_jobs")
+
+READ_BLOCK_MS = 1000
+REDIS_RETRY_SECONDS = 1.0
+# job.queued goes out before the stream entry exists, so no replica's job.started overtakes it.
+QUEUED_EVENT_FLUSH_SECONDS = 2.0
+CANCEL_POLL_SECONDS = 0.1
+
+
+class RedisJobManager(JobManager):
+    def __init__(
+        self,
+        *,
+        stream: RedisJobStream,
+        publisher: ProgressPublisher,
+        registry: BackendRegistry,
+        store: JobStore,
+        configured_mode: str,
+        max_waiting: int,
+        reclaim_idle_seconds: float,
+        heartbeat_seconds: float,
+        **kwargs,
+    ) -> None:
+        super().__init__(registry=registry, store=store, max_waiting=max_waiting, **kwargs)
+        self._stream = stream
+        self._publisher = publisher
+        self._configured_mode = configured_mode
+        self._max_waiting = max_waiting
+        self._reclaim_idle_ms = int(reclaim_idle_seconds * 1000)
+        self._heartbeat_seconds = heartbeat_seconds
+        # job id -> stream entry id, for the jobs this replica runs.
+        self._entries: dict[str, str] = {}
+        self._slot_free = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- submit -------------------------------------------------------------------------------
+
+    async def start(self, request: stage_runner_pb2.StartJobRequest) -> stage_runner_pb2.Job:
+        await self._sync_mode()
+        try:
+            return await super().start(request)
+        except IdempotencyKeyTaken:
+            # Another replica accepted the same key a moment ago: answer with its job.
+            existing = await self._store.find_idempotent(require_identity().user_id, request.request_id)
+            if existing is None:
+                raise VidsynthError("IDEMPOTENCY_CONFLICT") from None
+            if existing.spec_hash != spec_checks.request_fingerprint(request.session_id, request.spec):
+                raise VidsynthError("IDEMPOTENCY_CONFLICT") from None
+            return await self.get(existing.job.job_id)
+
+    async def _check_capacity(self) -> None:
+        waiting = await self._stream.waiting()
+        if len(waiting) >= self._max_waiting:
+            forecast = await self._forecast(waiting)
+            first = min((eta for _, eta in forecast.values()), default=0.0)
+            raise VidsynthError(
+                "QUEUE_FULL",
+                f"{len(waiting)} jobs are already waiting; try again later.",
+                retry_after_seconds=max(MIN_RETRY_AFTER_SECONDS, first),
+            )
+
+    async def _enqueue(self, live: LiveJob) -> None:
+        job = live.job
+        waiting = await self._stream.waiting()
+        capacity = await self._stream.capacity()
+        queued_seconds = sum(self._total_estimate(j) for j in await self._queued_jobs(waiting))
+        job.queue_position = len(waiting) + 1
+        job.eta_seconds = (queued_seconds + await self._running_seconds()) / capacity + self._total_estimate(
+            job
+        )
+        self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
+        await self._publisher.flush(QUEUED_EVENT_FLUSH_SECONDS)
+        await self._stream.add(job.job_id)
+
+    # ---- positions and ETAs across replicas ---------------------------------------------------
+
+    async def _queued_jobs(self, waiting: list[tuple[str, str]]) -> list[stage_runner_pb2.Job]:
+        jobs = []
+        for _, job_id in waiting:
+            stored = await self._store.get(job_id)
+            if stored is not None and stored.job.state == common_pb2.JOB_STATE_QUEUED:
+                jobs.append(stored.job)
+        return jobs
+
+    async def _running_seconds(self) -> float:
+        unfinished = await self._store.unfinished()
+        return sum(s.job.eta_seconds for s in unfinished if s.job.state == common_pb2.JOB_STATE_RUNNING)
+
+    async def _forecast(self, waiting: list[tuple[str, str]]) -> dict[str, tuple[int, float]]:
+        """job id -> (1-based position, ETA seconds) for every waiting job."""
+        capacity = await self._stream.capacity()
+        ahead = await self._running_seconds()
+        forecast = {}
+        for position, job in enumerate(await self._queued_jobs(waiting), start=1):
+            total = self._total_estimate(job)
+            forecast[job.job_id] = (position, ahead / capacity + total)
+            ahead += total
+        return forecast
+
+    async def _publish_positions(self) -> None:
+        """The queue moved (a job was taken or cancelled): tell every waiting job."""
+        waiting = await self._stream.waiting()
+        forecast = await self._forecast(waiting)
+        for job in await self._queued_jobs(waiting):
+            position, eta = forecast[job.job_id]
+            job.queue_position, job.eta_seconds = position, eta
+            self.runner.emit(
+                job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message=f"position {position} in the queue"
+            )
+
+    # ---- reads and cancel ---------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> stage_runner_pb2.Job:
+        job = self._current(await self._owned(job_id))
+        if job.state == common_pb2.JOB_STATE_QUEUED:
+            forecast = await self._forecast(await self._stream.waiting())
+            if job_id in forecast:
+                job.queue_position, job.eta_seconds = forecast[job_id]
+        return job
+
+    async def cancel(self, job_id: str) -> stage_runner_pb2.Job:
+        stored = await self._owned(job_id)
+        if job_id in self.live:
+            return await super().cancel(job_id)
+        if stored.job.state in TERMINAL_STATES:
+            raise VidsynthError("JOB_NOT_CANCELLABLE")
+        verdict = await self._stream.request_cancel(job_id)
+        if verdict == "done":
+            raise VidsynthError("JOB_NOT_CANCELLABLE")
+        if verdict == "mine":
+            # Nobody took it yet, and now nobody will: settle it here.
+            fresh = await self._store.get(job_id) or stored
+            live = LiveJob(fresh.job, fresh.user_id, cancel_requested=True)
+            self.live[job_id] = live
+            await self.runner.finish_cancelled(live)
+            entry_id = await self._stream.entry_of(job_id)
+            if entry_id:
+                await self._stream.done(entry_id)
+            await self._publish_positions()
+            return self._snapshot(live.job)
+        # Another replica runs it and stops it on its next heartbeat.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_WAIT_SECONDS + self._heartbeat_seconds
+        while loop.time() < deadline:
+            current = await self._store.get(job_id)
+            if current is not None and current.job.state in TERMINAL_STATES:
+                return self._snapshot(current.job)
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+        return self._current(await self._owned(job_id))
+
+    # ---- taking and running jobs --------------------------------------------------------------
+
+    async def _run(self, job_id: str) -> None:
+        try:
+            await self.runner.run(job_id)
+        finally:
+            entry_id = self._entries.pop(job_id, None)
+            if job_id in self.live:
+                # Interrupted (shutdown, or taken over after we went silent): the entry stays
+                # pending, so a live replica reclaims the job and resumes it.
+                del self.live[job_id]
+            elif entry_id:
+                await self._stream.done(entry_id)
+            self._slot_free.set()
+
+    async def _take(self, entry: Entry) -> None:
+        verdict = await self._stream.take(entry)
+        stored = await self._store.get(entry.job_id) if verdict != "skip" else None
+        if stored is None:
+            await self._stream.done(entry.entry_id)
+            return
+        live = LiveJob(stored.job, stored.user_id)
+        self.live[entry.job_id] = live
+        self._entries[entry.job_id] = entry.entry_id
+        log.info("job.taken", job_id=entry.job_id, reclaimed=entry.reclaimed, verdict=verdict)
+        if verdict == "cancel":
+            live.cancel_requested = True
+            current_identity.set(Identity(live.user_id, via_mesh=True))
+            await self.runner.finish_cancelled(live)
+            self._entries.pop(entry.job_id, None)
+            await self._stream.done(entry.entry_id)
+            return
+        self.queue.submit(entry.job_id)
+        if not entry.reclaimed:
+            await self._publish_positions()
+
+    async def _consume(self) -> None:
+        while True:
+            try:
+                self._slot_free.clear()
+                if len(self.queue.running) >= self.queue.max_running:
+                    await self._slot_free.wait()
+                    continue
+                entry = await self._stream.reclaim_one(self._reclaim_idle_ms)
+                if entry is None:
+                    entry = await self._stream.read_one(READ_BLOCK_MS)
+                if entry is not None:
+                    await self._take(entry)
+            except (RedisError, VidsynthError) as error:
+                log.warning("queue.consume_failed", error=repr(error))
+                await asyncio.sleep(REDIS_RETRY_SECONDS)
+
+    async def _sync_mode(self) -> None:
+        """SetProcessingMode on any replica reaches every replica (the shared meta hash)."""
+        self._registry.mode = await initial_mode(self._store, self._configured_mode)
+
+    async def _heartbeat_once(self) -> None:
+        await self._stream.register(self.queue.max_running, self._reclaim_idle_ms / 1000)
+        await self._sync_mode()
+        lost, cancelled = await self._stream.heartbeat(dict(self._entries))
+        for job_id in lost:
+            log.warning("job.lost_to_another_replica", job_id=job_id)
+            task = self.queue.running_task(job_id)
+            if task is not None:
+                task.cancel()
+        for job_id in cancelled:
+            live = self.live.get(job_id)
+            task = self.queue.running_task(job_id)
+            if live is not None and task is not None and not live.cancel_requested and not live.finishing:
+                live.cancel_requested = True
+                task.cancel()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            try:
+                await self._heartbeat_once()
+            except RedisError as error:
+                log.warning("queue.heartbeat_failed", error=repr(error))
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def resume(self) -> int:
+        """Starts taking work; jobs of dead replicas (this one before a restart included)
+        come back through the stream's pending entries, not a local scan."""
+        await self._stream.ensure_group()
+        await self._heartbeat_once()
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="redis-queue-consumer"),
+            asyncio.create_task(self._heartbeat(), name="redis-queue-heartbeat"),
+        ]
+        return 0
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.queue.stop()
+        with contextlib.suppress(RedisError):
+            await self._stream.forget()
