@@ -72,6 +72,8 @@ class Mesh:
             "VIDSYNTH_SESSION_MAX_PER_USER": "100",
             "VIDSYNTH_GATEWAY_RATE_LIMIT_PER_SECOND": "100000",
             "VIDSYNTH_GATEWAY_RATE_LIMIT_BURST": "100000",
+            "VIDSYNTH_GRPC_RATE_LIMIT_PER_SECOND": "100000",
+            "VIDSYNTH_GRPC_RATE_LIMIT_BURST": "100000",
         }
         self.processes: list[subprocess.Popen] = []
 

@@ -227,6 +227,8 @@ async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
             # The bench measures throughput, not the per-key limit.
             "VIDSYNTH_GATEWAY_RATE_LIMIT_PER_SECOND": "1000000",
             "VIDSYNTH_GATEWAY_RATE_LIMIT_BURST": "1000000",
+            "VIDSYNTH_GRPC_RATE_LIMIT_PER_SECOND": "1000000",
+            "VIDSYNTH_GRPC_RATE_LIMIT_BURST": "1000000",
         }
         processes = [
             await asyncio.create_subprocess_exec(

@@ -343,7 +343,8 @@ _FALLBACK_BY_GRPC_CODE: dict[grpc.StatusCode, str] = {
     _C.PERMISSION_DENIED: "PERMISSION_DENIED",
     _C.NOT_FOUND: "NOT_FOUND",
     _C.INVALID_ARGUMENT: "INVALID_ARGUMENT",
-    _C.RESOURCE_EXHAUSTED: "RATE_LIMITED",
+    # Without ErrorInfo this is gRPC itself refusing an oversized message.
+    _C.RESOURCE_EXHAUSTED: "REQUEST_TOO_LARGE",
     _C.CANCELLED: "SERVICE_UNAVAILABLE",
 }
 

@@ -20,6 +20,7 @@ from libs.common.identity import Access, Keyring, parse_api_keys
 from libs.common.interceptors import MeshServerInterceptor
 from libs.common.log import configure_logging
 from libs.common.metrics import serve_metrics
+from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.settings import MeshSettings, get_mesh_settings
 
 log = structlog.get_logger("vidsynth.server")
@@ -44,12 +45,20 @@ def keyring_from_settings(settings: MeshSettings) -> Keyring:
     )
 
 
+def limiter_from_settings(settings: MeshSettings) -> TokenBucketLimiter:
+    return TokenBucketLimiter(settings.grpc_rate_limit_per_second, settings.grpc_rate_limit_burst)
+
+
 def create_server(
-    address: str, *, keyring: Keyring, access: Mapping[str, Access] | None = None
+    address: str,
+    *,
+    keyring: Keyring,
+    access: Mapping[str, Access] | None = None,
+    limiter: TokenBucketLimiter | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """A grpc.aio server with the mesh interceptor, bound to `address` (port 0 picks one)."""
     server = grpc.aio.server(
-        interceptors=[MeshServerInterceptor(keyring, access or {})], options=SERVER_OPTIONS
+        interceptors=[MeshServerInterceptor(keyring, access or {}, limiter)], options=SERVER_OPTIONS
     )
     port = server.add_insecure_port(address)
     if port == 0:
@@ -95,10 +104,10 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 
 async def start_wiring(
-    wiring: ServiceWiring, address: str, keyring: Keyring
+    wiring: ServiceWiring, address: str, keyring: Keyring, limiter: TokenBucketLimiter | None = None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Registers and starts a built service on `address`; SERVING once started."""
-    server, port = create_server(address, keyring=keyring, access=wiring.access)
+    server, port = create_server(address, keyring=keyring, access=wiring.access, limiter=limiter)
     wiring.register(server)
     health_servicer = add_health_and_reflection(server, wiring.service_names)
     await server.start()
@@ -124,7 +133,10 @@ async def serve(
     settings = settings or get_mesh_settings()
     wiring = await build(settings)
     server, port, health_servicer = await start_wiring(
-        wiring, settings.listen_address(name), keyring_from_settings(settings)
+        wiring,
+        settings.listen_address(name),
+        keyring_from_settings(settings),
+        limiter_from_settings(settings),
     )
     log.info("service.serving", port=port, pid=os.getpid())
 

@@ -20,11 +20,13 @@ from libs.common.errors import VidsynthError
 from libs.common.identity import (
     REQUEST_ID_KEY,
     Access,
+    Identity,
     Keyring,
     authorize,
     current_identity,
     current_request_id,
 )
+from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.rpc_status import abort_with_error
 
 log = structlog.get_logger("vidsynth.rpc")
@@ -50,9 +52,12 @@ def clean_request_id(value: str | None) -> str:
 
 
 class MeshServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, keyring: Keyring, access: Mapping[str, Access]) -> None:
+    def __init__(
+        self, keyring: Keyring, access: Mapping[str, Access], limiter: TokenBucketLimiter | None = None
+    ) -> None:
         self._keyring = keyring
         self._access = dict(access)
+        self._limiter = limiter
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -76,6 +81,7 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         code = "OK"
         try:
             identity = self._keyring.identity_from_metadata(metadata)
+            self._check_rate(identity)
             authorize(identity, access)
             identity_token = current_identity.set(identity)
             structlog.contextvars.bind_contextvars(user_id=identity.user_id)
@@ -102,6 +108,14 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
             if identity_token is not None:
                 current_identity.reset(identity_token)
             current_request_id.reset(request_token)
+
+    def _check_rate(self, identity: Identity) -> None:
+        """Users calling with an API key are limited per user; the mesh itself is not."""
+        if self._limiter is None or identity.via_mesh:
+            return
+        wait = self._limiter.acquire(identity.user_id)
+        if wait > 0:
+            raise VidsynthError("RATE_LIMITED", retry_after_seconds=round(wait, 3))
 
 
 ScopeFactory = Callable[[grpc.aio.ServicerContext], contextlib.AbstractAsyncContextManager]

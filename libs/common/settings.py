@@ -51,6 +51,10 @@ class MeshSettings(VidsynthSettings):
     processing_mode: ProcessingModeName = Field("auto", description="auto, production or simulation.")
     redis_url: str = Field("", description="redis://... switches stores to Redis; empty keeps SQLite.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    grpc_rate_limit_per_second: float = Field(
+        50.0, gt=0, description="Calls per second each API key may make directly to a service (token bucket)."
+    )
+    grpc_rate_limit_burst: int = Field(200, ge=1, description="Burst size of that per-key gRPC rate limit.")
     rpc_timeout_seconds: float = Field(10.0, description="Default deadline of every outgoing unary RPC.")
     shutdown_grace_seconds: float = Field(5.0, description="Grace period for in-flight RPCs on SIGTERM.")
     parent_pid: int = Field(0, description="Set by `vidsynth up`: a service exits when this process is gone.")

@@ -10,10 +10,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from libs.common.rate_limit import TokenBucketLimiter
 from services.gateway.body_limit import BodyLimitMiddleware
 from services.gateway.config import GatewaySettings
 from services.gateway.path_ids import PathIdMiddleware
-from services.gateway.rate_limit import RateLimitMiddleware, TokenBucketLimiter
+from services.gateway.rate_limit import RateLimitMiddleware
 from services.gateway.security_headers import SecurityHeadersMiddleware
 
 CORS_ALLOWED_HEADERS = [

@@ -9,56 +9,15 @@ Buckets live in a bounded LRU map.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.errors import VidsynthError
 from libs.common.identity import Keyring
+from libs.common.rate_limit import TokenBucketLimiter
 from services.gateway.asgi_problems import send_problem
 
 LIMITED_PREFIX = "/v1/"
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class TokenBucketLimiter:
-    """`rate` tokens per second up to `burst`; each request takes one."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        *,
-        max_buckets: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._max_buckets = max_buckets
-        self._clock = clock
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
-
-    def acquire(self, key: str) -> float:
-        """0 when the request may go ahead, else the seconds until a token is free."""
-        now = self._clock()
-        bucket = self._buckets.pop(key, None) or _Bucket(self._burst, now)
-        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.updated) * self._rate)
-        bucket.updated = now
-        self._buckets[key] = bucket
-        if len(self._buckets) > self._max_buckets:
-            self._buckets.popitem(last=False)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / self._rate
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -49,6 +49,8 @@ class RedisLiveFeed:
         reader = self._readers.get(session_id)
         if reader is None:
             reader = _Reader(session_id)
+            # A failed anchor reaches every watcher that still waits; none left is no error.
+            reader.anchored.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._readers[session_id] = reader
             reader.task = asyncio.create_task(self._run(reader), name=f"progress-live-{session_id}")
         # Shielded: one subscriber giving up must not cancel the reader the others share.

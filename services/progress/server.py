@@ -63,6 +63,8 @@ async def build(settings: MeshSettings, progress_settings: ProgressSettings | No
         log.broker.shut_down()
         if live is not None:
             await live.close()
+            # Its pool reconnects if a publish in the grace period still needs it.
+            await store.close()
         await clients.close()
 
     wiring = ServiceWiring(

@@ -47,6 +47,9 @@ async def build(settings: MeshSettings, session_settings: SessionSettings | None
 
     async def on_stopping() -> None:
         await clients.close()
+        if isinstance(store, RedisSessionStore):
+            # Its pool reconnects if a call in the grace period still needs it; SQLite could not.
+            await store.close()
 
     async def close_store() -> None:
         await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from libs.common.backpressure import ResourceGate
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
@@ -27,8 +28,14 @@ async def build(settings: MeshSettings, validator_settings: ValidatorSettings | 
         timeout=config.validator_clamd_timeout_seconds,
     )
     quarantine_root = quarantine_dir(config, settings)
-    # storage_guard: the resource monitor's INSUFFICIENT_STORAGE check plugs in here.
-    uploads = UploadValidator(config, settings.sessions_dir, quarantine_root, clients, scanner)
+    uploads = UploadValidator(
+        config,
+        settings.sessions_dir,
+        quarantine_root,
+        clients,
+        scanner,
+        storage_guard=ResourceGate(clients).check_upload,
+    )
     servicer = ValidatorService(config, uploads, scanner, quarantine_root)
     return ServiceWiring(
         service_names=[SERVICE_NAME],

@@ -92,6 +92,13 @@ async def replicas(backend, in_process_mesh, subscriber_buffer):
         await stop_wiring(extra[0], extra[1], extra[2], grace=0)
 
 
+async def eventually(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
 async def read_until(call, last_seq: int) -> list[int]:
     seqs = []
     async for event in call:
@@ -150,6 +157,7 @@ async def test_a_stalled_subscriber_ends_too_slow_and_resumes_exactly(replicas):
     session_id = await replicas.create_session()
     call = replicas.a.subscribe(session_id)
     await call.initial_metadata()
+    await eventually(lambda: replicas.a.broker.subscriber_count(session_id) == 1, "the subscription")
     total = 0
     # Publish (through the other replica) until the stalled subscriber is detached.
     while replicas.a.broker.subscriber_count(session_id) and total < 4000:
@@ -169,3 +177,20 @@ async def test_a_stalled_subscriber_ends_too_slow_and_resumes_exactly(replicas):
     assert len(received) < total
     rest = await read_until(replicas.b.subscribe(session_id, received[-1]), total)
     assert rest == list(range(received[-1] + 1, total + 1))
+
+
+async def test_live_events_from_both_replicas_arrive_in_seq_order(replicas):
+    session_id = await replicas.create_session()
+    watchers = [replicas.a.subscribe(session_id), replicas.b.subscribe(session_id)]
+    brokers = {id(r.broker): r.broker for r in (replicas.a, replicas.b)}.values()
+    await eventually(
+        lambda: sum(b.subscriber_count(session_id) for b in brokers) == 2,
+        "both subscriptions",
+    )
+    readers = [asyncio.create_task(read_until(call, 200)) for call in watchers]
+    await asyncio.gather(
+        publish(replicas.a.channel, session_id, progress_ticks(100)),
+        publish(replicas.b.channel, session_id, progress_ticks(100)),
+    )
+    for reader in readers:
+        assert await asyncio.wait_for(reader, 60) == list(range(1, 201))

@@ -16,6 +16,7 @@ from libs.common.grpc_server import (
     stop_wiring,
 )
 from libs.common.identity import Access, require_identity
+from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.rpc_status import error_from_rpc_error
 from tests.support.identities import mesh_metadata, user_metadata
 from vidsynth.v1 import session_pb2, session_pb2_grpc
@@ -41,9 +42,8 @@ class ProbeServicer(session_pb2_grpc.SessionServiceServicer):
         return session_pb2.SweepExpiredSessionsResponse()
 
 
-@pytest.fixture
-async def probe(mesh_settings):
-    wiring = ServiceWiring(
+def probe_wiring() -> ServiceWiring:
+    return ServiceWiring(
         service_names=[SERVICE],
         register=lambda server: session_pb2_grpc.add_SessionServiceServicer_to_server(
             ProbeServicer(), server
@@ -53,6 +53,11 @@ async def probe(mesh_settings):
             full_method(SERVICE, "SweepExpiredSessions"): Access.ADMIN,
         },
     )
+
+
+@pytest.fixture
+async def probe(mesh_settings):
+    wiring = probe_wiring()
     server, port, health = await start_wiring(wiring, "127.0.0.1:0", keyring_from_settings(mesh_settings))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     yield channel
@@ -143,3 +148,25 @@ async def test_health_and_reflection_need_no_credentials(probe) -> None:
         names = {s.name for s in response.list_services_response.service}
         break
     assert {SERVICE, "grpc.health.v1.Health"} <= names
+
+
+async def test_api_keys_are_rate_limited_per_user_but_the_mesh_is_not(mesh_settings) -> None:
+    wiring = probe_wiring()
+    limiter = TokenBucketLimiter(rate=0.5, burst=3)
+    server, port, health = await start_wiring(
+        wiring, "127.0.0.1:0", keyring_from_settings(mesh_settings), limiter
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = session_pb2_grpc.SessionServiceStub(channel)
+            request = session_pb2.GetSessionRequest(session_id="s")
+            for _ in range(3):
+                await stub.GetSession(request, metadata=user_metadata("alice"))
+            error = await _error(stub.GetSession(request, metadata=user_metadata("alice")))
+            assert error.code == "RATE_LIMITED"
+            assert error.retry_after_seconds is not None and error.retry_after_seconds > 0
+            await stub.GetSession(request, metadata=user_metadata("bob"))  # another key's own bucket
+            for _ in range(5):
+                await stub.GetSession(request, metadata=mesh_metadata("alice"))
+    finally:
+        await stop_wiring(wiring, server, health, grace=0)

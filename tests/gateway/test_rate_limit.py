@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from libs.common.rate_limit import TokenBucketLimiter
 from services.gateway.config import GatewaySettings
-from services.gateway.rate_limit import TokenBucketLimiter
 from tests.gateway.problems import assert_problem
 from tests.support.identities import bearer
 
