@@ -59,7 +59,6 @@ class Cluster:
             "VIDSYNTH_DATA_DIR": str(base / "data"),
             "VIDSYNTH_REDIS_URL": redis_url,
             "VIDSYNTH_GRPC_HOST": "127.0.0.1",
-            "VIDSYNTH_LOG_LEVEL": "INFO",
             # No cleanup service in these meshes: a refused connection (the gate fails open).
             "VIDSYNTH_CLEANUP_ADDR": f"127.0.0.1:{free_port()}",
             **env,

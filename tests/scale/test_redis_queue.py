@@ -1,0 +1,108 @@
+"""Two stage_runner replicas (in-process) on one Redis: shared queue positions, QUEUE_FULL,
+cancel from either replica, idempotency and the processing mode across replicas."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+import redis.asyncio as redis
+
+import services.progress.server
+import services.session.server
+import services.stage_runner.server
+from libs.common.grpc_server import keyring_from_settings, start_wiring, stop_wiring
+from libs.common.rpc_status import error_from_rpc_error
+from services.stage_runner.media.config import MediaSettings
+from tests.stage_runner.conftest import RunnerMesh, make_media, runner_settings
+from tests.support.identities import user_metadata
+from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
+
+QUEUED, RUNNING = common_pb2.JOB_STATE_QUEUED, common_pb2.JOB_STATE_RUNNING
+
+
+@pytest.fixture
+async def replicas(in_process_mesh, redis_server, tmp_path):
+    """(mesh through replica A, mesh through replica B): one job slot and two waiting places each."""
+    redis_server.flush()
+    make_media(tmp_path)
+    in_process_mesh.settings = in_process_mesh.settings.model_copy(
+        update={"redis_url": redis_server.url, "processing_mode": "simulation"}
+    )
+    session = await in_process_mesh.start("session", services.session.server.build)
+    progress = await in_process_mesh.start("progress", services.progress.server.build)
+    settings = runner_settings(
+        stage_runner_max_running_jobs=1,
+        stage_runner_max_queued_jobs=2,
+        stage_runner_simulation_seconds=0.6,
+        stage_runner_heartbeat_seconds=0.2,
+        stage_runner_reclaim_idle_seconds=5.0,
+    )
+
+    async def build(mesh_settings):
+        return await services.stage_runner.server.build(
+            mesh_settings, settings, MediaSettings(media_gemini_api_key="")
+        )
+
+    first = await in_process_mesh.start("stage_runner", build)
+    wiring = await build(in_process_mesh.settings)
+    server, port, health = await start_wiring(
+        wiring, "127.0.0.1:0", keyring_from_settings(in_process_mesh.settings)
+    )
+    meshes = [
+        RunnerMesh(in_process_mesh.settings, session.address, progress.address, address, tmp_path, built)
+        for address, built in ((first.address, first.wiring), (f"127.0.0.1:{port}", wiring))
+    ]
+    yield meshes
+    for mesh in meshes:
+        await mesh.close()
+    await stop_wiring(wiring, server, health, grace=0)
+
+
+async def owner(redis_server, job_id: str) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        return ((await client.hget(f"vidsynth:stage_runner:job:{job_id}", "owner")) or b"").decode()
+    finally:
+        await client.aclose()
+
+
+async def test_jobs_spread_over_replicas_with_one_queue_and_cancel_from_anywhere(replicas, redis_server):
+    a, b = replicas
+    sessions = [await a.ready_session() for _ in range(5)]
+    jobs = [await (a if i % 2 else b).start(s) for i, s in enumerate(sessions[:4])]
+    # Each replica runs one job; the other two wait in one shared FIFO, seen alike from both.
+    running = [await a.wait_for(j.job_id, lambda job: job.state == RUNNING) for j in jobs[:2]]
+    assert len({await owner(redis_server, j.job_id) for j in running}) == 2
+    for mesh in (a, b):
+        positions = [(await mesh.get(j.job_id)).queue_position for j in jobs[2:]]
+        assert positions == [1, 2]
+        etas = [(await mesh.get(j.job_id)).eta_seconds for j in jobs[2:]]
+        assert 0 < etas[0] < etas[1]
+
+    with pytest.raises(grpc.RpcError) as caught:
+        await b.start(sessions[4])
+    error = error_from_rpc_error(caught.value)
+    assert error.code == "QUEUE_FULL" and error.retry_after_seconds >= 5
+
+    # A waiting job cancelled through either replica, and the one behind it moves up.
+    cancelled = await a.runner.CancelJob(
+        stage_runner_pb2.CancelJobRequest(job_id=jobs[2].job_id), metadata=user_metadata("alice")
+    )
+    assert cancelled.state == common_pb2.JOB_STATE_CANCELLED
+    assert (await b.get(jobs[3].job_id)).queue_position == 1
+    # A running job cancelled through the replica that does not run it (the owner's
+    # heartbeat sees the request), both ways round.
+    for job in running:
+        other = b if job.job_id in a.wiring.jobs.live else a
+        assert job.job_id not in other.wiring.jobs.live
+        stopped = await other.runner.CancelJob(
+            stage_runner_pb2.CancelJobRequest(job_id=job.job_id), metadata=user_metadata("alice")
+        )
+        assert stopped.state == common_pb2.JOB_STATE_CANCELLED
+
+    last = await b.wait_done(jobs[3].job_id)
+    assert last.state == common_pb2.JOB_STATE_COMPLETED
+    events = await a.events(sessions[3], jobs[3].job_id)
+    positions = [e.queue_position for e in events if e.type == progress_pb2.EVENT_TYPE_JOB_QUEUED]
+    assert positions[0] == 2 and 1 in positions
+    assert events[-1].type == progress_pb2.EVENT_TYPE_JOB_COMPLETED
