@@ -25,7 +25,7 @@ from libs.common.identity import USER_ID_KEY
 from libs.common.metrics import HTTP_LATENCY, HTTP_REQUESTS, MetricsSettings
 from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings
 from services.gateway.routes_health import mesh_health
-from vidsynth.v1 import cleanup_pb2, common_pb2, stage_runner_pb2
+from vidsynth.v1 import cleanup_pb2, common_pb2, stage_runner_pb2, validator_pb2
 
 log = structlog.get_logger("vidsynth.gateway.ops")
 router = APIRouter(tags=["operations"])
@@ -119,6 +119,18 @@ async def capabilities_summary(request: Request) -> dict | None:
     }
 
 
+async def scanner_summary(request: Request) -> dict | None:
+    """Whether clamd answers, and with which signatures ("official" or "test-signatures")."""
+    try:
+        policy = await request.app.state.clients.validator.GetUploadPolicy(
+            validator_pb2.GetUploadPolicyRequest(), timeout=PROBE_TIMEOUT_SECONDS, metadata=SYSTEM_METADATA
+        )
+    except grpc.RpcError as error:
+        log.warning("health.validator_unavailable", code=str(error.code()))
+        return None
+    return {"available": policy.scanner_available, "signature_db": policy.signature_db or None}
+
+
 async def service_pages(metrics: MetricsSettings, mesh: MeshSettings) -> dict[str, str]:
     """Each gRPC service's own /metrics page (when they serve one), by service name."""
     if not metrics.metrics_port:
@@ -183,8 +195,12 @@ async def pages_of(request: Request) -> dict[str, str]:
 
 @router.get("/v1/health", summary="Health of every service, resources, capabilities and load")
 async def health(request: Request) -> JSONResponse:
-    services, resources, capabilities, pages = await asyncio.gather(
-        mesh_health(request), resource_summary(request), capabilities_summary(request), pages_of(request)
+    services, resources, capabilities, scanner, pages = await asyncio.gather(
+        mesh_health(request),
+        resource_summary(request),
+        capabilities_summary(request),
+        scanner_summary(request),
+        pages_of(request),
     )
     session_page, runner_page = pages.get("session", ""), pages.get("stage_runner", "")
     active_sessions = gauge_value(session_page, "vidsynth_active_sessions") if session_page else None
@@ -197,6 +213,7 @@ async def health(request: Request) -> JSONResponse:
         "services": services,
         "resources": resources,
         "capabilities": capabilities,
+        "scanner": scanner,
         "active_sessions": int(active_sessions) if active_sessions is not None else None,
         "queue_length": int(queue_length) if queue_length is not None else None,
     }

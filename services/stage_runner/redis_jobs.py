@@ -217,7 +217,9 @@ class RedisJobManager(JobManager):
         while True:
             try:
                 self._slot_free.clear()
-                if len(self.queue.running) >= self.queue.max_running:
+                # Our own count: the local queue forgets a job only in a done-callback, after
+                # _run's `finally` has already signalled the free slot.
+                if len(self._entries) >= self.queue.max_running:
                     await self._slot_free.wait()
                     continue
                 entry = await self._stream.reclaim_one(self._reclaim_idle_ms)

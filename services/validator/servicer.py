@@ -13,6 +13,7 @@ import grpc
 
 from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
+from libs.common.metrics import UPLOAD_REJECTIONS
 from services.validator import quarantine
 from services.validator.config import ValidatorSettings
 from services.validator.policy import upload_policy
@@ -90,7 +91,8 @@ class ValidatorService(validator_pb2_grpc.ValidatorServiceServicer):
             if first is None or first.WhichOneof("payload") != "header":
                 raise VidsynthError("INVALID_ARGUMENT", "The first message must be the upload header.")
             return await self._uploads.validate(identity, first.header, stream.chunks())
-        except VidsynthError:
+        except VidsynthError as error:
+            UPLOAD_REJECTIONS.labels(error.code).inc()
             await stream.drain()
             raise
 

@@ -3,6 +3,8 @@ cancel from either replica, idempotency and the processing mode across replicas.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 import redis.asyncio as redis
@@ -106,3 +108,37 @@ async def test_jobs_spread_over_replicas_with_one_queue_and_cancel_from_anywhere
     positions = [e.queue_position for e in events if e.type == progress_pb2.EVENT_TYPE_JOB_QUEUED]
     assert positions[0] == 2 and 1 in positions
     assert events[-1].type == progress_pb2.EVENT_TYPE_JOB_COMPLETED
+
+
+async def test_idempotency_keys_and_the_processing_mode_hold_across_replicas(replicas):
+    a, b = replicas
+    session_id = await a.ready_session()
+    first = await a.start(session_id, request_id="same-key-1")
+    again = await b.start(session_id, request_id="same-key-1")
+    assert again.job_id == first.job_id
+    with pytest.raises(grpc.RpcError) as caught:
+        await b.start(session_id, text="Another script entirely.", request_id="same-key-1")
+    assert error_from_rpc_error(caught.value).code == "IDEMPOTENCY_CONFLICT"
+    assert (await b.wait_done(first.job_id)).state == common_pb2.JOB_STATE_COMPLETED
+
+    changed = await a.runner.SetProcessingMode(
+        stage_runner_pb2.SetProcessingModeRequest(mode=common_pb2.PROCESSING_MODE_AUTO),
+        metadata=user_metadata("root"),
+    )
+    assert changed.mode == common_pb2.PROCESSING_MODE_AUTO
+    # The other replica follows on its next heartbeat, and jobs it accepts use the new mode.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        capabilities = await b.runner.GetCapabilities(
+            stage_runner_pb2.GetCapabilitiesRequest(), metadata=user_metadata("alice")
+        )
+        if capabilities.mode == common_pb2.PROCESSING_MODE_AUTO:
+            break
+        assert loop.time() < deadline
+        await asyncio.sleep(0.05)
+    job = await b.start(await b.ready_session())
+    assert job.mode == common_pb2.PROCESSING_MODE_AUTO
+    await b.runner.CancelJob(
+        stage_runner_pb2.CancelJobRequest(job_id=job.job_id), metadata=user_metadata("alice")
+    )
