@@ -3,6 +3,7 @@ call, keepalive, retries for idempotent RPCs, and the caller's identity attached
 
 from __future__ import annotations
 
+import abc
 import json
 
 import grpc
@@ -120,17 +121,11 @@ def mesh_channel(address: str, settings: MeshSettings) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 
-class MeshClients:
-    """Lazily opened stubs for every service, all from one settings object."""
+class ServiceStubs(abc.ABC):
+    """A stub per service over `self.channel(service)`; subclasses decide how channels open."""
 
-    def __init__(self, settings: MeshSettings) -> None:
-        self._settings = settings
-        self._channels: dict[str, grpc.aio.Channel] = {}
-
-    def channel(self, service: str) -> grpc.aio.Channel:
-        if service not in self._channels:
-            self._channels[service] = mesh_channel(self._settings.service_address(service), self._settings)
-        return self._channels[service]
+    @abc.abstractmethod
+    def channel(self, service: str) -> grpc.aio.Channel | grpc.Channel: ...
 
     @property
     def session(self) -> session_pb2_grpc.SessionServiceStub:
@@ -151,6 +146,19 @@ class MeshClients:
     @property
     def cleanup(self) -> cleanup_pb2_grpc.CleanupServiceStub:
         return cleanup_pb2_grpc.CleanupServiceStub(self.channel("cleanup"))
+
+
+class MeshClients(ServiceStubs):
+    """Lazily opened mesh channels for every service, all from one settings object."""
+
+    def __init__(self, settings: MeshSettings) -> None:
+        self._settings = settings
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        if service not in self._channels:
+            self._channels[service] = mesh_channel(self._settings.service_address(service), self._settings)
+        return self._channels[service]
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -35,6 +35,12 @@ SHARED_PROCESSORS: list[Any] = [
     drop_uvicorn_color_message,
 ]
 
+# structlog's dict tracebacks include every frame's locals by default, and those hold
+# secrets (the caller's Authorization metadata, API keys): keep frames, drop locals.
+TRACEBACKS_WITHOUT_LOCALS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
 
 def configure_logging(service: str, level: str = "info") -> None:
     """JSON lines on stderr for structlog and the standard library alike."""
@@ -44,7 +50,7 @@ def configure_logging(service: str, level: str = "info") -> None:
     structlog.configure(
         processors=[
             *SHARED_PROCESSORS,
-            structlog.processors.dict_tracebacks,
+            TRACEBACKS_WITHOUT_LOCALS,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -57,7 +63,7 @@ def configure_logging(service: str, level: str = "info") -> None:
             foreign_pre_chain=SHARED_PROCESSORS,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.dict_tracebacks,
+                TRACEBACKS_WITHOUT_LOCALS,
                 structlog.processors.JSONRenderer(),
             ],
         )

@@ -6,47 +6,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 
 import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cleanup.conftest import DAY, write_file
 from tests.support.identities import mesh_env, user_metadata
 from tests.support.ports import free_port_block
+from tests.support.service_process import start_service_process, wait_serving
 from vidsynth.v1 import cleanup_pb2, cleanup_pb2_grpc
 
 START_TIMEOUT_SECONDS = 30.0
 
 
 async def start_process(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cleanup",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-
-async def wait_serving(channel: grpc.aio.Channel, process: asyncio.subprocess.Process) -> None:
-    deadline = asyncio.get_running_loop().time() + START_TIMEOUT_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
-        assert process.returncode is None, "the cleanup service exited"
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1.0
-            )
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.aio.AioRpcError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("the cleanup service never reported SERVING")
+    return await start_service_process("cleanup", env)
 
 
 async def stop(process: asyncio.subprocess.Process) -> int:

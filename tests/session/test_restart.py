@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.session.helpers import FACE, asset
 from tests.support.identities import mesh_env, mesh_metadata, user_metadata
 from tests.support.ports import free_port_block
+from tests.support.service_process import start_service_process, wait_serving
 from vidsynth.v1 import session_pb2 as pb
 from vidsynth.v1 import session_pb2_grpc
 
@@ -21,31 +20,7 @@ START_TIMEOUT_SECONDS = 60.0
 
 
 async def start_service(env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.session",
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-
-
-async def wait_serving(channel: grpc.aio.Channel, process: asyncio.subprocess.Process) -> None:
-    deadline = asyncio.get_running_loop().time() + START_TIMEOUT_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
-        assert process.returncode is None, "the session service exited"
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1.0
-            )
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-        except grpc.aio.AioRpcError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("the session service did not become SERVING")
+    return await start_service_process("session", env)
 
 
 @pytest.fixture

@@ -14,16 +14,10 @@ import grpc
 import typer
 from rich.console import Console
 
+from libs.common.clients import ServiceStubs
 from libs.common.errors import VidsynthError
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import SERVICE_PORT_OFFSETS
-from vidsynth.v1 import (
-    cleanup_pb2_grpc,
-    progress_pb2_grpc,
-    session_pb2_grpc,
-    stage_runner_pb2_grpc,
-    validator_pb2_grpc,
-)
 
 # Exit codes by the gRPC status of the catalogued error (documented in `vidsynth --help`).
 EXIT_CODES: dict[grpc.StatusCode, int] = {
@@ -59,7 +53,7 @@ console = Console(stderr=True)
 
 
 @dataclass
-class Remote:
+class Remote(ServiceStubs):
     """Stubs for every service of one mesh, called with the user's key."""
 
     grpc_target: str
@@ -82,26 +76,6 @@ class Remote:
             address = f"{self._host}:{self._base_port + SERVICE_PORT_OFFSETS[service]}"
             self._channels[service] = grpc.insecure_channel(address)
         return self._channels[service]
-
-    @property
-    def session(self) -> session_pb2_grpc.SessionServiceStub:
-        return session_pb2_grpc.SessionServiceStub(self.channel("session"))
-
-    @property
-    def validator(self) -> validator_pb2_grpc.ValidatorServiceStub:
-        return validator_pb2_grpc.ValidatorServiceStub(self.channel("validator"))
-
-    @property
-    def stage_runner(self) -> stage_runner_pb2_grpc.StageRunnerServiceStub:
-        return stage_runner_pb2_grpc.StageRunnerServiceStub(self.channel("stage_runner"))
-
-    @property
-    def progress(self) -> progress_pb2_grpc.ProgressServiceStub:
-        return progress_pb2_grpc.ProgressServiceStub(self.channel("progress"))
-
-    @property
-    def cleanup(self) -> cleanup_pb2_grpc.CleanupServiceStub:
-        return cleanup_pb2_grpc.CleanupServiceStub(self.channel("cleanup"))
 
     def close(self) -> None:
         for channel in self._channels.values():
