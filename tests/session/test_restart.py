@@ -16,8 +16,6 @@ from tests.support.service_process import start_service_process, wait_serving
 from vidsynth.v1 import session_pb2 as pb
 from vidsynth.v1 import session_pb2_grpc
 
-START_TIMEOUT_SECONDS = 60.0
-
 
 async def start_service(env: dict[str, str]) -> asyncio.subprocess.Process:
     return await start_service_process("session", env)
