@@ -17,6 +17,7 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    GRPC_ENABLE_FORK_SUPPORT=false \
     VIDSYNTH_DATA_DIR=/data \
     VIDSYNTH_GRPC_HOST=0.0.0.0
 USER vidsynth

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import os
+
+# Before anything imports grpc (see services/__init__.py): services run in-process here.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import pytest
 
 from libs.common.settings import MeshSettings

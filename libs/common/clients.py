@@ -38,6 +38,9 @@ IDEMPOTENT_METHODS = {
 
 SERVICE_CONFIG = json.dumps(
     {
+        # Spreads calls over every address a name resolves to (replicas behind a headless
+        # Kubernetes service); a single address behaves as before.
+        "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
             {
                 "name": [

@@ -31,7 +31,8 @@ HTTP_LATENCY = Histogram(
     buckets=(0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
 )
 ACTIVE_SESSIONS = Gauge("vidsynth_active_sessions", "Sessions neither expired nor deleted")
-JOBS = Gauge("vidsynth_jobs", "Jobs known to the stage runner, by state", ["state"])
+JOBS = Gauge("vidsynth_jobs", "Jobs queued or running on this stage runner, by state", ["state"])
+JOBS_FINISHED = Counter("vidsynth_jobs_finished_total", "Jobs that ended, by final state", ["state"])
 QUEUE_LENGTH = Gauge("vidsynth_queue_length", "Jobs waiting in the stage runner's queue")
 STAGE_SECONDS = Histogram(
     "vidsynth_stage_seconds",

@@ -21,6 +21,12 @@ class GatewaySettings(VidsynthSettings):
         ge=1024,
         description="Largest request body outside uploads (uploads have the validator's own cap).",
     )
+    gateway_upload_idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="An upload body that sends nothing for this long is refused (DEADLINE_EXCEEDED), "
+        "freeing its connection and validator stream (slow-drip guard).",
+    )
     gateway_cors_origins: str = Field(
         "", description="Comma-separated origins browsers may call the API from (empty: none)."
     )

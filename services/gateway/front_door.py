@@ -30,6 +30,7 @@ CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Location", "Content-Rang
 
 def install_front_door(app: FastAPI, settings: GatewaySettings) -> None:
     """Adds the middleware; call it before RequestContextMiddleware is added (that stays outermost)."""
+    app.state.gateway_settings = settings
     # Starlette wraps in reverse order of add_middleware: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
     app.add_middleware(PathIdMiddleware)

@@ -29,6 +29,8 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 FILE_FIELD = "file"
 # The validator's limits change only with its config; a short cache spares a call per upload.
 POLICY_CACHE_SECONDS = 30.0
+# Longest a partial chunk waits for more bytes before it goes to the validator.
+MAX_HOLD_SECONDS = 5.0
 
 
 async def upload_limits(request: Request) -> validator_pb2.UploadPolicy:
@@ -64,17 +66,24 @@ def _content_length(request: Request) -> int | None:
 
 
 class Rechunker:
-    """Joins the small pieces HTTP delivers into messages of about `size` bytes."""
+    """Joins the small pieces HTTP delivers into messages of about `size` bytes; a slow
+    client's bytes are sent on after `max_hold_seconds` anyway, so the validator's idle
+    timeout measures the client, not this buffer."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_hold_seconds: float = MAX_HOLD_SECONDS) -> None:
         self.size = size
+        self.max_hold_seconds = max_hold_seconds
         self._parts: list[bytes] = []
         self._buffered = 0
+        self._since = 0.0
 
     def add(self, data: bytes) -> bytes | None:
+        if not self._parts:
+            self._since = time.monotonic()
         self._parts.append(data)
         self._buffered += len(data)
-        return self.flush() if self._buffered >= self.size else None
+        held_too_long = time.monotonic() - self._since >= self.max_hold_seconds
+        return self.flush() if self._buffered >= self.size or held_too_long else None
 
     def flush(self) -> bytes | None:
         if not self._buffered:
@@ -172,10 +181,21 @@ class UploadSource:
             raise VidsynthError("INVALID_ARGUMENT", "The multipart body ended before the file did.")
 
 
-async def _counted(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """The body, refused once it passes `limit` bytes (a body without Content-Length)."""
+async def _counted(body: AsyncIterator[bytes], limit: int, idle_seconds: float) -> AsyncIterator[bytes]:
+    """The body, refused once it passes `limit` bytes (a body without Content-Length) or
+    when the client sends nothing for `idle_seconds` (a slow drip holding resources)."""
     received = 0
-    async for data in body:
+    pieces = aiter(body)
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                data = await anext(pieces, None)
+        except TimeoutError:
+            raise VidsynthError(
+                "DEADLINE_EXCEEDED", f"The upload stalled: nothing arrived for {idle_seconds:g} s."
+            ) from None
+        if data is None:
+            return
         received += len(data)
         if received > limit:
             raise VidsynthError("FILE_TOO_LARGE")
@@ -185,7 +205,7 @@ async def _counted(body: AsyncIterator[bytes], limit: int) -> AsyncIterator[byte
 async def open_source(request: Request, limit: int) -> UploadSource:
     """Reads just far enough to know the file's name and type (multipart headers)."""
     content_type = request.headers.get("content-type", "")
-    body = _counted(request.stream(), limit)
+    body = _counted(request.stream(), limit, request.app.state.gateway_settings.gateway_upload_idle_seconds)
     media_type, options = parse_options_header(content_type)
     if media_type != b"multipart/form-data":
         return UploadSource(request.query_params.get("filename", ""), content_type, [], body, None)

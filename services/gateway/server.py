@@ -14,6 +14,9 @@ from libs.common.settings import MeshSettings, get_mesh_settings
 from services.gateway.app import create_app
 
 log = structlog.get_logger("vidsynth.gateway")
+# Largest request line plus headers. uvicorn's httptools parser buffers headers without
+# any bound (an 8 MB header was accepted); h11 refuses a head past this size.
+MAX_REQUEST_HEAD_BYTES = 64 * 1024
 
 
 async def _exit_when_parent_gone(server: uvicorn.Server, parent_pid: int) -> None:
@@ -36,6 +39,8 @@ async def serve(settings: MeshSettings) -> None:
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         ws_max_size=1 << 20,
+        http="h11",
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
     )
     server = uvicorn.Server(config)
     watcher = (

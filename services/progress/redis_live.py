@@ -10,7 +10,6 @@ in the replay or in the buffer; the event log drops the seqs it already delivere
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 import structlog
@@ -57,13 +56,14 @@ class RedisLiveFeed:
         await asyncio.shield(reader.anchored)
 
     async def close(self) -> None:
-        tasks = [reader.task for reader in self._readers.values() if reader.task is not None]
+        tasks = {reader.task for reader in self._readers.values() if reader.task is not None}
         self._readers.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # redis-py (8.1) can absorb a cancel that lands while it starts a command, leaving
+        # the task blocked in XREAD; cancelling again until it ends keeps shutdown prompt.
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            _, tasks = await asyncio.wait(tasks, timeout=0.1)
 
     async def _run(self, reader: _Reader) -> None:
         session_id = reader.session_id

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import structlog
 
+from libs.common.metrics import STAGE_SECONDS
+from libs.common.progress_events import stage_name
 from services.stage_runner.store import CostRate, JobStore
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
@@ -66,6 +68,7 @@ class CostModel:
 
     async def record(self, backend: str, stage: int, units: float, seconds: float) -> None:
         """Folds one measured run into the backend's rate and persists it."""
+        STAGE_SECONDS.labels(stage_name(stage) or "unspecified", backend).observe(seconds)
         if units <= 0 or seconds <= 0:
             return
         measured = seconds / units

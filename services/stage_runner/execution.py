@@ -14,6 +14,7 @@ import structlog
 from libs.common.errors import VidsynthError
 from libs.common.identity import Identity, current_identity
 from libs.common.log import bind_context
+from libs.common.metrics import JOBS_FINISHED
 from libs.common.rpc_status import to_status_proto
 from libs.common.session_paths import session_paths
 from services.stage_runner import checkpoints
@@ -240,6 +241,7 @@ class JobRunner:
         await self._sessions.follow_job(job.session_id, _SESSION_STATE_AFTER[final_state], job.job_id)
         job.state = final_state
         job.done = True
+        JOBS_FINISHED.labels(common_pb2.JobState.Name(final_state).removeprefix("JOB_STATE_").lower()).inc()
         job.queue_position = 0
         job.eta_seconds = 0.0
         job.end_time.GetCurrentTime()

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common.errors import VidsynthError
 from libs.common.identity import Identity, current_identity, require_identity
@@ -34,6 +37,22 @@ REDIS_RETRY_SECONDS = 1.0
 # job.queued goes out before the stream entry exists, so no replica's job.started overtakes it.
 QUEUED_EVENT_FLUSH_SECONDS = 2.0
 CANCEL_POLL_SECONDS = 0.1
+# Consumers of replicas gone for good are forgotten now and then (never one holding a job).
+PRUNE_EVERY_BEATS = 60
+PRUNE_MIN_IDLE_MS = 10 * 60 * 1000
+
+
+def redis_outage_as_unavailable(method):
+    """An unreachable Redis is a retryable outage for the caller, not an internal error."""
+
+    @functools.wraps(method)
+    async def wrapper(*args, **kwargs):
+        try:
+            return await method(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            raise VidsynthError("SERVICE_UNAVAILABLE", "Job storage is unreachable; try again.") from error
+
+    return wrapper
 
 
 class RedisJobManager(JobManager):
@@ -64,6 +83,7 @@ class RedisJobManager(JobManager):
 
     # ---- submit -------------------------------------------------------------------------------
 
+    @redis_outage_as_unavailable
     async def start(self, request: stage_runner_pb2.StartJobRequest) -> stage_runner_pb2.Job:
         await self._sync_mode()
         try:
@@ -92,11 +112,10 @@ class RedisJobManager(JobManager):
         job = live.job
         waiting = await self._stream.waiting()
         capacity = await self._stream.capacity()
-        queued_seconds = sum(self._total_estimate(j) for j in await self._queued_jobs(waiting))
+        ahead = sum(self._total_estimate(j) for j in await self._queued_jobs(waiting))
+        ahead += await self._running_seconds()
         job.queue_position = len(waiting) + 1
-        job.eta_seconds = (queued_seconds + await self._running_seconds()) / capacity + self._total_estimate(
-            job
-        )
+        job.eta_seconds = ahead / capacity + self._total_estimate(job)
         self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
         await self._publisher.flush(QUEUED_EVENT_FLUSH_SECONDS)
         await self._stream.add(job.job_id)
@@ -139,6 +158,7 @@ class RedisJobManager(JobManager):
 
     # ---- reads and cancel ---------------------------------------------------------------------
 
+    @redis_outage_as_unavailable
     async def get(self, job_id: str) -> stage_runner_pb2.Job:
         job = self._current(await self._owned(job_id))
         if job.state == common_pb2.JOB_STATE_QUEUED:
@@ -147,6 +167,7 @@ class RedisJobManager(JobManager):
                 job.queue_position, job.eta_seconds = forecast[job_id]
         return job
 
+    @redis_outage_as_unavailable
     async def cancel(self, job_id: str) -> stage_runner_pb2.Job:
         stored = await self._owned(job_id)
         if job_id in self.live:
@@ -161,7 +182,10 @@ class RedisJobManager(JobManager):
             fresh = await self._store.get(job_id) or stored
             live = LiveJob(fresh.job, fresh.user_id, cancel_requested=True)
             self.live[job_id] = live
-            await self.runner.finish_cancelled(live)
+            try:
+                await self.runner.finish_cancelled(live)
+            finally:
+                self.live.pop(job_id, None)
             entry_id = await self._stream.entry_of(job_id)
             if entry_id:
                 await self._stream.done(entry_id)
@@ -177,6 +201,14 @@ class RedisJobManager(JobManager):
             await asyncio.sleep(CANCEL_POLL_SECONDS)
         return self._current(await self._owned(job_id))
 
+    @redis_outage_as_unavailable
+    async def list(self, request: stage_runner_pb2.ListJobsRequest) -> stage_runner_pb2.ListJobsResponse:
+        return await super().list(request)
+
+    @redis_outage_as_unavailable
+    async def estimate(self, request: stage_runner_pb2.EstimateJobRequest) -> stage_runner_pb2.JobEstimate:
+        return await super().estimate(request)
+
     # ---- taking and running jobs --------------------------------------------------------------
 
     async def _run(self, job_id: str) -> None:
@@ -184,13 +216,14 @@ class RedisJobManager(JobManager):
             await self.runner.run(job_id)
         finally:
             entry_id = self._entries.pop(job_id, None)
+            self._slot_free.set()
             if job_id in self.live:
                 # Interrupted (shutdown, or taken over after we went silent): the entry stays
                 # pending, so a live replica reclaims the job and resumes it.
                 del self.live[job_id]
             elif entry_id:
+                # Should this fail, the entry is reclaimed later and dropped as finished.
                 await self._stream.done(entry_id)
-            self._slot_free.set()
 
     async def _take(self, entry: Entry) -> None:
         verdict = await self._stream.take(entry)
@@ -205,8 +238,11 @@ class RedisJobManager(JobManager):
         if verdict == "cancel":
             live.cancel_requested = True
             current_identity.set(Identity(live.user_id, via_mesh=True))
-            await self.runner.finish_cancelled(live)
-            self._entries.pop(entry.job_id, None)
+            try:
+                await self.runner.finish_cancelled(live)
+            finally:
+                self._entries.pop(entry.job_id, None)
+                self.live.pop(entry.job_id, None)
             await self._stream.done(entry.entry_id)
             return
         self.queue.submit(entry.job_id)
@@ -252,10 +288,14 @@ class RedisJobManager(JobManager):
                 task.cancel()
 
     async def _heartbeat(self) -> None:
+        beats = 0
         while True:
             await asyncio.sleep(self._heartbeat_seconds)
+            beats += 1
             try:
                 await self._heartbeat_once()
+                if beats % PRUNE_EVERY_BEATS == 0:
+                    await self._stream.prune_consumers(max(self._reclaim_idle_ms * 10, PRUNE_MIN_IDLE_MS))
             except RedisError as error:
                 log.warning("queue.heartbeat_failed", error=repr(error))
 

@@ -63,6 +63,21 @@ redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
 return 1
 """
 
+# KEYS: stream. ARGV: group, min idle ms, the caller. Forgets consumers of replicas gone for
+# good (nothing pending, silent for long); atomic, so no entry is dropped with one.
+_PRUNE = """
+local removed = 0
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #consumer, 2 do info[consumer[i]] = consumer[i + 1] end
+  if info['pending'] == 0 and info['idle'] > tonumber(ARGV[2]) and info['name'] ~= ARGV[3] then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -82,6 +97,7 @@ class RedisJobStream:
         self._take = client.register_script(_TAKE)
         self._cancel = client.register_script(_CANCEL)
         self._heartbeat = client.register_script(_HEARTBEAT)
+        self._prune = client.register_script(_PRUNE)
 
     async def ensure_group(self) -> None:
         try:
@@ -151,6 +167,11 @@ class RedisJobStream:
             elif await self._redis.hget(self._keys.job(job_id), "cancel") == b"1":
                 cancelled.add(job_id)
         return lost, cancelled
+
+    async def prune_consumers(self, min_idle_ms: int) -> int:
+        """Drops the group's consumers that hold nothing and were silent for `min_idle_ms`
+        (every restart makes a new consumer); returns how many."""
+        return int(await self._prune(keys=[self.stream], args=[GROUP, min_idle_ms, self.consumer]))
 
     async def waiting(self) -> list[tuple[str, str]]:
         """(entry id, job id) of every entry no replica has taken yet, oldest first."""

@@ -8,6 +8,7 @@ from libs.common.backpressure import ResourceGate
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
+from libs.common.metrics import JOBS, QUEUE_LENGTH
 from libs.common.settings import MeshSettings
 from services.stage_runner.backends.base import STAGE_ORDER, stage_from_name
 from services.stage_runner.backends.builtin import builtin_backends
@@ -47,7 +48,9 @@ async def build(
     if settings.redis_url:
         store = redis_job_store(settings, runner_settings)
     else:
-        store = await asyncio.to_thread(SqliteJobStore, settings.data_dir / runner_settings.stage_runner_db_file)
+        store = await asyncio.to_thread(
+            SqliteJobStore, settings.data_dir / runner_settings.stage_runner_db_file
+        )
     backends_file = load_backends_file(runner_settings.backends_file)
     scripts = ScriptService(media_settings)
 
@@ -100,7 +103,9 @@ async def build(
         )
 
     # With Redis, jobs queue on a stream shared by every replica (redis_jobs.py).
-    shared_queue = redis_job_options(settings, runner_settings, store, publisher) if settings.redis_url else {}
+    shared_queue = (
+        redis_job_options(settings, runner_settings, store, publisher) if settings.redis_url else {}
+    )
     jobs = (RedisJobManager if shared_queue else JobManager)(
         **shared_queue,
         store=store,
@@ -119,6 +124,7 @@ async def build(
         webhook_secret_set=bool(webhook_secret),
     )
     jobs.admission_checks.append(ResourceGate(clients).check_new_job)
+    observe_queue(jobs)
     servicer = StageRunnerService(jobs, registry, store, scripts, settings.processing_mode)
 
     async def on_started() -> None:
@@ -145,6 +151,13 @@ async def build(
     wiring.jobs = jobs  # type: ignore[attr-defined]
     wiring.registry = registry  # type: ignore[attr-defined]
     return wiring
+
+
+def observe_queue(jobs: JobManager) -> None:
+    """Queue gauges read at scrape time (this replica's view of the queue)."""
+    JOBS.labels("queued").set_function(lambda: len(jobs.queue.waiting))
+    JOBS.labels("running").set_function(lambda: len(jobs.queue.running))
+    QUEUE_LENGTH.set_function(lambda: len(jobs.queue.waiting))
 
 
 def main() -> None:

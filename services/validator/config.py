@@ -42,6 +42,12 @@ class ValidatorSettings(VidsynthSettings):
     validator_media_timeout_seconds: float = Field(
         60.0, description="Deadline of each ffprobe/ffmpeg run on an upload."
     )
+    validator_upload_idle_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="An upload stream that sends nothing for this long is refused (DEADLINE_EXCEEDED) "
+        "and its spool freed, so a slow-drip client cannot hold one open forever.",
+    )
     validator_scan_policy: Literal["required", "optional"] = Field(
         "required",
         description="clamd unreachable: `required` refuses uploads (SCAN_UNAVAILABLE), `optional` accepts "

@@ -31,12 +31,25 @@ DRAIN_MAX_SECONDS = 10.0
 class RequestStream:
     """The chunks after the header, and whether the client has finished sending."""
 
-    def __init__(self, requests: AsyncIterator[validator_pb2.ValidateUploadRequest]) -> None:
+    def __init__(
+        self, requests: AsyncIterator[validator_pb2.ValidateUploadRequest], idle_seconds: float
+    ) -> None:
         self._requests = requests
+        self._idle_seconds = idle_seconds
         self.exhausted = False
 
+    async def next(self) -> validator_pb2.ValidateUploadRequest | None:
+        """The next message; DEADLINE_EXCEEDED when the client stalls (slow drip)."""
+        try:
+            async with asyncio.timeout(self._idle_seconds):
+                return await anext(self._requests, None)
+        except TimeoutError:
+            raise VidsynthError(
+                "DEADLINE_EXCEEDED", f"The upload stalled: nothing arrived for {self._idle_seconds:g} s."
+            ) from None
+
     async def chunks(self) -> AsyncIterator[bytes]:
-        async for request in self._requests:
+        while (request := await self.next()) is not None:
             if request.WhichOneof("payload") != "chunk":
                 raise VidsynthError("INVALID_ARGUMENT", "Only the first message may be the header.")
             yield request.chunk
@@ -85,9 +98,9 @@ class ValidatorService(validator_pb2_grpc.ValidatorServiceServicer):
     async def ValidateUpload(self, request_iterator, context) -> validator_pb2.ValidateUploadResponse:
         identity = require_identity()
         requests = aiter(request_iterator)
-        stream = RequestStream(requests)
+        stream = RequestStream(requests, self._settings.validator_upload_idle_seconds)
         try:
-            first = await anext(requests, None)
+            first = await stream.next()
             if first is None or first.WhichOneof("payload") != "header":
                 raise VidsynthError("INVALID_ARGUMENT", "The first message must be the upload header.")
             return await self._uploads.validate(identity, first.header, stream.chunks())

@@ -234,3 +234,19 @@ async def test_capacity_counts_the_run_slots_of_live_replicas(redis_jobs) -> Non
     assert await first.capacity() == 5
     await second.forget()
     assert await first.capacity() == 2
+
+
+async def test_consumers_of_gone_replicas_are_pruned_unless_they_hold_a_job(redis_jobs) -> None:
+    store, first, second = redis_jobs
+    gone = RedisJobStream(store.client, store.keys, "replica-3")
+    for _ in range(3):
+        await queued(store, first)
+    await first.take(await first.read_one(100))  # replica-1 holds a job
+    for replica in (second, gone):  # the others ran one each and hold nothing now
+        await replica.done((await replica.read_one(100)).entry_id)
+    await asyncio.sleep(0.2)
+    assert await first.prune_consumers(100) == 2  # replica-2 and replica-3, never replica-1
+    names = {c["name"] for c in await store.client.xinfo_consumers(first.stream, "runners")}
+    assert names == {b"replica-1"}
+    await queued(store, first)
+    assert await second.read_one(100) is not None  # a pruned live replica simply comes back

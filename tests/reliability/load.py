@@ -81,7 +81,9 @@ class LoadResult:
     plan: LoadPlan
     creates: OpStats = field(default_factory=OpStats)
     uploads: OpStats = field(default_factory=OpStats)
+    jobs: OpStats = field(default_factory=OpStats)
     first_event: OpStats = field(default_factory=OpStats)
+    jobs_ended: int = 0
     subscribers_complete: int = 0
     subscribers_gapless: int = 0
     subscriber_errors: Counter = field(default_factory=Counter)
@@ -148,14 +150,19 @@ async def _at_rate(rate: float, seconds: float, make) -> None:
 
 
 async def _subscriber(
-    http: httpx.AsyncClient, user: str, session_id: str, sent_at: float, result: LoadResult
+    http: httpx.AsyncClient,
+    user: str,
+    session_id: str,
+    seqs: list[int],
+    terminals: list[str],
+    result: LoadResult,
 ) -> None:
-    seqs: list[int] = []
+    """Holds one SSE stream open for the whole run, recording every seq and job end."""
+    sent_at = time.perf_counter()
     try:
         async with http.stream(
             "GET",
             f"/v1/sessions/{session_id}/events",
-            params={"until_terminal": "true"},
             headers=bearer(user),
             timeout=httpx.Timeout(30.0, read=None),
         ) as response:
@@ -169,12 +176,30 @@ async def _subscriber(
                         result.first_event.record(time.perf_counter() - sent_at)
                     seqs.append(int(line[3:].strip()))
                 elif line.startswith("event:") and line[6:].strip() in ("job.completed", "job.failed"):
-                    result.subscribers_complete += 1
+                    terminals.append(line[6:].strip())
     except httpx.HTTPError as error:
         result.subscriber_errors[type(error).__name__] += 1
-        return
-    if gapless(seqs) and seqs[0] == 1:
-        result.subscribers_gapless += 1
+
+
+async def _job_driver(
+    http: httpx.AsyncClient, user: str, session_id: str, until: float, ended: Counter, result: LoadResult
+) -> None:
+    """Runs jobs one after another on a session until `until`, so its streams carry events."""
+    while time.monotonic() < until:
+        response = await _timed(
+            result.jobs,
+            http.post(f"/v1/sessions/{session_id}/jobs", json={"script_text": "Load."}, headers=bearer(user)),
+        )
+        if response is None or response.status_code != 202:
+            await asyncio.sleep(1.0)
+            continue
+        job_id = response.json()["job_id"]
+        while True:
+            await asyncio.sleep(0.5)
+            job = await http.get(f"/v1/jobs/{job_id}", headers=bearer(user))
+            if job.status_code == 200 and job.json().get("state") in ("completed", "failed", "cancelled"):
+                ended[session_id] += 1
+                break
 
 
 async def _prepare_streamed_sessions(base_url: str, count: int) -> list[tuple[str, str]]:
@@ -190,6 +215,15 @@ async def _prepare_streamed_sessions(base_url: str, count: int) -> list[tuple[st
     return prepared
 
 
+async def _settle(seqs, terminals, streams, ended: Counter, timeout: float = 30.0) -> None:
+    """Waits (bounded) until every subscriber has seen the end of every job of its session."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(len(terminals[i]) >= ended[sid] for i, (_, sid) in enumerate(streams)):
+            return
+        await asyncio.sleep(0.2)
+
+
 async def run_load(mesh: MeshProcess, plan: LoadPlan) -> LoadResult:
     result = LoadResult(plan)
     result.rss_mb = {name: {"start": mb} for name, mb in service_rss_mb(mesh).items()}
@@ -199,16 +233,16 @@ async def run_load(mesh: MeshProcess, plan: LoadPlan) -> LoadResult:
     faces, voices = FACE.read_bytes(), VOICE.read_bytes()
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=mesh.url, limits=limits, timeout=60.0) as http:
-        sent_at = time.perf_counter()
+        streams = [streamed[i % len(streamed)] for i in range(plan.subscribers)]
+        seqs: list[list[int]] = [[] for _ in streams]
+        terminals: list[list[str]] = [[] for _ in streams]
         subscribers = [
-            asyncio.create_task(_subscriber(http, *streamed[i % len(streamed)], sent_at, result))
-            for i in range(plan.subscribers)
+            asyncio.create_task(_subscriber(http, user, sid, seqs[i], terminals[i], result))
+            for i, (user, sid) in enumerate(streams)
         ]
-        for user, session_id in streamed:
-            await _timed(
-                OpStats(),
-                http.post(f"/v1/sessions/{session_id}/jobs", json={"script_text": "Load."}, headers=bearer(user)),
-            )
+        ended: Counter = Counter()
+        until = time.monotonic() + plan.seconds
+        drivers = [_job_driver(http, user, sid, until, ended, result) for user, sid in streamed]
 
         async def create(i: int) -> None:
             user = USERS[i % len(USERS)]
@@ -232,14 +266,18 @@ async def run_load(mesh: MeshProcess, plan: LoadPlan) -> LoadResult:
             _at_rate(plan.creates_per_second, plan.seconds, create),
             _at_rate(plan.uploads_per_second, plan.seconds, upload),
             sample_rss_after_warmup(),
+            *drivers,
         )
-        try:
-            async with asyncio.timeout(120):
-                await asyncio.gather(*subscribers)
-        except TimeoutError:
-            for task in subscribers:
-                task.cancel()
-            result.subscriber_errors["TIMEOUT"] += 1
+        await _settle(seqs, terminals, streams, ended)
+        for task in subscribers:
+            task.cancel()
+        await asyncio.gather(*subscribers, return_exceptions=True)
+    for i, (_, sid) in enumerate(streams):
+        if len(terminals[i]) == ended[sid]:
+            result.subscribers_complete += 1
+        if seqs[i] and gapless(seqs[i]) and seqs[i][0] == 1:
+            result.subscribers_gapless += 1
+    result.jobs_ended = sum(ended.values())
     result.elapsed = time.monotonic() - started
     for name, mb in service_rss_mb(mesh).items():
         result.rss_mb.setdefault(name, {})["end"] = mb

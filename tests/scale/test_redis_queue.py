@@ -12,11 +12,13 @@ import redis.asyncio as redis
 import services.progress.server
 import services.session.server
 import services.stage_runner.server
+from libs.common import ids
 from libs.common.grpc_server import keyring_from_settings, start_wiring, stop_wiring
 from libs.common.rpc_status import error_from_rpc_error
 from services.stage_runner.media.config import MediaSettings
 from tests.stage_runner.conftest import RunnerMesh, make_media, runner_settings
 from tests.support.identities import user_metadata
+from tests.support.redis_server import RedisServer
 from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
 
 QUEUED, RUNNING = common_pb2.JOB_STATE_QUEUED, common_pb2.JOB_STATE_RUNNING
@@ -142,3 +144,30 @@ async def test_idempotency_keys_and_the_processing_mode_hold_across_replicas(rep
     await b.runner.CancelJob(
         stage_runner_pb2.CancelJobRequest(job_id=job.job_id), metadata=user_metadata("alice")
     )
+
+
+async def test_an_unreachable_redis_answers_service_unavailable(in_process_mesh, tmp_path):
+    own_redis = RedisServer(tmp_path / "own-redis")
+    make_media(tmp_path)
+    session = await in_process_mesh.start("session", services.session.server.build)
+    progress = await in_process_mesh.start("progress", services.progress.server.build)
+    settings = in_process_mesh.settings.model_copy(
+        update={"redis_url": own_redis.url, "processing_mode": "simulation"}
+    )
+    wiring = await services.stage_runner.server.build(
+        settings, runner_settings(), MediaSettings(media_gemini_api_key="")
+    )
+    server, port, health = await start_wiring(wiring, "127.0.0.1:0", keyring_from_settings(settings))
+    mesh = RunnerMesh(settings, session.address, progress.address, f"127.0.0.1:{port}", tmp_path, wiring)
+    try:
+        session_id = await mesh.ready_session()
+        own_redis.stop()
+        for call in (mesh.get(ids.new_id("job")), mesh.start(session_id)):
+            with pytest.raises(grpc.RpcError) as caught:
+                await call
+            error = error_from_rpc_error(caught.value)
+            assert error.code == "SERVICE_UNAVAILABLE" and caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await mesh.close()
+        await stop_wiring(wiring, server, health, grace=0)
+        own_redis.stop()

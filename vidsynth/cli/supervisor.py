@@ -182,4 +182,9 @@ def child_environment(overrides: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, **overrides}
     env["VIDSYNTH_PARENT_PID"] = str(os.getpid())
     env["PYTHONUNBUFFERED"] = "1"
+    # gRPC's fork handlers restart its event-engine threads in each forked child; the
+    # services fork only to exec ffmpeg/espeak-ng, and that child intermittently died of
+    # SIGSEGV before exec (FILE_CORRUPT uploads, failed stages under load). Read by gRPC at
+    # import, so it must be in the environment the child starts with.
+    env.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     return env

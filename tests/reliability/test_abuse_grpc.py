@@ -1,0 +1,203 @@
+"""Issue 11, item 4 over gRPC, straight to the services with API keys: hostile ids, other
+users' ids on every public RPC, internal and admin RPCs with a user key, slow-drip
+uploads, private webhook targets and the per-key rate limit of a service process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+
+from libs.common.errors import CATALOG
+from libs.common.rpc_status import error_from_rpc_error
+from libs.common.settings import SERVICE_PORT_OFFSETS
+from services.cleanup.server import ACCESS as CLEANUP_ACCESS
+from services.progress.server import ACCESS as PROGRESS_ACCESS
+from services.session.server import ACCESS as SESSION_ACCESS
+from services.stage_runner.server import ACCESS as STAGE_RUNNER_ACCESS
+from services.validator.server import ACCESS as VALIDATOR_ACCESS
+from tests.reliability.conftest import UPLOAD_IDLE_SECONDS
+from tests.reliability.owned import HOSTILE_IDS, make_owned
+from tests.reliability.test_abuse_http import PRIVATE_WEBHOOKS
+from tests.support.identities import mesh_env, mesh_metadata, user_metadata
+from tests.support.ports import free_port_block
+from vidsynth.v1 import (
+    common_pb2,
+    progress_pb2,
+    progress_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    stage_runner_pb2,
+    stage_runner_pb2_grpc,
+    validator_pb2,
+    validator_pb2_grpc,
+)
+
+pytestmark = pytest.mark.slow
+NOT_FOUND = {"SESSION_NOT_FOUND", "JOB_NOT_FOUND", "NOT_FOUND"}
+ID_REFUSALS = {"INVALID_ID", "INVALID_ARGUMENT", *NOT_FOUND}
+PRIVILEGED = {
+    **SESSION_ACCESS,
+    **PROGRESS_ACCESS,
+    **STAGE_RUNNER_ACCESS,
+    **VALIDATOR_ACCESS,
+    **CLEANUP_ACCESS,
+}
+
+
+@pytest.fixture(scope="module")
+def owned(mesh):
+    return make_owned(mesh, "alice")
+
+
+def public_calls(channels, session_id: str, job_id: str) -> list[tuple[str, object]]:
+    """Every public RPC that names a session or job, as (name, awaitable factory)."""
+    session = session_pb2_grpc.SessionServiceStub(channels["session"])
+    runner = stage_runner_pb2_grpc.StageRunnerServiceStub(channels["stage_runner"])
+    progress = progress_pb2_grpc.ProgressServiceStub(channels["progress"])
+    spec = stage_runner_pb2.JobSpec(script_text="hi")
+
+    async def subscribe(md):
+        request = progress_pb2.SubscribeRequest(session_id=session_id, until_terminal=True)
+        return [event async for event in progress.Subscribe(request, metadata=md, timeout=10)]
+
+    async def upload(md):
+        header = validator_pb2.UploadHeader(session_id=session_id, kind=common_pb2.ASSET_KIND_FACE_IMAGE)
+        messages = [validator_pb2.ValidateUploadRequest(header=header)]
+        validator = validator_pb2_grpc.ValidatorServiceStub(channels["validator"])
+        return await validator.ValidateUpload(iter(messages), metadata=md, timeout=10)
+
+    return [
+        ("GetSession", lambda md: session.GetSession(session_pb2.GetSessionRequest(session_id=session_id), metadata=md)),
+        ("TouchSession", lambda md: session.TouchSession(session_pb2.TouchSessionRequest(session_id=session_id), metadata=md)),
+        ("DeleteSession", lambda md: session.DeleteSession(session_pb2.DeleteSessionRequest(session_id=session_id), metadata=md)),
+        ("StartJob", lambda md: runner.StartJob(stage_runner_pb2.StartJobRequest(session_id=session_id, spec=spec), metadata=md)),
+        ("EstimateJob", lambda md: runner.EstimateJob(stage_runner_pb2.EstimateJobRequest(session_id=session_id, spec=spec), metadata=md)),
+        ("GetJob", lambda md: runner.GetJob(stage_runner_pb2.GetJobRequest(job_id=job_id), metadata=md)),
+        ("CancelJob", lambda md: runner.CancelJob(stage_runner_pb2.CancelJobRequest(job_id=job_id), metadata=md)),
+        ("GetProgress", lambda md: progress.GetProgress(progress_pb2.GetProgressRequest(session_id=session_id), metadata=md)),
+        ("Subscribe", subscribe),
+        ("ValidateUpload", upload),
+    ]  # fmt: skip
+
+
+async def refusal(call, metadata) -> str:
+    try:
+        await call(metadata)
+    except grpc.RpcError as error:
+        code = error_from_rpc_error(error).code
+        assert code in CATALOG and code != "INTERNAL", (code, error.details())
+        return code
+    return "OK"
+
+
+async def test_hostile_ids_are_refused_on_every_rpc(channels, owned):
+    for hostile in HOSTILE_IDS:
+        for name, call in public_calls(channels, hostile, hostile):
+            code = await refusal(call, user_metadata("alice"))
+            assert code in ID_REFUSALS, (name, hostile, code)
+
+
+async def test_other_users_ids_answer_not_found_on_every_rpc(channels, owned):
+    for name, call in public_calls(channels, owned.session_id, owned.job_id):
+        assert await refusal(call, user_metadata("bob")) in NOT_FOUND, name
+    session = session_pb2_grpc.SessionServiceStub(channels["session"])
+    mine = await session.GetSession(
+        session_pb2.GetSessionRequest(session_id=owned.session_id), metadata=user_metadata("alice")
+    )
+    assert mine.user_id == "alice" and len(mine.assets) == 2
+
+
+async def test_internal_and_admin_rpcs_refuse_a_user_key(channels):
+    assert len(PRIVILEGED) >= 8
+    for method, access in PRIVILEGED.items():
+        service = next(
+            name
+            for name in SERVICE_PORT_OFFSETS
+            if method.lower().startswith(f"/vidsynth.v1.{name.replace('_', '')}")
+        )
+        call = channels[service].unary_unary(method)
+        with pytest.raises(grpc.RpcError) as caught:
+            await call(b"", metadata=user_metadata("alice"), timeout=10)
+        assert error_from_rpc_error(caught.value).code == "PERMISSION_DENIED", (method, access)
+
+
+async def test_slow_drip_upload_is_cut_with_deadline_exceeded(channels, ready_mesh):
+    session = session_pb2_grpc.SessionServiceStub(channels["session"])
+    created = await session.CreateSession(session_pb2.CreateSessionRequest(), metadata=user_metadata("alice"))
+    stalled = asyncio.Event()
+
+    async def drip():
+        header = validator_pb2.UploadHeader(
+            session_id=created.session_id, kind=common_pb2.ASSET_KIND_VOICE_AUDIO, original_filename="v.wav"
+        )
+        yield validator_pb2.ValidateUploadRequest(header=header)
+        yield validator_pb2.ValidateUploadRequest(chunk=b"RIFF" + b"\0" * 1000)
+        await asyncio.sleep(120)  # a client that stops sending but keeps the stream open
+        stalled.set()
+
+    validator = validator_pb2_grpc.ValidatorServiceStub(channels["validator"])
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as caught:
+        await validator.ValidateUpload(drip(), metadata=user_metadata("alice"), timeout=90)
+    assert error_from_rpc_error(caught.value).code == "DEADLINE_EXCEEDED"
+    assert UPLOAD_IDLE_SECONDS <= time.monotonic() - started < 60 and not stalled.is_set()
+    spools = list((ready_mesh.data_dir / "sessions" / created.session_id).rglob(".upload-*"))
+    assert not spools
+
+
+async def test_private_webhook_urls_are_refused_over_grpc(channels, owned):
+    runner = stage_runner_pb2_grpc.StageRunnerServiceStub(channels["stage_runner"])
+    for url in PRIVATE_WEBHOOKS:
+        spec = stage_runner_pb2.JobSpec(script_text="hi", webhook_url=url)
+        with pytest.raises(grpc.RpcError) as caught:
+            await runner.StartJob(
+                stage_runner_pb2.StartJobRequest(session_id=owned.session_id, spec=spec),
+                metadata=user_metadata("alice"),
+            )
+        assert error_from_rpc_error(caught.value).code == "WEBHOOK_URL_NOT_ALLOWED", url
+
+
+async def test_a_service_process_rate_limits_each_key_not_the_mesh(tmp_path):
+    port = free_port_block()
+    env = {
+        **os.environ,
+        **mesh_env(),
+        "VIDSYNTH_DATA_DIR": str(tmp_path / "var"),
+        "VIDSYNTH_GRPC_PORT": str(port),
+        "VIDSYNTH_METRICS_PORT": "0",
+        "VIDSYNTH_GRPC_RATE_LIMIT_PER_SECOND": "1",
+        "VIDSYNTH_GRPC_RATE_LIMIT_BURST": "5",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.session"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            stub = session_pb2_grpc.SessionServiceStub(channel)
+
+            async def codes(metadata) -> list[str]:
+                calls = [
+                    refusal(
+                        lambda md: stub.ListSessions(session_pb2.ListSessionsRequest(), metadata=md), metadata
+                    )
+                    for _ in range(15)
+                ]
+                return await asyncio.gather(*calls)
+
+            alice = await codes(user_metadata("alice"))
+            assert "RATE_LIMITED" in alice and alice.count("OK") <= 7, alice
+            assert (await codes(user_metadata("bob"))).count("OK") >= 5
+            assert set(await codes(mesh_metadata("alice"))) == {"OK"}
+    finally:
+        process.terminate()
+        process.wait(15)
