@@ -82,7 +82,9 @@ async def create_session(
 async def list_sessions(
     request: Request,
     user: CurrentUser,
-    page_size: Annotated[int, Query(ge=0, description="0: the default (50); capped at 200.")] = 0,
+    page_size: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="0: the default (50); capped at 200.")
+    ] = 0,
     page_token: Annotated[str, Query(max_length=512)] = "",
 ) -> dict:
     listed = await _stub(request).ListSessions(

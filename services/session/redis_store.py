@@ -311,3 +311,8 @@ class RedisSessionStore:
         if not first or not math.isfinite(first[0][1]):
             return None
         return first[0][1]
+
+    async def count_active(self, now: float) -> int:
+        """Sessions neither expired nor deleted (what the caps count)."""
+        async with redis_unavailable_as_error():
+            return int(await self._redis.zcount(self._expiry_key(None), f"({_number(now)}", "+inf"))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
 from libs.common.identity import Access
 from libs.common.settings import MeshSettings
+from services.session.active_gauge import refresh_active_sessions
 from services.session.config import SessionSettings
 from services.session.redis_store import RedisSessionStore
 from services.session.servicer import SessionService
@@ -45,19 +48,25 @@ async def build(settings: MeshSettings, session_settings: SessionSettings | None
     manager = SessionManager(store, session_settings, settings.sessions_dir, cancel_job=cancel_job)
     servicer = SessionService(manager)
 
+    gauge: asyncio.Task | None = None
+
+    async def on_started() -> None:
+        nonlocal gauge
+        gauge = asyncio.create_task(refresh_active_sessions(store))
+
     async def on_stopping() -> None:
+        if gauge is not None:
+            gauge.cancel()
         await clients.close()
         if isinstance(store, RedisSessionStore):
             # Its pool reconnects if a call in the grace period still needs it; SQLite could not.
             await store.close()
 
-    async def close_store() -> None:
-        await store.close()
-
     return ServiceWiring(
         service_names=[SERVICE_NAME],
         register=lambda server: session_pb2_grpc.add_SessionServiceServicer_to_server(servicer, server),
         access=ACCESS,
+        on_started=on_started,
         on_stopping=on_stopping,
     )
 

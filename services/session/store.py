@@ -49,6 +49,7 @@ class SessionStore(Protocol):
     async def delete_if_expired(self, session_id: str, now: float) -> bool: ...
     async def expired(self, now: float, limit: int) -> list[SessionRecord]: ...
     async def earliest_expiry(self, user_id: str | None, now: float) -> float | None: ...
+    async def count_active(self, now: float) -> int: ...
 
 
 _SCHEMA = """
@@ -239,3 +240,8 @@ class SqliteSessionStore:
             )
         value = rows[0][0] if rows else None
         return value if value is not None and math.isfinite(value) else None
+
+    async def count_active(self, now: float) -> int:
+        """Sessions neither expired nor deleted (what the caps count)."""
+        rows = await self._fetchall("SELECT count(*) FROM sessions WHERE expires_at > ?", (now,))
+        return int(rows[0][0])

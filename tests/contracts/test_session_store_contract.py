@@ -8,8 +8,10 @@ import math
 import pytest
 
 from libs.common import ids
+from libs.common.errors import VidsynthError
 from services.session.lifecycle import CREATED, NEVER, PROCESSING, READY
 from services.session.records import SessionRecord
+from services.session.sessions import SessionManager
 from services.session.store import CreateOutcome, PageCursor
 from tests.session.helpers import FACE, VOICE, asset
 
@@ -72,6 +74,19 @@ async def test_caps_count_live_sessions_only(store):
     # alice's first session expired at NOW + 60 and no longer counts, swept or not.
     later = NOW + TTL + 0.5
     assert await store.create_within_limits(record(created=later), 3, 5, later) is CreateOutcome.CREATED
+
+
+async def test_count_active_counts_what_the_caps_count(store):
+    short = record(created=NOW)
+    busy = record("bob", created=NOW)
+    for created in (short, busy, record("carol", created=NOW + 30)):
+        assert await store.create_within_limits(created, 5, 50, created.create_time) is CreateOutcome.CREATED
+    assert await store.replace(busy.evolve(state=PROCESSING, expires_at=NEVER, version=2), 1)
+    assert await store.count_active(NOW + 1) == 3
+    # alice's expired (swept or not), carol's is still live, bob's is processing.
+    assert await store.count_active(NOW + TTL + 1) == 2
+    assert await store.delete(busy.session_id)
+    assert await store.count_active(NOW + TTL + 1) == 1
 
 
 async def test_fifty_concurrent_creates_on_two_replicas_get_exactly_the_cap(store, replica):
@@ -171,3 +186,30 @@ async def test_pages_are_newest_first_complete_and_owner_scoped(store):
     assert [r.session_id for page in pages for r in page] == [r.session_id for r in expected]
     assert [len(page) for page in pages] == [4, 4, 3]
     assert await store.list_for_user("dave", None, 4) == []
+
+
+async def test_the_manager_on_either_store_caps_expires_and_sweeps(store, backend, tmp_path):
+    now = [NOW]
+    manager = SessionManager(
+        store,
+        backend.session_settings(
+            session_max_per_user=2, session_idle_ttl_seconds=TTL, session_activity_write_interval_seconds=0
+        ),
+        tmp_path / "sessions",
+        clock=lambda: now[0],
+    )
+    first = await manager.create("alice", "one")
+    now[0] += 10
+    await manager.create("alice", "two")
+    with pytest.raises(VidsynthError) as caught:
+        await manager.create("alice", "three")
+    assert caught.value.code == "SESSION_LIMIT_REACHED"
+    assert caught.value.retry_after_seconds == pytest.approx(TTL - 10)
+    now[0] = NOW + TTL + 1
+    with pytest.raises(VidsynthError) as caught:
+        await manager.get("alice", first.session_id)
+    assert caught.value.code == "SESSION_EXPIRED"
+    swept = await manager.sweep(10)
+    assert swept.session_ids == [first.session_id]
+    assert not (tmp_path / "sessions" / first.session_id).exists()
+    await manager.create("alice", "three")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -29,7 +31,11 @@ def samples(page: str, name: str) -> list:
 def test_health_reports_every_service_resources_capabilities_and_the_scanner(mesh) -> None:
     with httpx.Client(base_url=mesh.url, headers=bearer("alice"), timeout=10) as client:
         client.post("/v1/sessions", json={})
-        body = client.get("/v1/health").json()
+        deadline = time.monotonic() + 15  # the session count is refreshed every 2 s
+        while (body := client.get("/v1/health").json())[
+            "active_sessions"
+        ] < 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
     assert set(body["services"].values()) == {"SERVING"}
     assert body["resources"]["level"] in {"ok", "warning", "critical"}
     assert body["capabilities"]["mode"] == "simulation"

@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,12 +127,6 @@ async def _first_stage(client: GatewayClient, job_id: str, timeout: float = 60.0
         await asyncio.sleep(0.1)
 
 
-def inject(mesh: MeshProcess, service: str, sig: str, result: FaultResult) -> int:
-    pid = child_pid(mesh, service)
-    os.kill(pid, signal.SIGKILL if sig == "SIGKILL" else signal.SIGSTOP)
-    return pid
-
-
 async def _await_restart(mesh: MeshProcess, service: str, old_pid: int, timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -156,22 +151,36 @@ async def _with_retries(call, attempts: int = 40):
     return None
 
 
-async def run_fault_case(mesh: MeshProcess, service: str, sig: str, workdir: Path) -> FaultResult:
+async def run_fault_case(
+    mesh: MeshProcess,
+    service: str,
+    sig: str,
+    workdir: Path,
+    pid_of: Callable[[], int] | None = None,
+    restart: Callable[[int], Awaitable[bool]] | None = None,
+) -> FaultResult:
+    """`pid_of`/`restart` target a process `up` does not supervise (Redis): its pid, and
+    how to bring it back after SIGKILL (by default `up` restarts its own children)."""
     result = FaultResult(service, sig)
     started = time.monotonic()
     async with GatewayClient(mesh.url, API_KEYS["alice"], timeout=30) as client:
         session_id = (await _with_retries(lambda: client.create_session(f"fault-{service}")))["session_id"]
         await _with_retries(lambda: client.upload(session_id, "face", FACE))
         await _with_retries(lambda: client.upload(session_id, "voice", VOICE))
-        job = await client.start_job(session_id, {"script_text": "A fault is injected while I speak."})
+        body = {"script_text": "A fault is injected while I speak."}
+        # Retried with an Idempotency-Key: a retry after a lost answer is the same job.
+        job = await _with_retries(lambda: client.start_job(session_id, body, idempotency_key=session_id))
         sse = asyncio.create_task(sse_subscriber(client, session_id, result))
         grpc_sub = asyncio.create_task(grpc_subscriber(mesh, session_id, result))
         await _first_stage(client, job["job_id"])
-        pid = inject(mesh, service, sig, result)
+        pid = pid_of() if pid_of else child_pid(mesh, service)
+        os.kill(pid, signal.SIGKILL if sig == "SIGKILL" else signal.SIGSTOP)
         if sig == "SIGSTOP":
             await asyncio.sleep(STOP_SECONDS)
             os.kill(pid, signal.SIGCONT)
             result.restarted = True
+        elif restart is not None:
+            result.restarted = await restart(pid)
         else:
             result.restarted = await _await_restart(mesh, service, pid)
         try:
