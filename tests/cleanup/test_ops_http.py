@@ -122,7 +122,8 @@ async def test_metrics_fold_in_service_pages(start_cleanup, open_gateway, mesh_s
     servers = [serve_metrics(name, mesh_settings, metrics) for name in ("session", "stage_runner", "cleanup")]
     assert all(servers)
     ACTIVE_SESSIONS.set(7)
-    QUEUE_LENGTH.set(2)
+    # The stage runner reads its queue length at scrape time (set_function), so do the same.
+    QUEUE_LENGTH.set_function(lambda: 2)
     try:
         async with open_gateway() as client:
             client._transport.app.state.metrics_settings = metrics
@@ -133,7 +134,7 @@ async def test_metrics_fold_in_service_pages(start_cleanup, open_gateway, mesh_s
             server.shutdown()
             server.server_close()
         ACTIVE_SESSIONS.set(0)
-        QUEUE_LENGTH.set(0)
+        QUEUE_LENGTH.set_function(lambda: 0)
     origins = {s.labels["origin"] for s in samples(page, "vidsynth_active_sessions")}
     assert origins == {"gateway", "session", "stage_runner", "cleanup"}
     assert health["active_sessions"] == 7 and health["queue_length"] == 2
