@@ -42,6 +42,12 @@ class ValidatorSettings(VidsynthSettings):
     validator_media_timeout_seconds: float = Field(
         60.0, description="Deadline of each ffprobe/ffmpeg run on an upload."
     )
+    validator_max_concurrent_uploads: int = Field(
+        8,
+        ge=1,
+        description="Uploads checked at once; more are refused at once with RATE_LIMITED (Retry-After) "
+        "instead of all slowing down until they time out.",
+    )
     validator_upload_idle_seconds: float = Field(
         60.0,
         gt=0,

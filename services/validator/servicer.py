@@ -94,12 +94,24 @@ class ValidatorService(validator_pb2_grpc.ValidatorServiceServicer):
         self._uploads = uploads
         self._scanner = scanner
         self._quarantine_root = quarantine_root
+        self._active_uploads = 0
 
     async def ValidateUpload(self, request_iterator, context) -> validator_pb2.ValidateUploadResponse:
         identity = require_identity()
         requests = aiter(request_iterator)
         stream = RequestStream(requests, self._settings.validator_upload_idle_seconds)
+        admitted = self._active_uploads < self._settings.validator_max_concurrent_uploads
+        if admitted:
+            self._active_uploads += 1
         try:
+            if not admitted:
+                # Shed load at once (a deliberate, retryable refusal) instead of letting every
+                # upload slow down until clients and the gateway time out.
+                raise VidsynthError(
+                    "RATE_LIMITED",
+                    "Too many uploads are being checked; retry shortly.",
+                    retry_after_seconds=1.0,
+                )
             first = await stream.next()
             if first is None or first.WhichOneof("payload") != "header":
                 raise VidsynthError("INVALID_ARGUMENT", "The first message must be the upload header.")
@@ -108,6 +120,9 @@ class ValidatorService(validator_pb2_grpc.ValidatorServiceServicer):
             UPLOAD_REJECTIONS.labels(error.code).inc()
             await stream.drain()
             raise
+        finally:
+            if admitted:
+                self._active_uploads -= 1
 
     async def GetUploadPolicy(self, request, context) -> validator_pb2.UploadPolicy:
         available, signature_db = await self._scanner.status() if self._scanner else (False, "")

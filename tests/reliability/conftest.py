@@ -11,11 +11,13 @@ from tests.support.mesh_process import MeshProcess
 
 # Short idle timeouts so slow-drip uploads are cut within the test's patience.
 UPLOAD_IDLE_SECONDS = 2.0
+MAX_CONCURRENT_UPLOADS = 3
 WEBHOOK_HOST = "hooks.example.com"
 RELIABILITY_MESH_ENV = {
     **FAULT_MESH_ENV,
     "VIDSYNTH_VALIDATOR_UPLOAD_IDLE_SECONDS": str(UPLOAD_IDLE_SECONDS),
     "VIDSYNTH_GATEWAY_UPLOAD_IDLE_SECONDS": str(UPLOAD_IDLE_SECONDS),
+    "VIDSYNTH_VALIDATOR_MAX_CONCURRENT_UPLOADS": str(MAX_CONCURRENT_UPLOADS),
     "VIDSYNTH_STAGE_RUNNER_WEBHOOK_ALLOWED_HOSTS": WEBHOOK_HOST,
     "VIDSYNTH_STAGE_RUNNER_WEBHOOK_SECRET": "reliability-webhook-secret",
 }

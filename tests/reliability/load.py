@@ -229,15 +229,21 @@ async def run_load(mesh: MeshProcess, plan: LoadPlan) -> LoadResult:
     result.rss_mb = {name: {"start": mb} for name, mb in service_rss_mb(mesh).items()}
     streamed = await _prepare_streamed_sessions(mesh.url, plan.streamed_sessions)
     upload_targets = await _prepare_streamed_sessions(mesh.url, len(USERS))
-    limits = httpx.Limits(max_connections=plan.subscribers + 200, max_keepalive_connections=100)
+    # Streams and requests get separate pools sized so nothing queues inside the client:
+    # an httpx pool with thousands of waiters burns the generator's CPU, not the mesh's.
+    stream_limits = httpx.Limits(max_connections=plan.subscribers + 10, max_keepalive_connections=0)
+    request_limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
     faces, voices = FACE.read_bytes(), VOICE.read_bytes()
     started = time.monotonic()
-    async with httpx.AsyncClient(base_url=mesh.url, limits=limits, timeout=60.0) as http:
+    async with (
+        httpx.AsyncClient(base_url=mesh.url, limits=stream_limits, timeout=60.0) as streams_http,
+        httpx.AsyncClient(base_url=mesh.url, limits=request_limits, timeout=60.0) as http,
+    ):
         streams = [streamed[i % len(streamed)] for i in range(plan.subscribers)]
         seqs: list[list[int]] = [[] for _ in streams]
         terminals: list[list[str]] = [[] for _ in streams]
         subscribers = [
-            asyncio.create_task(_subscriber(http, user, sid, seqs[i], terminals[i], result))
+            asyncio.create_task(_subscriber(streams_http, user, sid, seqs[i], terminals[i], result))
             for i, (user, sid) in enumerate(streams)
         ]
         ended: Counter = Counter()

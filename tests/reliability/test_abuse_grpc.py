@@ -11,6 +11,7 @@ import sys
 import time
 
 import grpc
+import httpx
 import pytest
 
 from libs.common.errors import CATALOG
@@ -21,10 +22,10 @@ from services.progress.server import ACCESS as PROGRESS_ACCESS
 from services.session.server import ACCESS as SESSION_ACCESS
 from services.stage_runner.server import ACCESS as STAGE_RUNNER_ACCESS
 from services.validator.server import ACCESS as VALIDATOR_ACCESS
-from tests.reliability.conftest import UPLOAD_IDLE_SECONDS
+from tests.reliability.conftest import MAX_CONCURRENT_UPLOADS, UPLOAD_IDLE_SECONDS
 from tests.reliability.owned import HOSTILE_IDS, make_owned
 from tests.reliability.test_abuse_http import PRIVATE_WEBHOOKS
-from tests.support.identities import mesh_env, mesh_metadata, user_metadata
+from tests.support.identities import bearer, mesh_env, mesh_metadata, user_metadata
 from tests.support.ports import free_port_block
 from vidsynth.v1 import (
     common_pb2,
@@ -201,3 +202,43 @@ async def test_a_service_process_rate_limits_each_key_not_the_mesh(tmp_path):
     finally:
         process.terminate()
         process.wait(15)
+
+
+async def test_uploads_past_the_concurrency_cap_are_shed_with_rate_limited(channels, ready_mesh):
+    """Stalled uploads fill every slot; the next is refused at once (429 semantics, with
+    RetryInfo) rather than queued; once the stalls are cut, uploads are admitted again."""
+    session = session_pb2_grpc.SessionServiceStub(channels["session"])
+    created = await session.CreateSession(session_pb2.CreateSessionRequest(), metadata=user_metadata("bob"))
+    validator = validator_pb2_grpc.ValidatorServiceStub(channels["validator"])
+    header = validator_pb2.UploadHeader(
+        session_id=created.session_id, kind=common_pb2.ASSET_KIND_VOICE_AUDIO, original_filename="v.wav"
+    )
+
+    async def stalled():
+        yield validator_pb2.ValidateUploadRequest(header=header)
+        yield validator_pb2.ValidateUploadRequest(chunk=b"RIFF")
+        await asyncio.sleep(60)
+
+    holders = [
+        asyncio.ensure_future(validator.ValidateUpload(stalled(), metadata=user_metadata("bob"), timeout=60))
+        for _ in range(MAX_CONCURRENT_UPLOADS)
+    ]
+    await asyncio.sleep(0.5)
+    one_more = [validator_pb2.ValidateUploadRequest(header=header)]
+    with pytest.raises(grpc.RpcError) as caught:
+        await validator.ValidateUpload(iter(one_more), metadata=user_metadata("bob"), timeout=30)
+    refused = error_from_rpc_error(caught.value)
+    assert refused.code == "RATE_LIMITED" and refused.retry_after_seconds
+    async with httpx.AsyncClient(base_url=ready_mesh.url, timeout=30) as http:
+        answer = await http.post(
+            f"/v1/sessions/{created.session_id}/assets/voice",
+            files={"file": ("v.wav", b"RIFF")},
+            headers=bearer("bob"),
+        )
+    assert answer.status_code == 429 and answer.json()["code"] == "RATE_LIMITED", answer.text
+    assert float(answer.headers["retry-after"]) > 0
+    outcomes = await asyncio.gather(*holders, return_exceptions=True)
+    assert all(error_from_rpc_error(o).code == "DEADLINE_EXCEEDED" for o in outcomes), outcomes
+    with pytest.raises(grpc.RpcError) as caught:
+        await validator.ValidateUpload(iter(one_more), metadata=user_metadata("bob"), timeout=30)
+    assert error_from_rpc_error(caught.value).code == "FILE_EMPTY"
