@@ -249,6 +249,8 @@ class JobManager:
         identity = require_identity()
         if request.session_id:
             ids.check_id("session", request.session_id)
+            # Another user's session answers SESSION_NOT_FOUND, as it does everywhere else.
+            await self._sessions.get(request.session_id)
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         if request.page_size < 0:
             raise VidsynthError("INVALID_ARGUMENT", "page_size must not be negative.")

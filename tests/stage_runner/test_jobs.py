@@ -80,6 +80,12 @@ async def test_other_users_job_is_not_found(start_mesh):
     )
     listed = await mesh.runner.ListJobs(stage_runner_pb2.ListJobsRequest(), metadata=user_metadata("bob"))
     assert list(listed.jobs) == []
+    await expect_code(
+        mesh.runner.ListJobs(
+            stage_runner_pb2.ListJobsRequest(session_id=session_id), metadata=user_metadata("bob")
+        ),
+        "SESSION_NOT_FOUND",
+    )
     await mesh.wait_done(job.job_id)
     await expect_code(mesh.get("job_" + "0" * 24), "JOB_NOT_FOUND")
 
