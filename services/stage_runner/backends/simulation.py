@@ -15,6 +15,10 @@ SIMULATION = stage_runner_pb2.BACKEND_KIND_SIMULATION
 PROGRESS_STEPS = 5
 
 
+# Fast, valid H.264 with no audio track: what the stand-in video stages write.
+_SILENT_H264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-an")
+
+
 class SimulationBackend:
     """One stand-in per stage; `seconds` of pretend work reported as progress."""
 
@@ -93,13 +97,7 @@ class SimulationBackend:
                 str(inp.inputs["face"]),
                 "-t",
                 f"{max(1.0, inp.facts.get('speech_seconds', 1.0)):.2f}",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                "-an",
+                *_SILENT_H264,
                 str(out),
             ]
         )
@@ -114,13 +112,7 @@ class SimulationBackend:
                 str(inp.inputs["video"]),
                 "-vf",
                 f"scale=iw*{factor}:ih*{factor}:flags=lanczos",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                "-an",
+                *_SILENT_H264,
                 str(out),
             ]
         )
