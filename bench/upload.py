@@ -124,7 +124,7 @@ async def wait_http(url: str, processes: list[subprocess.Popen]) -> None:
                 if (await client.get(f"{url}/readyz")).status_code in (200, 503):
                     response = await client.get(f"{url}/readyz")
                     services = response.json().get("services", {})
-                    if services.get("session") == "SERVING" and services.get("validator") == "SERVING":
+                    if all(services.get(name) == "SERVING" for name in ("session", "validator", "cleanup")):
                         return
             except httpx.HTTPError:
                 pass
@@ -154,7 +154,8 @@ async def main(rounds: int) -> int:
                 "VIDSYNTH_GATEWAY_RATE_LIMIT_BURST": "1000",
                 "VIDSYNTH_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
             }
-            for module in ("services.session", "services.validator", "services.gateway"):
+            # cleanup too: uploads consult its resource level (back-pressure), as in a real mesh.
+            for module in ("services.session", "services.validator", "services.cleanup", "services.gateway"):
                 processes.append(
                     subprocess.Popen([sys.executable, "-m", module], env=env, stdin=subprocess.DEVNULL)
                 )
