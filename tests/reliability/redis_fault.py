@@ -5,59 +5,26 @@ and started again on the same port and data by this harness (nothing supervises 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 from pathlib import Path
-
-import redis
 
 from tests.reliability.faults import FAULT_MESH_ENV, FaultResult, run_fault_case
 from tests.support.mesh_process import MeshProcess
-from tests.support.ports import free_port
+from tests.support.redis_server import RedisServer
 
 RESTART_AFTER_SECONDS = 1.0
 
 
-class DurableRedis:
+class DurableRedis(RedisServer):
+    """A durable redis-server that this harness, not `vidsynth up`, starts again after a fault."""
+
     def __init__(self, work_dir: Path) -> None:
-        self.work_dir = work_dir
-        self.port = free_port()
-        work_dir.mkdir(parents=True, exist_ok=True)
-        self.process = self._start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _start(self) -> subprocess.Popen:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed; run scripts/setup.sh")
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"]
-        argv += ["--appendfsync", "always", "--dir", str(self.work_dir), "--protected-mode", "yes"]
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        client = redis.Redis(port=self.port, socket_timeout=0.5)
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return process
-            except redis.RedisError:
-                time.sleep(0.05)
-        process.kill()
-        raise RuntimeError("redis-server did not start")
+        super().__init__(work_dir, durable=True)
 
     async def restart(self, killed_pid: int) -> bool:
         await asyncio.to_thread(self.process.wait, 10)
         await asyncio.sleep(RESTART_AFTER_SECONDS)
-        self.process = await asyncio.to_thread(self._start)
+        await asyncio.to_thread(self.start)
         return True
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 def redis_mesh_env(redis_url: str) -> dict[str, str]:

@@ -11,46 +11,41 @@ import redis
 
 from tests.support.ports import free_port
 
+START_TIMEOUT_SECONDS = 15.0
+
 
 class RedisServer:
-    def __init__(self, work_dir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed; run scripts/setup.sh")
+    """`durable` keeps an append-only file fsynced on every write, as a production Redis
+    behind vidsynth would run, so `start()` again after a kill finds the data."""
+
+    def __init__(self, work_dir: Path, durable: bool = False) -> None:
         self.port = free_port()
+        self.work_dir = work_dir
+        self.durable = durable
         work_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(work_dir),
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._wait_ready()
+        self.process = self.start()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def _wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
+    def start(self) -> subprocess.Popen:
+        """Starts redis-server on this port and data dir and waits until it answers."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed; run scripts/setup.sh")
+        persistence = (
+            ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        )
+        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence]
+        argv += ["--dir", str(self.work_dir), "--protected-mode", "yes"]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
         client = redis.Redis(port=self.port, socket_timeout=0.5)
         while time.monotonic() < deadline:
             try:
                 if client.ping():
-                    return
+                    return self.process
             except redis.RedisError:
                 time.sleep(0.05)
         self.stop()

@@ -2,25 +2,22 @@
 against a real `vidsynth up` mesh in simulation mode.
 
 The Node script (page_test.mjs) does the clicking; this module starts the mesh, hands it
-the samples, and checks what it observed. Screenshots land in test-artifacts/web/.
+the samples, and checks what it observed (`vidsynth up` runs clamd on the project's test
+signatures). Screenshots land in test-artifacts/web/.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.validator.clamd_runner import clamd_command
 from tests.support.identities import API_KEYS, bearer
 from tests.support.mesh_process import MeshProcess
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -39,42 +36,11 @@ def sample(*patterns: str) -> Path:
     raise AssertionError(f"no sample matching {patterns} in {SAMPLES}")
 
 
-def _clamd_answers(address: str) -> bool:
-    host, _, port = address.removeprefix("tcp:").rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1.0) as sock:
-            sock.sendall(b"nPING\n")
-            return sock.recv(16).startswith(b"PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture
-def clamd_address(tmp_path):
-    """A real clamd (the project's test signatures) for the mesh's validator."""
-    argv, address, _ = clamd_command(tmp_path / "clamd-data", tcp_port=free_port())
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not _clamd_answers(address):
-            assert process.poll() is None and time.monotonic() < deadline, "clamd did not start"
-            time.sleep(0.2)
-        yield address
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture
-def mesh(tmp_path, clamd_address):
+def mesh(tmp_path):
     process = MeshProcess(
         tmp_path / "var",
         extra_env={
-            "VIDSYNTH_VALIDATOR_CLAMD_ADDRESS": clamd_address,
             "VIDSYNTH_PROCESSING_MODE": "simulation",
             # Long enough per stage that the test can kill the gateway and cancel mid-job.
             "VIDSYNTH_STAGE_RUNNER_SIMULATION_SECONDS": "2.0",
