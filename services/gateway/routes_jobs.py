@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from libs.common import ids
+from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from services.gateway.auth import CurrentUser
 from services.stage_runner.job_view import capabilities_to_dict, job_to_dict
@@ -108,7 +109,7 @@ async def estimate_job(session_id: str, body: CreateJobBody, request: Request, u
         "outputs": list(estimate.outputs),
         "stages": [
             {
-                "stage": common_pb2.Stage.Name(s.stage).removeprefix("STAGE_").lower(),
+                "stage": enum_label(common_pb2.Stage, s.stage),
                 "backend": s.backend,
                 "seconds": round(s.seconds, 2),
             }

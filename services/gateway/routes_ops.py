@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common.enums import enum_label
 from libs.common.identity import USER_ID_KEY
 from libs.common.metrics import HTTP_LATENCY, HTTP_REQUESTS, MetricsSettings
 from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings
@@ -108,13 +109,10 @@ async def capabilities_summary(request: Request) -> dict | None:
         log.warning("health.capabilities_unavailable", code=str(error.code()))
         return None
     return {
-        "mode": common_pb2.ProcessingMode.Name(caps.mode).removeprefix("PROCESSING_MODE_").lower(),
+        "mode": enum_label(common_pb2.ProcessingMode, caps.mode),
         "production_ready": caps.production_ready,
         "gpu_available": caps.gpu_available,
-        "stages": {
-            common_pb2.Stage.Name(s.stage).removeprefix("STAGE_").lower(): s.selected_backend
-            for s in caps.stages
-        },
+        "stages": {enum_label(common_pb2.Stage, s.stage): s.selected_backend for s in caps.stages},
         "missing": list(caps.missing),
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.protobuf import timestamp_pb2
 
+from libs.common.enums import enum_label
 from vidsynth.v1 import common_pb2, session_pb2
 
 ASSET_KIND_NAMES = {
@@ -17,13 +18,8 @@ def iso_time(stamp: timestamp_pb2.Timestamp, present: bool = True) -> str | None
     return stamp.ToJsonString() if present else None
 
 
-def enum_name(value: int, enum, prefix: str) -> str:
-    """`SESSION_STATE_READY` -> `ready`."""
-    return enum.Name(value).removeprefix(prefix).lower()
-
-
 def session_state_name(state: int) -> str:
-    return enum_name(state, session_pb2.SessionState, "SESSION_STATE_")
+    return enum_label(session_pb2.SessionState, state)
 
 
 def asset_json(asset: common_pb2.Asset) -> dict:

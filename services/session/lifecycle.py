@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from vidsynth.v1 import common_pb2, session_pb2
 
@@ -41,7 +42,7 @@ NEVER = math.inf
 
 def state_name(state: int) -> str:
     """`SESSION_STATE_READY` -> `ready`."""
-    return session_pb2.SessionState.Name(state).removeprefix("SESSION_STATE_").lower()
+    return enum_label(session_pb2.SessionState, state)
 
 
 def check_transition(current: int, target: int) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from google.protobuf import timestamp_pb2
 
+from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from services.stage_runner.backends.base import STAGE_ORDER, StageBackend, stage_name
 from services.stage_runner.detection import Detection
@@ -161,7 +162,7 @@ async def remember_mode(store, mode: int, configured: str) -> None:
 
 
 def mode_name(mode: int) -> str:
-    return common_pb2.ProcessingMode.Name(mode).removeprefix("PROCESSING_MODE_").lower()
+    return enum_label(common_pb2.ProcessingMode, mode)
 
 
 def mode_from_name(name: str) -> int:

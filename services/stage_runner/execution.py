@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from libs.common.identity import Identity, current_identity
 from libs.common.log import bind_context
@@ -241,7 +242,7 @@ class JobRunner:
         await self._sessions.follow_job(job.session_id, _SESSION_STATE_AFTER[final_state], job.job_id)
         job.state = final_state
         job.done = True
-        JOBS_FINISHED.labels(common_pb2.JobState.Name(final_state).removeprefix("JOB_STATE_").lower()).inc()
+        JOBS_FINISHED.labels(enum_label(common_pb2.JobState, final_state)).inc()
         job.queue_position = 0
         job.eta_seconds = 0.0
         job.end_time.GetCurrentTime()

@@ -5,11 +5,8 @@ from __future__ import annotations
 from google.protobuf import json_format
 from google.rpc import error_details_pb2
 
+from libs.common.enums import enum_label
 from vidsynth.v1 import common_pb2, stage_runner_pb2
-
-
-def _short(enum_type, value: int, prefix: str) -> str:
-    return enum_type.Name(value).removeprefix(prefix).lower()
 
 
 def _timestamp(message, field: str) -> str | None:
@@ -35,17 +32,17 @@ def job_to_dict(job: stage_runner_pb2.Job) -> dict:
     body: dict = {
         "job_id": job.job_id,
         "session_id": job.session_id,
-        "state": _short(common_pb2.JobState, job.state, "JOB_STATE_"),
+        "state": enum_label(common_pb2.JobState, job.state),
         "done": job.done,
-        "mode": _short(common_pb2.ProcessingMode, job.mode, "PROCESSING_MODE_"),
+        "mode": enum_label(common_pb2.ProcessingMode, job.mode),
         "overall_percent": round(job.overall_percent, 2),
         "queue_position": job.queue_position,
         "eta_seconds": round(job.eta_seconds, 2),
         "spec": spec_to_dict(job.spec),
         "stages": [
             {
-                "stage": _short(common_pb2.Stage, s.stage, "STAGE_"),
-                "status": _short(common_pb2.StageStatus, s.status, "STAGE_STATUS_"),
+                "stage": enum_label(common_pb2.Stage, s.stage),
+                "status": enum_label(common_pb2.StageStatus, s.status),
                 "backend": s.backend,
                 "percent": round(s.percent, 2),
                 "estimated_seconds": round(s.estimated_seconds, 2),
@@ -70,7 +67,7 @@ def job_to_dict(job: stage_runner_pb2.Job) -> dict:
 
 def capabilities_to_dict(caps: stage_runner_pb2.Capabilities) -> dict:
     return {
-        "mode": _short(common_pb2.ProcessingMode, caps.mode, "PROCESSING_MODE_"),
+        "mode": enum_label(common_pb2.ProcessingMode, caps.mode),
         "production_ready": caps.production_ready,
         "gpu_available": caps.gpu_available,
         "gpu_name": caps.gpu_name,
@@ -78,7 +75,7 @@ def capabilities_to_dict(caps: stage_runner_pb2.Capabilities) -> dict:
         "missing": list(caps.missing),
         "stages": [
             {
-                "stage": _short(common_pb2.Stage, s.stage, "STAGE_"),
+                "stage": enum_label(common_pb2.Stage, s.stage),
                 "selected_backend": s.selected_backend,
                 "production_available": s.production_available,
             }
@@ -87,8 +84,8 @@ def capabilities_to_dict(caps: stage_runner_pb2.Capabilities) -> dict:
         "backends": [
             {
                 "name": b.name,
-                "stage": _short(common_pb2.Stage, b.stage, "STAGE_"),
-                "kind": _short(stage_runner_pb2.BackendKind, b.kind, "BACKEND_KIND_"),
+                "stage": enum_label(common_pb2.Stage, b.stage),
+                "kind": enum_label(stage_runner_pb2.BackendKind, b.kind),
                 "available": b.available,
                 "reason": b.reason,
                 "needs_gpu": b.needs_gpu,

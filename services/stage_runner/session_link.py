@@ -11,6 +11,7 @@ import grpc
 import structlog
 
 from libs.common.clients import MeshClients
+from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.session_paths import session_paths
@@ -52,7 +53,7 @@ class SessionLink:
     async def get_startable(self, session_id: str) -> session_pb2.Session:
         session = await self.get(session_id)
         if session.state not in STARTABLE_STATES or not self._has_assets(session):
-            state = session_pb2.SessionState.Name(session.state).removeprefix("SESSION_STATE_").lower()
+            state = enum_label(session_pb2.SessionState, session.state)
             raise VidsynthError(
                 "INVALID_SESSION_STATE",
                 f"The session is {state}; it needs a face photo and a voice sample and no running job.",

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from libs.common.enums import enum_label
 from vidsynth.cli.jobs import DEFAULT_GRPC, as_dict
 from vidsynth.cli.remote import (
     ApiKeyOption,
@@ -35,7 +36,7 @@ def caps(
     if as_json:
         print_json(as_dict(capabilities))
         return
-    mode = common_pb2.ProcessingMode.Name(capabilities.mode).removeprefix("PROCESSING_MODE_").lower()
+    mode = enum_label(common_pb2.ProcessingMode, capabilities.mode)
     ready = "[green]yes[/]" if capabilities.production_ready else "[yellow]no[/]"
     console.print(
         f"mode: [bold]{mode}[/]   production ready: {ready}   GPU: {capabilities.gpu_name or 'none'}"
@@ -43,9 +44,9 @@ def caps(
     table = Table("stage", "backend", "kind", "available", "why")
     for backend in capabilities.backends:
         table.add_row(
-            common_pb2.Stage.Name(backend.stage).removeprefix("STAGE_").lower(),
+            enum_label(common_pb2.Stage, backend.stage),
             backend.name,
-            stage_runner_pb2.BackendKind.Name(backend.kind).removeprefix("BACKEND_KIND_").lower(),
+            enum_label(stage_runner_pb2.BackendKind, backend.kind),
             "[green]yes[/]" if backend.available else "[red]no[/]",
             backend.reason,
         )

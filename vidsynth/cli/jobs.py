@@ -12,6 +12,7 @@ import httpx
 import typer
 from google.protobuf.json_format import MessageToDict
 
+from libs.common.enums import enum_label
 from libs.common.errors import CATALOG, VidsynthError
 from vidsynth.cli.follow import follow
 from vidsynth.cli.remote import (
@@ -165,11 +166,11 @@ def status(
     if as_json:
         print_json(as_dict(job))
         return
-    state = stage_runner_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+    state = enum_label(stage_runner_pb2.JobState, job.state)
     console.print(f"job {job.job_id} ({job.session_id}): [bold]{state}[/] {job.overall_percent:.0f}%")
     for stage in job.stages:
-        name = common_pb2.Stage.Name(stage.stage).removeprefix("STAGE_").lower()
-        status_name = common_pb2.StageStatus.Name(stage.status).removeprefix("STAGE_STATUS_").lower()
+        name = enum_label(common_pb2.Stage, stage.stage)
+        status_name = enum_label(common_pb2.StageStatus, stage.status)
         console.print(f"  {name:<9} {status_name:<10} {stage.percent:5.1f}%  {stage.backend}")
     for output in job.outputs:
         console.print(f"  output {output.name}: {output.content_type}, {output.size_bytes} bytes")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from libs.common.enums import enum_label
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
 ProgressCallback = Callable[[float, str], Awaitable[None]]
@@ -27,7 +28,7 @@ STAGE_ORDER: tuple[int, ...] = (
 
 def stage_name(stage: int) -> str:
     """`STAGE_ANIMATE` -> "animate"."""
-    return common_pb2.Stage.Name(stage).removeprefix("STAGE_").lower()
+    return enum_label(common_pb2.Stage, stage)
 
 
 def stage_from_name(name: str) -> int:
