@@ -62,7 +62,8 @@ async def render(client: GatewayClient, face: Path, voice: Path, script: str, ou
 
 
 async def run_demo(data_dir: Path, http_port: int, grpc_port: int, face: Path, voice: Path, out: Path) -> int:
-    supervisor, settings, dev_key = build_supervisor(data_dir, http_port, grpc_port)
+    # Writes clamd.conf and copies its database: file I/O, kept off the event loop.
+    supervisor, settings, dev_key = await asyncio.to_thread(build_supervisor, data_dir, http_port, grpc_port)
     supervisor.echo = _quiet
     api_key = dev_key or next(iter(parse_api_keys(os.environ.get("VIDSYNTH_API_KEYS", ""))))
     main_task = asyncio.current_task()

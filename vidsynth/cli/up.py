@@ -72,7 +72,8 @@ def build_supervisor(
 
 
 async def run_mesh(data_dir: Path, http_port: int, grpc_port: int) -> int:
-    supervisor, settings, dev_key = build_supervisor(data_dir, http_port, grpc_port)
+    # Writes clamd.conf and copies its database: file I/O, kept off the event loop.
+    supervisor, settings, dev_key = await asyncio.to_thread(build_supervisor, data_dir, http_port, grpc_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
