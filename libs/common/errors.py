@@ -54,6 +54,13 @@ CATALOG: dict[str, ErrorSpec] = {
             "Request too large",
             "The request body is too large.",
         ),
+        _spec(
+            "REQUEST_HEADERS_TOO_LARGE",
+            _C.INVALID_ARGUMENT,
+            431,
+            "Request headers too large",
+            "The request line and headers are too large.",
+        ),
         _spec("UNAUTHENTICATED", _C.UNAUTHENTICATED, 401, "Unauthenticated", "A valid API key is required."),
         _spec(
             "STREAM_TOKEN_INVALID",

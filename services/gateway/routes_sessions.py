@@ -1,11 +1,17 @@
 """HTTP routes for sessions: create, list, get, delete. Each is one SessionService call
-made on the authenticated user's behalf."""
+made on the authenticated user's behalf.
+
+The views are built from protobufs by services/gateway/views.py and sent as they are;
+the response models document them (validating our own output again on every request
+would be work with no effect).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common import ids
@@ -48,7 +54,7 @@ class DeletedSessionView(BaseModel):
     bytes_freed: int
 
 
-def require_json_body(request: Request) -> None:
+async def require_json_body(request: Request) -> None:
     """A body, when there is one, must be JSON (415 UNSUPPORTED_MEDIA_TYPE otherwise)."""
     has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -68,14 +74,16 @@ def _stub(request: Request):
 )
 async def create_session(
     request: Request,
-    response: Response,
     user: CurrentUser,
     body: Annotated[CreateSessionBody | None, Body()] = None,
-) -> dict:
+) -> JSONResponse:
     display_name = body.display_name if body else ""
     session = await _stub(request).CreateSession(session_pb2.CreateSessionRequest(display_name=display_name))
-    response.headers["Location"] = f"/v1/sessions/{session.session_id}"
-    return session_json(session)
+    return JSONResponse(
+        session_json(session),
+        status_code=status.HTTP_201_CREATED,
+        headers={"Location": f"/v1/sessions/{session.session_id}"},
+    )
 
 
 @router.get("", response_model=SessionListView)
@@ -86,28 +94,28 @@ async def list_sessions(
         int, Query(ge=0, le=2**31 - 1, description="0: the default (50); capped at 200.")
     ] = 0,
     page_token: Annotated[str, Query(max_length=512)] = "",
-) -> dict:
+) -> JSONResponse:
     listed = await _stub(request).ListSessions(
         session_pb2.ListSessionsRequest(page_size=page_size, page_token=page_token)
     )
-    return {
-        "sessions": [session_json(s) for s in listed.sessions],
-        "next_page_token": listed.next_page_token,
-    }
+    return JSONResponse(
+        {"sessions": [session_json(s) for s in listed.sessions], "next_page_token": listed.next_page_token}
+    )
 
 
 @router.get("/{session_id}", response_model=SessionView)
-async def get_session(request: Request, session_id: str, user: CurrentUser) -> dict:
+async def get_session(request: Request, session_id: str, user: CurrentUser) -> JSONResponse:
     ids.check_id("session", session_id)
-    return session_json(await _stub(request).GetSession(session_pb2.GetSessionRequest(session_id=session_id)))
+    session = await _stub(request).GetSession(session_pb2.GetSessionRequest(session_id=session_id))
+    return JSONResponse(session_json(session))
 
 
 @router.delete("/{session_id}", response_model=DeletedSessionView)
 async def delete_session(
     request: Request, session_id: str, user: CurrentUser, force: Annotated[bool, Query()] = False
-) -> dict:
+) -> JSONResponse:
     ids.check_id("session", session_id)
     deleted = await _stub(request).DeleteSession(
         session_pb2.DeleteSessionRequest(session_id=session_id, force=force)
     )
-    return {"session_id": deleted.session_id, "bytes_freed": deleted.bytes_freed}
+    return JSONResponse({"session_id": deleted.session_id, "bytes_freed": deleted.bytes_freed})

@@ -8,15 +8,14 @@ import os
 import structlog
 import uvicorn
 import uvloop
+from fastapi import FastAPI
 
 from libs.common.log import configure_logging
 from libs.common.settings import MeshSettings, get_mesh_settings
 from services.gateway.app import create_app
+from services.gateway.http_protocol import BoundedHttpToolsProtocol
 
 log = structlog.get_logger("vidsynth.gateway")
-# Largest request line plus headers. uvicorn's httptools parser buffers headers without
-# any bound (an 8 MB header was accepted); h11 refuses a head past this size.
-MAX_REQUEST_HEAD_BYTES = 64 * 1024
 
 
 async def _exit_when_parent_gone(server: uvicorn.Server, parent_pid: int) -> None:
@@ -28,9 +27,9 @@ async def _exit_when_parent_gone(server: uvicorn.Server, parent_pid: int) -> Non
         await asyncio.sleep(1.0)
 
 
-async def serve(settings: MeshSettings) -> None:
-    config = uvicorn.Config(
-        create_app(settings),
+def uvicorn_config(app: FastAPI, settings: MeshSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
@@ -39,9 +38,12 @@ async def serve(settings: MeshSettings) -> None:
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         ws_max_size=1 << 20,
-        http="h11",
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        http=BoundedHttpToolsProtocol,
     )
+
+
+async def serve(settings: MeshSettings) -> None:
+    config = uvicorn_config(create_app(settings), settings)
     server = uvicorn.Server(config)
     watcher = (
         asyncio.create_task(_exit_when_parent_gone(server, settings.parent_pid))

@@ -86,13 +86,11 @@ class SessionManager:
         return record
 
     async def get(self, user_id: str, session_id: str) -> SessionRecord:
-        record = await self._owned(user_id, session_id)
-        if self._clock() - record.last_active_time < self._settings.session_activity_write_interval_seconds:
-            return record
-        return await self._mutate(user_id, session_id, self._refreshed)
+        interval = self._settings.session_activity_write_interval_seconds
+        return await self._refresh_activity(user_id, session_id, fresh_since=self._clock() - interval)
 
     async def touch(self, user_id: str, session_id: str) -> SessionRecord:
-        return await self._mutate(user_id, session_id, self._refreshed)
+        return await self._refresh_activity(user_id, session_id, fresh_since=self._clock())
 
     async def list(
         self, user_id: str, requested_page_size: int, page_token: str
@@ -217,6 +215,19 @@ class SessionManager:
         if record.is_expired(self._clock()):
             raise VidsynthError("SESSION_EXPIRED")
         return record
+
+    async def _refresh_activity(self, user_id: str, session_id: str, fresh_since: float) -> SessionRecord:
+        """Records activity unless it was recorded at or after `fresh_since`, by this call
+        or a concurrent one: many simultaneous reads of one session then cost one write,
+        and none of them fails for losing the compare-and-set to another."""
+        for _ in range(_MAX_WRITE_ATTEMPTS):
+            current = await self._owned(user_id, session_id)
+            if current.last_active_time >= fresh_since:
+                return current
+            updated = self._refreshed(current, self._clock()).evolve(version=current.version + 1)
+            if await self._store.replace(updated, current.version):
+                return updated
+        raise VidsynthError("SERVICE_UNAVAILABLE", "The session is too busy; try again.")
 
     async def _mutate(self, user_id: str | None, session_id: str, change: Change) -> SessionRecord:
         """Compare-and-set: re-reads and re-applies `change` when another write got in first."""

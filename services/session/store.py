@@ -18,6 +18,7 @@ from typing import Protocol
 
 from services.session.lifecycle import NEVER
 from services.session.records import SessionRecord, decode_assets, encode_assets
+from services.session.sqlite_schema import migrate
 
 
 class CreateOutcome(enum.Enum):
@@ -51,25 +52,6 @@ class SessionStore(Protocol):
     async def earliest_expiry(self, user_id: str | None, now: float) -> float | None: ...
     async def count_active(self, now: float) -> int: ...
 
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    session_id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    display_name TEXT NOT NULL,
-    active_job_id TEXT NOT NULL,
-    create_time REAL NOT NULL,
-    update_time REAL NOT NULL,
-    last_active_time REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    version INTEGER NOT NULL,
-    assets BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_id, create_time DESC, session_id DESC);
-CREATE INDEX IF NOT EXISTS sessions_by_user_expiry ON sessions (user_id, expires_at);
-CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
-"""
 
 _COLUMNS = (
     "session_id, user_id, state, display_name, active_job_id, create_time, update_time, "
@@ -128,7 +110,7 @@ class SqliteSessionStore:
         # WAL + NORMAL survives a killed process (not a power cut) at a fraction of FULL's fsyncs.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
+        migrate(conn)
         self._conn = conn
 
     async def open(self) -> None:
@@ -168,13 +150,28 @@ class SqliteSessionStore:
         self, record: SessionRecord, per_user: int, global_cap: int, now: float
     ) -> CreateOutcome:
         # Check and insert in one statement, so concurrent creates cannot overshoot a cap.
+        # Row counts (kept by triggers) admit in O(1) while well under a cap; only near one
+        # are the unexpired sessions counted, and each count stops at its cap.
         inserted = await self._changed(
             f"INSERT INTO sessions ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "  # noqa: S608
-            # Each count stops at its cap, so a create costs O(cap), not O(sessions).
-            "WHERE (SELECT count(*) FROM (SELECT 1 FROM sessions WHERE user_id = ? AND expires_at > ? "
-            "LIMIT ?)) < ? "
-            "AND (SELECT count(*) FROM (SELECT 1 FROM sessions WHERE expires_at > ? LIMIT ?)) < ?",
-            (*_row(record), record.user_id, now, per_user, per_user, now, global_cap, global_cap),
+            "WHERE (coalesce((SELECT sessions FROM session_counts WHERE user_id = ?), 0) < ? "
+            "OR (SELECT count(*) FROM (SELECT 1 FROM sessions WHERE user_id = ? AND expires_at > ? "
+            "LIMIT ?)) < ?) "
+            "AND ((SELECT sessions FROM session_total) < ? "
+            "OR (SELECT count(*) FROM (SELECT 1 FROM sessions WHERE expires_at > ? LIMIT ?)) < ?)",
+            (
+                *_row(record),
+                record.user_id,
+                per_user,
+                record.user_id,
+                now,
+                per_user,
+                per_user,
+                global_cap,
+                now,
+                global_cap,
+                global_cap,
+            ),
         )
         if inserted:
             return CreateOutcome.CREATED

@@ -287,3 +287,18 @@ async def test_concurrent_deletes_free_once(manager):
     )
     assert sorted(type(r).__name__ for r in results) == ["VidsynthError", "int"]
     assert next(r for r in results if isinstance(r, VidsynthError)).code == "SESSION_NOT_FOUND"
+
+
+async def test_concurrent_reads_of_one_session_all_succeed_with_one_activity_write(manager, clock):
+    record = await manager.create("alice", "")
+    clock.now += 30
+    reads = await asyncio.gather(*(manager.get("alice", record.session_id) for _ in range(32)))
+    assert {r.last_active_time for r in reads} == {clock.now}
+    assert {r.version for r in reads} == {record.version + 1}
+
+
+async def test_concurrent_touches_all_succeed(manager, clock):
+    record = await manager.create("alice", "")
+    clock.now += 30
+    touched = await asyncio.gather(*(manager.touch("alice", record.session_id) for _ in range(32)))
+    assert {t.last_active_time for t in touched} == {clock.now}
