@@ -39,6 +39,7 @@ import httpx
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from libs.common.heap import freeze_startup_heap
 from tests.support.identities import bearer, mesh_env, user_metadata
 from tests.support.ports import free_port, free_port_block
 from vidsynth.v1 import session_pb2 as pb
@@ -292,6 +293,7 @@ async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
                 gateway_target("127.0.0.1", http_port, clients) as gateway_target_,
             ):
                 targets = [direct_target, gateway_target_]
+                freeze_startup_heap()  # the load generator's own GC pauses are not the services'
                 direct, gateway = await compare(targets, clients, seconds, warmup, rounds)
                 rate = RATIO_TARGET * direct.rps
                 direct_loaded, gateway_loaded = await compare_at_rate(

@@ -16,6 +16,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from libs.common.heap import freeze_startup_heap
 from libs.common.identity import Access, Keyring, parse_api_keys
 from libs.common.interceptors import MeshServerInterceptor
 from libs.common.log import configure_logging
@@ -138,6 +139,7 @@ async def serve(
         keyring_from_settings(settings),
         limiter_from_settings(settings),
     )
+    freeze_startup_heap()
     log.info("service.serving", port=port, pid=os.getpid())
 
     stop = asyncio.Event()

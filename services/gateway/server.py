@@ -10,6 +10,7 @@ import uvicorn
 import uvloop
 from fastapi import FastAPI
 
+from libs.common.heap import freeze_startup_heap
 from libs.common.log import configure_logging
 from libs.common.settings import MeshSettings, get_mesh_settings
 from services.gateway.app import create_app
@@ -45,6 +46,7 @@ def uvicorn_config(app: FastAPI, settings: MeshSettings) -> uvicorn.Config:
 async def serve(settings: MeshSettings) -> None:
     config = uvicorn_config(create_app(settings), settings)
     server = uvicorn.Server(config)
+    freeze_startup_heap()
     watcher = (
         asyncio.create_task(_exit_when_parent_gone(server, settings.parent_pid))
         if settings.parent_pid

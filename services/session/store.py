@@ -18,6 +18,7 @@ from typing import Protocol
 
 from services.session.lifecycle import NEVER
 from services.session.records import SessionRecord, decode_assets, encode_assets
+from services.session.sqlite_checkpoints import WalCheckpointer
 from services.session.sqlite_schema import migrate
 
 
@@ -95,12 +96,14 @@ def _record(row: tuple) -> SessionRecord:
 
 class SqliteSessionStore:
     """SQLite in WAL mode. Statements run one at a time on one connection, on a single
-    worker thread of their own (off the event loop, and no lock to contend for)."""
+    worker thread of their own (off the event loop, and no lock to contend for);
+    checkpoints run beside them (services/session/sqlite_checkpoints.py)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-store")
+        self.checkpointer = WalCheckpointer(path)
 
     def _connect(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -110,11 +113,13 @@ class SqliteSessionStore:
         # WAL + NORMAL survives a killed process (not a power cut) at a fraction of FULL's fsyncs.
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it
         migrate(conn)
         self._conn = conn
 
     async def open(self) -> None:
         await self._run(self._connect)
+        await self.checkpointer.start()
 
     def _disconnect(self) -> None:
         # Runs after every statement queued before it (one worker, first in first out).
@@ -123,6 +128,7 @@ class SqliteSessionStore:
             self._conn = None
 
     async def close(self) -> None:
+        await self.checkpointer.stop()
         await self._run(self._disconnect)
         self._executor.shutdown(wait=False)
 
