@@ -6,7 +6,10 @@ as `vidsynth up` would. Streams a 40 MB WAV and an 8 MB JPEG through
 `POST /v1/sessions/{id}/assets/{kind}` and compares with the floor: sha256 + libmagic +
 clamd INSTREAM of the same bytes, done directly in this process.
 
-    .venv/bin/python -m bench.upload [--rounds 3]
+    .venv/bin/python -m bench.upload [--rounds 3] [--timings]
+
+`--timings` runs the validator at debug level and prints the median of each phase of
+its uploads (services/validator/timings.py), per file.
 
 Target: gateway >= 0.6x the floor's MB/s.
 """
@@ -17,7 +20,9 @@ import argparse
 import asyncio
 import hashlib
 import io
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -132,11 +137,39 @@ async def wait_http(url: str, processes: list[subprocess.Popen]) -> None:
     raise RuntimeError("mesh did not become ready")
 
 
-async def main(rounds: int) -> int:
+PROCESS_NAMES = ("clamd", "session", "validator", "cleanup", "gateway")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def print_phase_timings(log_path: Path, sizes: dict[int, str]) -> None:
+    """Median milliseconds of each validator phase, per uploaded file."""
+    phases: dict[str, dict[str, list[float]]] = {}
+    for line in log_path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") != "upload.timings" or entry.get("size") not in sizes:
+            continue
+        per_phase = phases.setdefault(sizes[entry["size"]], {})
+        for key, value in {"total": entry["total_ms"], **entry["phases_ms"]}.items():
+            per_phase.setdefault(key, []).append(value)
+    for name, per_phase in phases.items():
+        cells = ", ".join(f"{k} {statistics.median(v):.0f}" for k, v in per_phase.items())
+        print(f"  validator phases of {name} (median ms): {cells}")
+
+
+async def main(rounds: int, timings: bool) -> int:
     wav, jpeg = make_wav(40), make_jpeg(8)
     files = [("voice", "voice.wav", wav), ("face", "portrait.jpg", jpeg)]
     total_mb = sum(len(d) for *_, d in files) / 1e6
     with tempfile.TemporaryDirectory(prefix="vidsynth-bench-") as tmp:
+        validator_log = Path(tmp) / "validator.log"
         data_dir = Path(tmp) / "var"
         argv, address, db_kind = clamd_command(data_dir, tcp_port=free_port())
         processes = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
@@ -156,8 +189,17 @@ async def main(rounds: int) -> int:
             }
             # cleanup too: uploads consult its resource level (back-pressure), as in a real mesh.
             for module in ("services.session", "services.validator", "services.cleanup", "services.gateway"):
+                module_env, stderr = env, None
+                if timings and module == "services.validator":
+                    module_env = {**env, "VIDSYNTH_LOG_LEVEL": "debug"}
+                    stderr = validator_log.open("wb")
                 processes.append(
-                    subprocess.Popen([sys.executable, "-m", module], env=env, stdin=subprocess.DEVNULL)
+                    subprocess.Popen(
+                        [sys.executable, "-m", module],
+                        env=module_env,
+                        stdin=subprocess.DEVNULL,
+                        stderr=stderr,
+                    )
                 )
             url = f"http://127.0.0.1:{http_port}"
             await wait_http(url, processes)
@@ -167,6 +209,8 @@ async def main(rounds: int) -> int:
             per_file_floor: dict[str, float] = {}
             async with httpx.AsyncClient(base_url=url, headers=bearer("alice"), timeout=120) as client:
                 await upload_seconds(client, "face", "warmup.jpg", jpeg)  # warm caches and cascades
+                cpu_before = [cpu_seconds(p.pid) for p in processes]
+                client_before = time.process_time()
                 for _ in range(rounds):
                     floor = 0.0
                     for _, name, data in files:
@@ -179,6 +223,15 @@ async def main(rounds: int) -> int:
                         per_file[name] = min(per_file.get(name, seconds), seconds)
                         through += seconds
                     floor_best, gateway_best = min(floor_best, floor), min(gateway_best, through)
+                if timings:
+                    used = [
+                        cpu_seconds(p.pid) - before for p, before in zip(processes, cpu_before, strict=True)
+                    ]
+                    cells = ", ".join(
+                        f"{n} {u / rounds:.3f}" for n, u in zip(PROCESS_NAMES, used, strict=True)
+                    )
+                    client = (time.process_time() - client_before) / rounds
+                    print(f"  CPU s per round (floor + uploads): {cells}, bench client {client:.3f}")
         finally:
             for proc in reversed(processes):
                 proc.terminate()
@@ -187,6 +240,8 @@ async def main(rounds: int) -> int:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if timings:
+            print_phase_timings(validator_log, {len(d): n for _, n, d in files})
     floor_rate, gateway_rate = total_mb / floor_best, total_mb / gateway_best
     ratio = gateway_rate / floor_rate
     print(f"signature db: {db_kind}; payload: 40 MB WAV + 8 MB JPEG = {total_mb:.1f} MB; best of {rounds}")
@@ -208,8 +263,9 @@ async def main(rounds: int) -> int:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--timings", action="store_true", help="print the validator's per-phase timings")
     args = parser.parse_args()
-    sys.exit(uvloop.run(main(args.rounds)))
+    sys.exit(uvloop.run(main(args.rounds, args.timings)))
 
 
 if __name__ == "__main__":

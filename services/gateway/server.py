@@ -10,6 +10,7 @@ import uvicorn
 import uvloop
 from fastapi import FastAPI
 
+from libs.common.allocator import keep_large_buffers_in_heap
 from libs.common.heap import freeze_startup_heap
 from libs.common.log import configure_logging
 from libs.common.settings import MeshSettings, get_mesh_settings
@@ -61,4 +62,5 @@ async def serve(settings: MeshSettings) -> None:
 def main() -> None:
     settings = get_mesh_settings()
     configure_logging("gateway", settings.log_level)
+    keep_large_buffers_in_heap()  # uploads are relayed through MB-sized buffers
     uvloop.run(serve(settings))

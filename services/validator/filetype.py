@@ -27,6 +27,11 @@ def detect_mime(path: Path) -> str:
     return _magic().from_file(str(path))
 
 
+def detect_mime_of_bytes(data: bytes) -> str:
+    """Blocking: MIME type of a buffer (the first bytes of an upload still arriving)."""
+    return _magic().from_buffer(data)
+
+
 def check_type(kind: int, detected: str, filename: str, declared_type: str) -> AllowedType:
     """The allowed type the content is, or FILE_TYPE_NOT_ALLOWED / FILE_CONTENT_MISMATCH."""
     allowed = allowed_type(kind, detected)

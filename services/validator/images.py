@@ -4,6 +4,7 @@ the whole image decodes with Pillow restricted to the allowed formats."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import mmap
 import struct
@@ -21,6 +22,7 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xDA)}
 SAFE_COPY_CONTENT_TYPE = "image/jpeg"
 SAFE_COPY_SUFFIX = ".jpg"
+SAFE_COPY_QUALITY = 90
 
 
 def _corrupt(detail: str) -> VidsynthError:
@@ -151,11 +153,13 @@ def decode_image(path: Path, detected: str, settings: ValidatorSettings) -> Imag
         raise _corrupt("The image could not be decoded; it is damaged or incomplete.") from exc
 
 
-def encode_safe_copy(image: Image.Image) -> bytes:
-    """Blocking: a re-encoded JPEG with no metadata at all (EXIF, ICC, comments dropped)."""
+def encode_safe_copy(image: Image.Image) -> tuple[bytes, str]:
+    """Blocking: a re-encoded JPEG with no metadata at all (EXIF, ICC, comments dropped),
+    and its sha256. Baseline at quality 90: no extra optimize/progressive passes."""
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=92)
-    return out.getvalue()
+    image.save(out, format="JPEG", quality=SAFE_COPY_QUALITY)
+    encoded = out.getvalue()
+    return encoded, hashlib.sha256(encoded).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,17 @@ from libs.common import ids
 PARTIAL_PREFIX = ".partial-"
 
 
+@dataclass(frozen=True)
+class SafeCopy:
+    """A normalised copy ready to publish: encoded bytes, or a partial file already written."""
+
+    data: bytes | Path
+    suffix: str
+    content_type: str
+    # Computed by whoever last read all of `data` anyway; publish() hashes when empty.
+    sha256: str = ""
+
+
 def partial_path(assets_dir: Path, suffix: str) -> Path:
     return assets_dir / f"{PARTIAL_PREFIX}{secrets.token_hex(12)}{suffix}"
 
@@ -38,10 +49,12 @@ class Published:
     sha256: str
 
 
-def publish(partial: Path, suffix: str) -> Published:
+def publish(partial: Path, suffix: str, sha256: str = "") -> Published:
     """Blocking: renames a finished partial file to a generated asset name."""
-    with partial.open("rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = sha256
+    if not digest:
+        with partial.open("rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
     asset_id = ids.new_id("asset")
     stored_name = f"{asset_id}{suffix}"
     partial.chmod(0o600)

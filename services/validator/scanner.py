@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import clamd
 import structlog
 
+from services.validator.threads import run_in_own_thread
+
 log = structlog.get_logger("vidsynth.validator.scanner")
 
 SIZE_LIMIT_REPLY = "INSTREAM size limit exceeded"
@@ -141,7 +143,8 @@ class StreamingScan:
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
         self._stopped = threading.Event()
         self._cancelled = threading.Event()
-        self._task = asyncio.ensure_future(asyncio.to_thread(self._run, scanner))
+        # A thread of its own: it lives as long as the upload (see threads.py).
+        self._task = run_in_own_thread(self._run, scanner, name="upload-clamd")
 
     def _chunks(self) -> Iterator[bytes]:
         # Polls so that a cancelled upload can never leave this thread waiting forever.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from libs.common.allocator import keep_large_buffers_in_heap
 from libs.common.backpressure import ResourceGate
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, full_method, run_service
@@ -46,4 +47,5 @@ async def build(settings: MeshSettings, validator_settings: ValidatorSettings | 
 
 
 def main() -> None:
+    keep_large_buffers_in_heap()  # every upload streams through MB-sized buffers
     run_service("validator", build)

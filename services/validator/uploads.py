@@ -17,12 +17,15 @@ from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.session_paths import SessionPaths, session_paths
-from services.validator import audio, faces, images, policy, quarantine, safe_copies
+from services.validator import audio, policy, quarantine, safe_copies
+from services.validator.audio_prestart import PrestartedDecode
 from services.validator.config import ValidatorSettings
+from services.validator.content_checks import VoiceOutput, check_content
 from services.validator.filenames import check_filename
-from services.validator.filetype import check_type, detect_mime
+from services.validator.filetype import detect_mime
 from services.validator.scanner import ClamdScanner, ScannerUnavailable, ScanVerdict, StreamingScan
 from services.validator.spool import Spool
+from services.validator.timings import PhaseTimings
 from vidsynth.v1 import common_pb2, session_pb2, validator_pb2
 
 log = structlog.get_logger("vidsynth.validator")
@@ -104,19 +107,24 @@ class UploadValidator:
         header: validator_pb2.UploadHeader,
         chunks: AsyncIterator[bytes],
     ) -> validator_pb2.ValidateUploadResponse:
+        timings = PhaseTimings()
         check_header(header, self.settings)
         paths = session_paths(self.sessions_dir, header.session_id)
-        session = await self._owned_session(header.session_id)
+        with timings.phase("session"):
+            session = await self._owned_session(header.session_id)
         structlog.contextvars.bind_contextvars(session_id=header.session_id)
-        if self.storage_guard is not None:
-            await self.storage_guard()
-        await asyncio.to_thread(paths.create)
-        scan = await self._open_scan()
+        with timings.phase("storage_guard"):
+            if self.storage_guard is not None:
+                await self.storage_guard()
+            await asyncio.to_thread(paths.create)
+        with timings.phase("scan_open"):
+            scan = await self._open_scan()
         try:
-            return await self._check_and_store(identity, header, chunks, session, paths, scan)
+            return await self._check_and_store(identity, header, chunks, session, paths, scan, timings)
         finally:
             if scan.stream is not None:
                 scan.stream.abort()  # no-op once the verdict is in
+            timings.log()
 
     async def _check_and_store(
         self,
@@ -126,41 +134,79 @@ class UploadValidator:
         session: session_pb2.Session,
         paths: SessionPaths,
         scan: ScanState,
+        timings: PhaseTimings,
     ) -> validator_pb2.ValidateUploadResponse:
-        started = time.perf_counter()
-        async with Spool(paths.root, policy.max_bytes(self.settings, header.kind)) as spool:
-            async for chunk in chunks:
+        voice = self._voice_output(header, paths)
+        try:
+            async with Spool(paths.root, policy.max_bytes(self.settings, header.kind)) as spool:
+                await self._receive(chunks, spool, scan, voice, timings)
+                if header.declared_size and header.declared_size != spool.size:
+                    raise VidsynthError(
+                        "FILE_CORRUPT",
+                        f"Received {spool.size} bytes but {header.declared_size} were declared.",
+                    )
+                report = common_pb2.ValidationReport(
+                    kind=header.kind, sha256=spool.sha256, size_bytes=spool.size
+                )
+                # clamd works through the tail of the stream while the content is checked
+                # (both only read the spool); a bad verdict outranks whatever the checks found.
+                verdict, checked = await asyncio.gather(
+                    timings.timed("scan_verdict", self._verdict(scan)),
+                    timings.timed(
+                        "content",
+                        check_content(header, spool.path, report, self.settings, timings, voice),
+                    ),
+                    return_exceptions=True,
+                )
+                if isinstance(verdict, BaseException):
+                    raise verdict
+                report.warnings.extend(scan.warnings)
+                report.scan.CopyFrom(self._scan_result(scan, verdict))
+                if verdict is not None and not verdict.clean:
+                    await self._quarantine(identity, header, spool, report, verdict)
+                if isinstance(checked, BaseException):
+                    raise checked
+            return await self._store(session, paths.assets, checked, report, timings)
+        except BaseException:
+            # Refused or cancelled: no decoder keeps writing, no safe copy stays behind.
+            if voice is not None:
+                if voice.early is not None:
+                    await voice.early.abort()
+                await asyncio.to_thread(safe_copies.discard, voice.partial)
+            raise
+
+    def _voice_output(self, header: validator_pb2.UploadHeader, paths: SessionPaths) -> VoiceOutput | None:
+        if header.kind != policy.VOICE:
+            return None
+        partial = safe_copies.partial_path(paths.assets, audio.SAFE_COPY_SUFFIX)
+        return VoiceOutput(partial, PrestartedDecode(partial, self.settings.validator_audio_max_seconds))
+
+    async def _receive(
+        self,
+        chunks: AsyncIterator[bytes],
+        spool: Spool,
+        scan: ScanState,
+        voice: VoiceOutput | None,
+        timings: PhaseTimings,
+    ) -> None:
+        """Spools, hashes, scans and (voice) starts decoding each chunk as it arrives."""
+        started = waited = time.perf_counter()
+        async for chunk in chunks:
+            timings.add("recv_wait", time.perf_counter() - waited)
+            with timings.phase("spool_write"):
                 await spool.write(chunk)
+            with timings.phase("scan_feed"):
                 if scan.stream is not None:
                     await scan.stream.feed(chunk)
-            await spool.finish()
-            received_at = time.perf_counter()
-            if header.declared_size and header.declared_size != spool.size:
-                raise VidsynthError(
-                    "FILE_CORRUPT", f"Received {spool.size} bytes but {header.declared_size} were declared."
-                )
-            verdict = await self._verdict(scan)
-            structlog.contextvars.bind_contextvars(
-                size=spool.size,
-                receive_ms=round((received_at - started) * 1000, 1),
-                scan_wait_ms=round((time.perf_counter() - received_at) * 1000, 1),
-            )
-            report = common_pb2.ValidationReport(
-                kind=header.kind, sha256=spool.sha256, size_bytes=spool.size, warnings=scan.warnings
-            )
-            report.scan.CopyFrom(self._scan_result(scan, verdict))
-            if verdict is not None and not verdict.clean:
-                await self._quarantine(identity, header, spool, report, verdict)
-            report.detected_type = await asyncio.to_thread(detect_mime, spool.path)
-            allowed = check_type(
-                header.kind, report.detected_type, header.original_filename, header.content_type
-            )
-            report.checks.add(name="type", passed=True, detail=allowed.canonical)
-            if header.kind == policy.FACE:
-                partial, suffix, content_type = await self._check_face(spool.path, report)
-            else:
-                partial, suffix, content_type = await self._check_voice(spool.path, paths.assets, report)
-        return await self._store(session, paths.assets, partial, suffix, content_type, report)
+            if voice is not None and voice.early is not None:
+                with timings.phase("decode_prestart"):
+                    await voice.early.observe(chunk)
+            waited = time.perf_counter()
+        timings.add("recv_wait", time.perf_counter() - waited)
+        await spool.finish()
+        structlog.contextvars.bind_contextvars(
+            size=spool.size, receive_ms=round((time.perf_counter() - started) * 1000, 1)
+        )
 
     async def _verdict(self, scan: ScanState) -> ScanVerdict | None:
         if scan.stream is None:
@@ -211,51 +257,28 @@ class UploadValidator:
             raise VidsynthError("MALWARE_DETECTED", metadata={"quarantine_id": record.quarantine_id})
         raise VidsynthError("SCAN_FAILED", f"The virus scanner could not check this file ({verdict.error}).")
 
-    async def _check_face(self, path: Path, report: common_pb2.ValidationReport) -> tuple[bytes, str, str]:
-        facts = await asyncio.to_thread(images.inspect_image, path, report.detected_type, self.settings)
-        report.width, report.height = facts.width, facts.height
-        report.checks.add(name="image", passed=True, detail=f"{facts.width}x{facts.height} decoded")
-        # Both release the GIL in C: detect and re-encode side by side.
-        box, encoded = await asyncio.gather(
-            asyncio.to_thread(faces.single_face, facts.image, self.settings.validator_face_min_size_ratio),
-            asyncio.to_thread(images.encode_safe_copy, facts.image),
-        )
-        report.face_box.CopyFrom(common_pb2.FaceBox(x=box.x, y=box.y, width=box.width, height=box.height))
-        report.checks.add(name="face", passed=True, detail="exactly one face")
-        return encoded, images.SAFE_COPY_SUFFIX, images.SAFE_COPY_CONTENT_TYPE
-
-    async def _check_voice(
-        self, path: Path, assets_dir: Path, report: common_pb2.ValidationReport
-    ) -> tuple[Path, str, str]:
-        partial = safe_copies.partial_path(assets_dir, audio.SAFE_COPY_SUFFIX)
-        try:
-            facts = await audio.inspect_audio(path, report.detected_type, partial, self.settings)
-        except BaseException:
-            await asyncio.to_thread(safe_copies.discard, partial)
-            raise
-        report.duration_seconds = facts.duration_seconds
-        report.sample_rate, report.channels = facts.sample_rate, facts.channels
-        report.checks.add(name="audio", passed=True, detail=f"{facts.duration_seconds:.2f} s decoded")
-        report.checks.add(name="loudness", passed=True, detail=f"{facts.rms_dbfs:.1f} dBFS RMS")
-        return partial, audio.SAFE_COPY_SUFFIX, audio.SAFE_COPY_CONTENT_TYPE
-
     async def _store(
         self,
         session: session_pb2.Session,
         assets_dir: Path,
-        safe_copy: bytes | Path,
-        suffix: str,
-        content_type: str,
+        safe_copy: safe_copies.SafeCopy,
         report: common_pb2.ValidationReport,
+        timings: PhaseTimings,
     ) -> validator_pb2.ValidateUploadResponse:
         """Publishes the safe copy, registers it, then drops the asset it replaces."""
-        partial = (
-            safe_copy
-            if isinstance(safe_copy, Path)
-            else await asyncio.to_thread(safe_copies.write_partial, assets_dir, safe_copy, suffix)
-        )
+        with timings.phase("copy_write"):
+            partial = (
+                safe_copy.data
+                if isinstance(safe_copy.data, Path)
+                else await asyncio.to_thread(
+                    safe_copies.write_partial, assets_dir, safe_copy.data, safe_copy.suffix
+                )
+            )
         try:
-            stored = await asyncio.to_thread(safe_copies.publish, partial, suffix)
+            with timings.phase("copy_publish"):
+                stored = await asyncio.to_thread(
+                    safe_copies.publish, partial, safe_copy.suffix, safe_copy.sha256
+                )
         except BaseException:
             await asyncio.to_thread(safe_copies.discard, partial)
             raise
@@ -264,16 +287,17 @@ class UploadValidator:
             asset_id=stored.asset_id,
             kind=report.kind,
             stored_name=stored.stored_name,
-            content_type=content_type,
+            content_type=safe_copy.content_type,
             sha256=stored.sha256,
             size_bytes=stored.size_bytes,
             report=report,
         )
         asset.create_time.GetCurrentTime()
         try:
-            await self.clients.session.RegisterAsset(
-                session_pb2.RegisterAssetRequest(session_id=session.session_id, asset=asset)
-            )
+            with timings.phase("register"):
+                await self.clients.session.RegisterAsset(
+                    session_pb2.RegisterAssetRequest(session_id=session.session_id, asset=asset)
+                )
         except grpc.RpcError as exc:
             await asyncio.to_thread(safe_copies.remove, assets_dir, stored.stored_name)
             raise error_from_rpc_error(exc) from None
