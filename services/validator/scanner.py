@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import clamd
 import structlog
 
-from services.validator.threads import run_in_own_thread
+from services.validator.threads import drain, run_in_own_thread
 
 log = structlog.get_logger("vidsynth.validator.scanner")
 
@@ -147,17 +147,9 @@ class StreamingScan:
         self._task = run_in_own_thread(self._run, scanner, name="upload-clamd")
 
     def _chunks(self) -> Iterator[bytes]:
-        # Polls so that a cancelled upload can never leave this thread waiting forever.
-        while True:
-            if self._cancelled.is_set():
-                raise _Aborted
-            try:
-                item = self._queue.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            yield item
+        yield from drain(self._queue, _END, self._cancelled, _POLL_SECONDS)
+        if self._cancelled.is_set():
+            raise _Aborted  # never end the stream: clamd would judge what it has so far
 
     def _run(self, scanner: ClamdScanner) -> ScanVerdict:
         try:

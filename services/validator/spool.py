@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from libs.common.errors import VidsynthError
-from services.validator.threads import run_in_own_thread
+from services.validator.threads import drain, run_in_own_thread
 
 SPOOL_PREFIX = ".upload-"
 # Chunks waiting for the writer thread. The receiving loop only queues, so gRPC keeps
@@ -58,14 +58,8 @@ class Spool:
     def _drain(self) -> None:
         """Worker thread: writes and hashes queued chunks in order until the end mark."""
         try:
-            while not self._abandoned.is_set():
-                try:
-                    item = self._queue.get(timeout=_POLL_SECONDS)
-                except queue.Empty:
-                    continue
-                if item is _END:
-                    return
-                self._write_and_hash(item)
+            for chunk in drain(self._queue, _END, self._abandoned, _POLL_SECONDS):
+                self._write_and_hash(chunk)
         finally:
             self._stopped.set()
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -41,3 +42,17 @@ def run_in_own_thread(fn: Callable[..., T], *args: object, name: str) -> asyncio
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return future
+
+
+def drain(source: queue.Queue, end: object, stop: threading.Event, poll_seconds: float) -> Iterator:
+    """Blocking: the items put on `source`, in order, until `end`. Returns early once
+    `stop` is set, looked at every `poll_seconds`, so an abandoned upload can never
+    leave its thread waiting on the queue forever."""
+    while not stop.is_set():
+        try:
+            item = source.get(timeout=poll_seconds)
+        except queue.Empty:
+            continue
+        if item is end:
+            return
+        yield item
