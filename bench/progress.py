@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs.common.ids import new_id
 from tests.support.identities import bearer, mesh_env, mesh_metadata, user_metadata
+from tests.support.percentiles import percentile
 from tests.support.ports import free_port, free_port_block
 from vidsynth.v1 import common_pb2, progress_pb2, progress_pb2_grpc, session_pb2, session_pb2_grpc
 
@@ -50,10 +51,7 @@ class Result:
         return self.delivered / self.seconds if self.seconds else 0.0
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.latencies_ms, q)
 
 
 class Mesh:

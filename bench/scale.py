@@ -28,6 +28,7 @@ from libs.common.settings import MeshSettings
 from tests.scale.cluster import Cluster
 from tests.stage_runner.conftest import TERMINAL, RunnerMesh, make_media
 from tests.support.identities import mesh_metadata, user_metadata
+from tests.support.percentiles import percentile
 from tests.support.redis_server import RedisServer
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2, session_pb2_grpc
 
@@ -35,11 +36,6 @@ POLL_SECONDS = 0.25
 # The per-key gRPC rate limit would otherwise be what the latency loops measure.
 UNLIMITED = {"VIDSYNTH_GRPC_RATE_LIMIT_PER_SECOND": "1000000", "VIDSYNTH_GRPC_RATE_LIMIT_BURST": "1000000"}
 RUNNER_ENV = {"VIDSYNTH_PROCESSING_MODE": "simulation", "VIDSYNTH_STAGE_RUNNER_MAX_RUNNING_JOBS": "1"}
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def describe(label: str, millis: list[float]) -> str:

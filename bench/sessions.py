@@ -41,6 +41,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs.common.heap import freeze_startup_heap
 from tests.support.identities import bearer, mesh_env, user_metadata
+from tests.support.percentiles import percentile
 from tests.support.ports import free_port, free_port_block
 from vidsynth.v1 import session_pb2 as pb
 from vidsynth.v1 import session_pb2_grpc
@@ -66,10 +67,8 @@ class Run:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def percentile_ms(self, q: float, op: str | None = None) -> float:
-        values = sorted(self.latencies[op] if op else [x for v in self.latencies.values() for x in v])
-        if not values:
-            return float("nan")
-        return 1000 * values[min(len(values) - 1, int(q * len(values)))]
+        values = self.latencies[op] if op else [x for v in self.latencies.values() for x in v]
+        return 1000 * percentile(values, q)
 
     def line(self) -> str:
         return (

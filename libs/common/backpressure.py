@@ -21,7 +21,6 @@ import structlog
 from libs.common.clients import MeshClients
 from libs.common.errors import VidsynthError
 from libs.common.identity import USER_ID_KEY, current_identity
-from libs.common.metrics import UPLOAD_REJECTIONS
 from vidsynth.v1 import cleanup_pb2
 
 log = structlog.get_logger("vidsynth.backpressure")
@@ -71,8 +70,7 @@ class ResourceGate:
     async def check_upload(self) -> None:
         health = await self.health()
         if health is not None and health.disk.level == cleanup_pb2.HEALTH_LEVEL_CRITICAL:
-            UPLOAD_REJECTIONS.labels("INSUFFICIENT_STORAGE").inc()
-            raise self._storage_error()
+            raise self._storage_error()  # counted with every other refusal by the validator
 
     async def check_new_job(self) -> None:
         health = await self.health()

@@ -18,6 +18,7 @@ import psutil
 from tests.reliability.faults import FACE, VOICE, gapless
 from tests.support.identities import API_KEYS, bearer
 from tests.support.mesh_process import MeshProcess
+from tests.support.percentiles import percentile
 from vidsynth.http_client import GatewayClient
 
 # Deliberate refusals: the limits doing their job, not failures.
@@ -63,13 +64,12 @@ class OpStats:
             self.errors[code] += 1
 
     def summary(self) -> dict:
-        ordered = sorted(self.latencies)
-        pick = (lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000) if ordered else None
+        seconds = self.latencies
         return {
-            "ok": len(ordered),
-            "p50_ms": round(pick(0.5), 1) if ordered else None,
-            "p99_ms": round(pick(0.99), 1) if ordered else None,
-            "mean_ms": round(statistics.fmean(ordered) * 1000, 1) if ordered else None,
+            "ok": len(seconds),
+            "p50_ms": round(percentile(seconds, 0.5) * 1000, 1) if seconds else None,
+            "p99_ms": round(percentile(seconds, 0.99) * 1000, 1) if seconds else None,
+            "mean_ms": round(statistics.fmean(seconds) * 1000, 1) if seconds else None,
             "errors": sum(self.errors.values()),
             "error_codes": dict(self.errors),
             "limited": sum(self.limited.values()),
