@@ -338,10 +338,6 @@ class VidsynthError(Exception):
         return f"{self.code}: {self.message}"
 
 
-def spec_for(code: str) -> ErrorSpec:
-    return CATALOG.get(code, CATALOG["INTERNAL"])
-
-
 _FALLBACK_BY_GRPC_CODE: dict[grpc.StatusCode, str] = {
     _C.UNAVAILABLE: "SERVICE_UNAVAILABLE",
     _C.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",

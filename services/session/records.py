@@ -31,9 +31,6 @@ class SessionRecord:
     def is_expired(self, now: float) -> bool:
         return self.expires_at <= now
 
-    def asset_kinds(self) -> set[int]:
-        return {asset.kind for asset in self.assets}
-
     def evolve(self, **changes) -> SessionRecord:
         return dataclasses.replace(self, **changes)
 

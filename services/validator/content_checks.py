@@ -51,14 +51,14 @@ async def check_face(
 ) -> SafeCopy:
     # One full decode; the same pixels serve the detector and the re-encode.
     with timings.phase("image_decode"):
-        facts = await asyncio.to_thread(images.inspect_image, path, report.detected_type, settings)
-    report.width, report.height = facts.width, facts.height
-    report.checks.add(name="image", passed=True, detail=f"{facts.width}x{facts.height} decoded")
+        image = await asyncio.to_thread(images.decode_image, path, report.detected_type, settings)
+    report.width, report.height = image.width, image.height
+    report.checks.add(name="image", passed=True, detail=f"{image.width}x{image.height} decoded")
     # Both release the GIL in C: detect and re-encode side by side.
     with timings.phase("faces_and_encode"):
         box, (encoded, sha256) = await asyncio.gather(
-            asyncio.to_thread(faces.single_face, facts.image, settings.validator_face_min_size_ratio),
-            asyncio.to_thread(images.encode_safe_copy, facts.image),
+            asyncio.to_thread(faces.single_face, image, settings.validator_face_min_size_ratio),
+            asyncio.to_thread(images.encode_safe_copy, image),
         )
     report.face_box.CopyFrom(common_pb2.FaceBox(x=box.x, y=box.y, width=box.width, height=box.height))
     report.checks.add(name="face", passed=True, detail="exactly one face")

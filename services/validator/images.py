@@ -8,7 +8,6 @@ import hashlib
 import io
 import mmap
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -135,15 +134,14 @@ def decode_image(path: Path, detected: str, settings: ValidatorSettings) -> Imag
             img.load()
             # In place: a 40 MP photo is not copied just to learn it was already upright.
             ImageOps.exif_transpose(img, in_place=True)
-            upright = img
-            if upright.mode == "RGB":
-                return upright
-            if upright.mode in ("RGBA", "LA", "P", "PA"):
-                rgba = upright.convert("RGBA")
+            if img.mode == "RGB":
+                return img
+            if img.mode in ("RGBA", "LA", "P", "PA"):
+                rgba = img.convert("RGBA")
                 flat = Image.new("RGB", rgba.size, (255, 255, 255))
                 flat.paste(rgba, mask=rgba.getchannel("A"))
                 return flat
-            return upright.convert("RGB")
+            return img.convert("RGB")
     except VidsynthError:
         raise
     except Image.DecompressionBombError as exc:
@@ -160,16 +158,3 @@ def encode_safe_copy(image: Image.Image) -> tuple[bytes, str]:
     image.save(out, format="JPEG", quality=SAFE_COPY_QUALITY)
     encoded = out.getvalue()
     return encoded, hashlib.sha256(encoded).hexdigest()
-
-
-@dataclass(frozen=True)
-class ImageFacts:
-    image: Image.Image
-    width: int
-    height: int
-
-
-def inspect_image(path: Path, detected: str, settings: ValidatorSettings) -> ImageFacts:
-    """Blocking: every structural and decoding check of an image upload."""
-    image = decode_image(path, detected, settings)
-    return ImageFacts(image, image.width, image.height)
