@@ -20,7 +20,6 @@ KIND_PREFERENCE = {
     stage_runner_pb2.BACKEND_KIND_SIMULATION: 3,
 }
 PRODUCTION_KINDS = {stage_runner_pb2.BACKEND_KIND_EXTERNAL, stage_runner_pb2.BACKEND_KIND_API}
-REAL_KINDS = {*PRODUCTION_KINDS, stage_runner_pb2.BACKEND_KIND_BUILTIN}
 # The user's own script text needs no model in any mode.
 USER_SCRIPT_BACKEND = "user-script"
 # Stages every job runs (enhance only on request; script may be the user's text).
@@ -78,14 +77,18 @@ class BackendRegistry:
             pool = self._production_candidates(stage)
         else:
             pool = self.for_stage(stage)
-        pool = [b for b in pool if b.name != USER_SCRIPT_BACKEND]
+        reasons = []
         for backend in pool:
-            if backend.available()[0]:
+            if backend.name == USER_SCRIPT_BACKEND:
+                continue
+            available, reason = backend.available()
+            if available:
                 return backend
-        reasons = "; ".join(f"{b.name}: {b.available()[1]}" for b in pool) or "no backend is configured"
+            reasons.append(f"{backend.name}: {reason}")
+        detail = "; ".join(reasons) or "no backend is configured"
         raise VidsynthError(
             "STAGE_UNAVAILABLE",
-            f"The {stage_name(stage)} stage has no usable backend in {mode_name(mode)} mode ({reasons}).",
+            f"The {stage_name(stage)} stage has no usable backend in {mode_name(mode)} mode ({detail}).",
         )
 
     def production_available(self, stage: int) -> bool:
@@ -94,8 +97,9 @@ class BackendRegistry:
     def missing_for_production(self) -> list[str]:
         missing = []
         for stage in (*ALWAYS_RUN, common_pb2.STAGE_ENHANCE):
-            if not self.production_available(stage):
-                reasons = "; ".join(b.available()[1] for b in self._production_candidates(stage))
+            checks = [b.available() for b in self._production_candidates(stage)]
+            if not any(available for available, _ in checks):
+                reasons = "; ".join(reason for _, reason in checks)
                 missing.append(f"{stage_name(stage)}: {reasons or 'no production backend configured'}")
         return missing
 

@@ -58,6 +58,10 @@ async def _output_of(argv: list[str]) -> str | None:
     return out.decode(errors="replace") if proc.returncode == 0 else None
 
 
+async def _nothing() -> None:
+    return None
+
+
 def conda_env_names(env_list_json: str) -> frozenset[str]:
     """Env names from `conda env list --json` (paths; the root prefix is "base")."""
     try:
@@ -74,8 +78,7 @@ async def detect(conda_executable: str, gemini_key_set: bool) -> Detection:
     conda_task = _output_of([conda_path, "env", "list", "--json"]) if conda_path else None
     gpu_path = shutil.which("nvidia-smi")
     gpu_task = _output_of([gpu_path, "--query-gpu=name", "--format=csv,noheader"]) if gpu_path else None
-    conda_out = await conda_task if conda_task else None
-    gpu_out = await gpu_task if gpu_task else None
+    conda_out, gpu_out = await asyncio.gather(conda_task or _nothing(), gpu_task or _nothing())
     detection = Detection(
         conda_path=conda_path,
         conda_envs=conda_env_names(conda_out) if conda_out else frozenset(),

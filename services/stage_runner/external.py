@@ -9,13 +9,13 @@ import os
 import re
 import signal
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from libs.common.errors import VidsynthError
+from services.stage_runner.media.progress import ProgressCallback
 
 log = structlog.get_logger("vidsynth.stage_runner.external")
 
@@ -92,7 +92,7 @@ async def run_command(
     *,
     cwd: Path | None,
     timeout_seconds: float,
-    on_progress: Callable[[float, str], Awaitable[None]],
+    on_progress: ProgressCallback,
     label: str,
     progress_bars: int = 1,
 ) -> CommandResult:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from google.protobuf import json_format
-from google.rpc import error_details_pb2
 
 from libs.common.enums import enum_label
+from libs.common.rpc_status import error_from_status_proto
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
 
@@ -16,12 +16,8 @@ def _timestamp(message, field: str) -> str | None:
 
 
 def error_code_of(job: stage_runner_pb2.Job) -> str:
-    for detail in job.error.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info.reason
-    return ""
+    error = error_from_status_proto(job.error)
+    return error.code if error is not None else ""
 
 
 def spec_to_dict(spec: stage_runner_pb2.JobSpec) -> dict:

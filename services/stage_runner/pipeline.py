@@ -194,9 +194,7 @@ class Pipeline:
             facts=dict(run.facts),
             timeout_seconds=self._stage_timeout,
         )
-        outer_timeout = max(
-            self._stage_timeout, getattr(getattr(backend, "config", None), "timeout_seconds", 0.0)
-        )
+        outer_timeout = max(self._stage_timeout, backend.timeout_seconds)
         started = time.monotonic()
         try:
             async with asyncio.timeout(outer_timeout + TIMEOUT_GRACE_SECONDS):

@@ -17,6 +17,15 @@ log = structlog.get_logger("vidsynth.stage_runner.queue")
 MIN_RETRY_AFTER_SECONDS = 5.0
 
 
+def queue_full(waiting: int, retry_after_seconds: float) -> VidsynthError:
+    """QUEUE_FULL with RetryInfo, for this process's queue and the shared Redis one alike."""
+    return VidsynthError(
+        "QUEUE_FULL",
+        f"{waiting} jobs are already waiting; try again later.",
+        retry_after_seconds=max(MIN_RETRY_AFTER_SECONDS, retry_after_seconds),
+    )
+
+
 class JobQueue:
     def __init__(
         self,
@@ -47,11 +56,7 @@ class JobQueue:
     def check_capacity(self, retry_after_seconds: float) -> None:
         """QUEUE_FULL (with RetryInfo) when the waiting room is full."""
         if len(self._waiting) >= self._max_waiting:
-            raise VidsynthError(
-                "QUEUE_FULL",
-                f"{len(self._waiting)} jobs are already waiting; try again later.",
-                retry_after_seconds=max(MIN_RETRY_AFTER_SECONDS, retry_after_seconds),
-            )
+            raise queue_full(len(self._waiting), retry_after_seconds)
 
     def position(self, job_id: str) -> int:
         """1-based place among waiting jobs; 0 when not waiting."""

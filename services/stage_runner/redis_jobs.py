@@ -24,10 +24,9 @@ from services.stage_runner.capabilities import BackendRegistry, initial_mode
 from services.stage_runner.execution import TERMINAL_STATES, LiveJob
 from services.stage_runner.jobs import CANCEL_WAIT_SECONDS, JobManager
 from services.stage_runner.publisher import ProgressPublisher
-from services.stage_runner.queue import MIN_RETRY_AFTER_SECONDS
+from services.stage_runner.queue import queue_full
 from services.stage_runner.redis_queue import Entry, RedisJobStream
-from services.stage_runner.redis_store import IdempotencyKeyTaken
-from services.stage_runner.store import JobStore
+from services.stage_runner.redis_store import IdempotencyKeyTaken, RedisJobStore
 from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.redis_jobs")
@@ -62,7 +61,7 @@ class RedisJobManager(JobManager):
         stream: RedisJobStream,
         publisher: ProgressPublisher,
         registry: BackendRegistry,
-        store: JobStore,
+        store: RedisJobStore,
         configured_mode: str,
         max_waiting: int,
         reclaim_idle_seconds: float,
@@ -100,13 +99,9 @@ class RedisJobManager(JobManager):
     async def _check_capacity(self) -> None:
         waiting = await self._stream.waiting()
         if len(waiting) >= self._max_waiting:
-            forecast = await self._forecast(waiting)
+            forecast = await self._forecast(await self._queued_jobs(waiting))
             first = min((eta for _, eta in forecast.values()), default=0.0)
-            raise VidsynthError(
-                "QUEUE_FULL",
-                f"{len(waiting)} jobs are already waiting; try again later.",
-                retry_after_seconds=max(MIN_RETRY_AFTER_SECONDS, first),
-            )
+            raise queue_full(len(waiting), first)
 
     async def _enqueue(self, live: LiveJob) -> None:
         job = live.job
@@ -123,23 +118,19 @@ class RedisJobManager(JobManager):
     # ---- positions and ETAs across replicas ---------------------------------------------------
 
     async def _queued_jobs(self, waiting: list[tuple[str, str]]) -> list[stage_runner_pb2.Job]:
-        jobs = []
-        for _, job_id in waiting:
-            stored = await self._store.get(job_id)
-            if stored is not None and stored.job.state == common_pb2.JOB_STATE_QUEUED:
-                jobs.append(stored.job)
-        return jobs
+        stored = await self._store.get_many(job_id for _, job_id in waiting)
+        return [s.job for s in stored if s.job.state == common_pb2.JOB_STATE_QUEUED]
 
     async def _running_seconds(self) -> float:
         unfinished = await self._store.unfinished()
         return sum(s.job.eta_seconds for s in unfinished if s.job.state == common_pb2.JOB_STATE_RUNNING)
 
-    async def _forecast(self, waiting: list[tuple[str, str]]) -> dict[str, tuple[int, float]]:
-        """job id -> (1-based position, ETA seconds) for every waiting job."""
+    async def _forecast(self, queued: list[stage_runner_pb2.Job]) -> dict[str, tuple[int, float]]:
+        """job id -> (1-based position, ETA seconds) for every job of `queued` (_queued_jobs)."""
         capacity = await self._stream.capacity()
         ahead = await self._running_seconds()
         forecast = {}
-        for position, job in enumerate(await self._queued_jobs(waiting), start=1):
+        for position, job in enumerate(queued, start=1):
             total = self._total_estimate(job)
             forecast[job.job_id] = (position, ahead / capacity + total)
             ahead += total
@@ -147,9 +138,9 @@ class RedisJobManager(JobManager):
 
     async def _publish_positions(self) -> None:
         """The queue moved (a job was taken or cancelled): tell every waiting job."""
-        waiting = await self._stream.waiting()
-        forecast = await self._forecast(waiting)
-        for job in await self._queued_jobs(waiting):
+        queued = await self._queued_jobs(await self._stream.waiting())
+        forecast = await self._forecast(queued)
+        for job in queued:
             position, eta = forecast[job.job_id]
             job.queue_position, job.eta_seconds = position, eta
             self.runner.emit(
@@ -162,7 +153,7 @@ class RedisJobManager(JobManager):
     async def get(self, job_id: str) -> stage_runner_pb2.Job:
         job = self._current(await self._owned(job_id))
         if job.state == common_pb2.JOB_STATE_QUEUED:
-            forecast = await self._forecast(await self._stream.waiting())
+            forecast = await self._forecast(await self._queued_jobs(await self._stream.waiting()))
             if job_id in forecast:
                 job.queue_position, job.eta_seconds = forecast[job_id]
         return job

@@ -15,6 +15,7 @@ Every multi-key write is one Lua script, so replicas never see half a job.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 import redis.asyncio as redis
 
@@ -156,10 +157,11 @@ class RedisJobStore:
     async def get(self, job_id: str) -> StoredJob | None:
         return _stored(await self._redis.hmget(self.keys.job(job_id), _JOB_FIELDS))
 
-    async def _get_many(self, job_ids: list[bytes]) -> list[StoredJob]:
+    async def get_many(self, job_ids: Iterable[str]) -> list[StoredJob]:
+        """The jobs among `job_ids` that exist, in that order, in one round trip."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.hmget(self.keys.job(job_id.decode()), _JOB_FIELDS)
+                pipe.hmget(self.keys.job(job_id), _JOB_FIELDS)
             rows = await pipe.execute()
         return [job for job in map(_stored, rows) if job is not None]
 
@@ -175,10 +177,11 @@ class RedisJobStore:
     ) -> list[StoredJob]:
         index = self.keys.user_session(user_id, session_id) if session_id else self.keys.user(user_id)
         job_ids = await self._redis.zrangebyscore(index, f"({after_seq}", "+inf", start=0, num=limit)
-        return await self._get_many(job_ids)
+        return await self.get_many(job_id.decode() for job_id in job_ids)
 
     async def unfinished(self) -> list[StoredJob]:
-        return await self._get_many(await self._redis.zrange(self.keys.unfinished, 0, -1))
+        job_ids = await self._redis.zrange(self.keys.unfinished, 0, -1)
+        return await self.get_many(job_id.decode() for job_id in job_ids)
 
     async def get_meta(self, key: str) -> str | None:
         value = await self._redis.hget(self.keys.meta, key)

@@ -41,6 +41,7 @@ class GeminiScriptBackend:
     stage = common_pb2.STAGE_SCRIPT
     kind = stage_runner_pb2.BACKEND_KIND_API
     needs_gpu = False
+    timeout_seconds = 0.0
 
     def __init__(self, scripts: ScriptService) -> None:
         self._scripts = scripts

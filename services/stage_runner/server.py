@@ -51,7 +51,7 @@ async def build(
         store = await asyncio.to_thread(
             SqliteJobStore, settings.data_dir / runner_settings.stage_runner_db_file
         )
-    backends_file = load_backends_file(runner_settings.backends_file)
+    backends_file = await asyncio.to_thread(load_backends_file, runner_settings.backends_file)
     scripts = ScriptService(media_settings)
 
     async def redetect():

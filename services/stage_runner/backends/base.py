@@ -3,18 +3,13 @@ named output files back."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from libs.common.enums import enum_label
+from services.stage_runner.media.progress import ProgressCallback
 from vidsynth.v1 import common_pb2, stage_runner_pb2
-
-ProgressCallback = Callable[[float, str], Awaitable[None]]
-
-Stage = common_pb2.Stage
-BackendKind = stage_runner_pb2.BackendKind
 
 STAGE_ORDER: tuple[int, ...] = (
     common_pb2.STAGE_SCRIPT,
@@ -58,6 +53,8 @@ class StageBackend(Protocol):
     stage: int
     kind: int  # BackendKind
     needs_gpu: bool
+    # Its own time limit for a stage when longer than the runner's default; 0 for none.
+    timeout_seconds: float
 
     def available(self) -> tuple[bool, str]:
         """Whether it can run here, and why (not). Cheap: reads cached detection."""

@@ -33,6 +33,7 @@ _NAMES = {
 class BuiltinBackend:
     kind = stage_runner_pb2.BACKEND_KIND_BUILTIN
     needs_gpu = False
+    timeout_seconds = 0.0
 
     def __init__(self, stage: int, detection: Detection, media_settings: MediaSettings) -> None:
         self.stage = stage

@@ -57,6 +57,7 @@ class ExternalBackend:
         self.name = config.name
         self.stage = stage_from_name(config.stage)
         self.needs_gpu = config.needs_gpu
+        self.timeout_seconds = config.timeout_seconds
         self._detection = detection
         self._conda = conda_executable
 
@@ -137,7 +138,7 @@ class ExternalBackend:
             await asyncio.to_thread(Path(values["output_dir"]).mkdir, parents=True, exist_ok=True)
         argv = self._prefix() + [render_template(arg, values) for arg in self.config.argv]
         cwd = Path(render_template(self.config.cwd, values)) if self.config.cwd else inp.work_dir
-        timeout = self.config.timeout_seconds or inp.timeout_seconds
+        timeout = self.timeout_seconds or inp.timeout_seconds
         await run_command(
             argv,
             cwd=cwd,

@@ -17,6 +17,7 @@ class UserScriptBackend:
     stage = common_pb2.STAGE_SCRIPT
     kind = stage_runner_pb2.BACKEND_KIND_BUILTIN
     needs_gpu = False
+    timeout_seconds = 0.0
 
     def available(self) -> tuple[bool, str]:
         return True, "uses the script text sent with the job"

@@ -24,6 +24,7 @@ class SimulationBackend:
 
     kind = SIMULATION
     needs_gpu = False
+    timeout_seconds = 0.0
 
     def __init__(self, stage: int, seconds: float, words_per_minute: float) -> None:
         self.stage = stage

@@ -26,6 +26,13 @@ def _stream_seconds(stream: dict | None) -> float:
         return 0.0
 
 
+def _non_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
 def _check_muxed(info: dict, audio_seconds: float) -> None:
     video, audio = stream_of(info, "video"), stream_of(info, "audio")
     problems = []
@@ -91,7 +98,7 @@ async def assemble(
             expected_seconds=0.0,
             failure_message="Writing the thumbnail failed.",
         )
-        if not partial_thumb.exists() or partial_thumb.stat().st_size == 0:
+        if not await asyncio.to_thread(_non_empty, partial_thumb):
             raise VidsynthError("STAGE_OUTPUT_INVALID", "The thumbnail is empty.")
         outputs = {"video": out_dir / VIDEO_NAME, "thumbnail": out_dir / THUMBNAIL_NAME}
         partial_video.replace(outputs["video"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
@@ -39,9 +37,3 @@ class MediaSettings(VidsynthSettings):
     media_seconds_per_chunk: float = Field(
         20.0, gt=0, description="Target length of each sentence-aligned speech chunk, in seconds."
     )
-
-
-@functools.cache
-def get_media_settings() -> MediaSettings:
-    """The process's media settings, read from the environment once."""
-    return MediaSettings()
