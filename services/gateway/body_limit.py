@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.errors import VidsynthError
@@ -21,26 +22,24 @@ class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self._max_bytes = max_bytes
+        # Only ever sent, never raised: one instance serves every refusal.
+        self._too_large = VidsynthError(
+            "REQUEST_TOO_LARGE", f"Request bodies are limited to {max_bytes} bytes."
+        )
 
     def _declared_length(self, scope: Scope) -> int | None:
-        for key, value in scope.get("headers") or ():
-            if key == b"content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    return None
-        return None
+        try:
+            return int(Headers(scope=scope)["content-length"])
+        except (KeyError, ValueError):
+            return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or UPLOAD_PATH.match(scope["path"]):
             await self.app(scope, receive, send)
             return
-        too_large = VidsynthError(
-            "REQUEST_TOO_LARGE", f"Request bodies are limited to {self._max_bytes} bytes."
-        )
         declared = self._declared_length(scope)
         if declared is not None and declared > self._max_bytes:
-            await send_problem(scope, receive, send, too_large)
+            await send_problem(scope, receive, send, self._too_large)
             return
 
         # A body without (or lying about) Content-Length is counted as it arrives.
@@ -64,7 +63,7 @@ class BodyLimitMiddleware:
                 # Whatever the app made of the aborted read, the answer is 413.
                 if message["type"] == "http.response.start" and not response_started:
                     response_started = True
-                    await send_problem(scope, receive, send, too_large)
+                    await send_problem(scope, receive, send, self._too_large)
                 return
             if message["type"] == "http.response.start":
                 response_started = True
@@ -74,4 +73,4 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, guarded_send)
         except _BodyTooLarge:
             if not response_started:
-                await send_problem(scope, receive, send, too_large)
+                await send_problem(scope, receive, send, self._too_large)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from libs.common.errors import VidsynthError
@@ -20,15 +21,8 @@ from services.gateway.asgi_problems import send_problem
 LIMITED_PREFIX = "/v1/"
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers") or ():
-        if key == name:
-            return value.decode("latin-1")
-    return ""
-
-
 def bucket_key(scope: Scope, keyring: Keyring) -> str:
-    scheme, _, key = _header(scope, b"authorization").partition(" ")
+    scheme, _, key = Headers(scope=scope).get("authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() == "bearer" and key and keyring.user_for_key(key) is not None:
         return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.identity import current_identity, current_request_id
 from libs.common.interceptors import clean_request_id
+from libs.common.log import bind_context
 
 
 class RequestContextMiddleware:
@@ -25,7 +26,7 @@ class RequestContextMiddleware:
         current_request_id.set(request_id)
         current_identity.set(None)
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        bind_context(request_id=request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

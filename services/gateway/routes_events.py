@@ -147,14 +147,11 @@ async def sse_frames(
     summary="A short-lived token that opens this session's event stream (for EventSource)",
 )
 async def create_stream_token(session_id: str, request: Request, user: CurrentUser) -> StreamToken:
-    check_id("session", session_id)
-    await request.app.state.clients.session.GetSession(session_pb2.GetSessionRequest(session_id=session_id))
-    token, grant = stream_token_signer(request.app).issue(session_id, user.user_id)
+    await check_stream_request(request.app, session_id, None)
+    signer = stream_token_signer(request.app)
+    token, grant = signer.issue(session_id, user.user_id)
     return StreamToken(
-        token=token,
-        session_id=session_id,
-        expires_at=grant.expires_at,
-        expires_in=stream_token_signer(request.app).ttl_seconds,
+        token=token, session_id=session_id, expires_at=grant.expires_at, expires_in=signer.ttl_seconds
     )
 
 

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request
@@ -80,6 +84,16 @@ def _stub(request: Request):
     return request.app.state.clients.stage_runner
 
 
+def _regular_file_stat(path: Path) -> os.stat_result | None:
+    """Blocking: the file's stat when it is a regular file (handed to FileResponse, which
+    would otherwise stat it again), else None."""
+    try:
+        found = path.stat()
+    except (OSError, ValueError):
+        return None
+    return found if stat.S_ISREG(found.st_mode) else None
+
+
 @router.post("/sessions/{session_id}/jobs", status_code=202, summary="Start a job (202 with the queued job)")
 async def create_job(
     session_id: str,
@@ -151,10 +165,12 @@ async def download_output(job_id: str, name: str, request: Request, user: Curren
     job = await _stub(request).GetJob(stage_runner_pb2.GetJobRequest(job_id=job_id))
     output = next((o for o in job.outputs if o.name == name), None)
     path = output_path(request.app.state.settings.sessions_dir, job.session_id, job.job_id, name)
-    if output is None or path is None or not path.is_file():
+    found = await asyncio.to_thread(_regular_file_stat, path) if path is not None else None
+    if output is None or path is None or found is None:
         raise VidsynthError("OUTPUT_NOT_FOUND")
     return FileResponse(
         path,
+        stat_result=found,
         media_type=output.content_type,
         filename=f"{job.job_id}-{path.name}",
         content_disposition_type="inline",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 import grpc
 import httpx
@@ -36,6 +37,8 @@ ORIGIN_LABEL = "origin"
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # The gateway asks on its own behalf, not a user's.
 SYSTEM_METADATA = ((USER_ID_KEY, "system"),)
+# The services whose /metrics pages hold the gauges /v1/health shows.
+GAUGE_PAGES = ("session", "stage_runner")
 LEVEL_NAMES = {
     cleanup_pb2.HEALTH_LEVEL_OK: "ok",
     cleanup_pb2.HEALTH_LEVEL_WARNING: "warning",
@@ -80,13 +83,22 @@ def _usage(usage: cleanup_pb2.ResourceUsage) -> dict:
     }
 
 
-async def resource_summary(request: Request) -> dict | None:
+async def _probe(method, message, failure_event: str):
+    """One health probe call on the gateway's own behalf; None (logged) when it fails."""
     try:
-        health = await request.app.state.clients.cleanup.GetResourceHealth(
-            cleanup_pb2.GetResourceHealthRequest(), timeout=PROBE_TIMEOUT_SECONDS, metadata=SYSTEM_METADATA
-        )
+        return await method(message, timeout=PROBE_TIMEOUT_SECONDS, metadata=SYSTEM_METADATA)
     except grpc.RpcError as error:
-        log.warning("health.resources_unavailable", code=str(error.code()))
+        log.warning(failure_event, code=str(error.code()))
+        return None
+
+
+async def resource_summary(request: Request) -> dict | None:
+    health = await _probe(
+        request.app.state.clients.cleanup.GetResourceHealth,
+        cleanup_pb2.GetResourceHealthRequest(),
+        "health.resources_unavailable",
+    )
+    if health is None:
         return None
     return {
         "level": LEVEL_NAMES.get(health.level, "unknown"),
@@ -101,12 +113,12 @@ async def resource_summary(request: Request) -> dict | None:
 
 
 async def capabilities_summary(request: Request) -> dict | None:
-    try:
-        caps = await request.app.state.clients.stage_runner.GetCapabilities(
-            stage_runner_pb2.GetCapabilitiesRequest(), timeout=PROBE_TIMEOUT_SECONDS, metadata=SYSTEM_METADATA
-        )
-    except grpc.RpcError as error:
-        log.warning("health.capabilities_unavailable", code=str(error.code()))
+    caps = await _probe(
+        request.app.state.clients.stage_runner.GetCapabilities,
+        stage_runner_pb2.GetCapabilitiesRequest(),
+        "health.capabilities_unavailable",
+    )
+    if caps is None:
         return None
     return {
         "mode": enum_label(common_pb2.ProcessingMode, caps.mode),
@@ -119,21 +131,22 @@ async def capabilities_summary(request: Request) -> dict | None:
 
 async def scanner_summary(request: Request) -> dict | None:
     """Whether clamd answers, and with which signatures ("official" or "test-signatures")."""
-    try:
-        policy = await request.app.state.clients.validator.GetUploadPolicy(
-            validator_pb2.GetUploadPolicyRequest(), timeout=PROBE_TIMEOUT_SECONDS, metadata=SYSTEM_METADATA
-        )
-    except grpc.RpcError as error:
-        log.warning("health.validator_unavailable", code=str(error.code()))
+    policy = await _probe(
+        request.app.state.clients.validator.GetUploadPolicy,
+        validator_pb2.GetUploadPolicyRequest(),
+        "health.validator_unavailable",
+    )
+    if policy is None:
         return None
     return {"available": policy.scanner_available, "signature_db": policy.signature_db or None}
 
 
-async def service_pages(metrics: MetricsSettings, mesh: MeshSettings) -> dict[str, str]:
-    """Each gRPC service's own /metrics page (when they serve one), by service name."""
+async def service_pages(
+    metrics: MetricsSettings, mesh: MeshSettings, names: Sequence[str] = tuple(SERVICE_PORT_OFFSETS)
+) -> dict[str, str]:
+    """Each named gRPC service's own /metrics page (when they serve one), by service name."""
     if not metrics.metrics_port:
         return {}
-    names = list(SERVICE_PORT_OFFSETS)
     async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
 
         async def fetch(name: str) -> str:
@@ -184,11 +197,11 @@ class _FoldedCollector(Collector):
         return iter(merged.values())
 
 
-async def pages_of(request: Request) -> dict[str, str]:
+async def pages_of(request: Request, names: Sequence[str] = tuple(SERVICE_PORT_OFFSETS)) -> dict[str, str]:
     state = request.app.state
     if not hasattr(state, "metrics_settings"):
         state.metrics_settings = MetricsSettings()  # read once, on first use
-    return await service_pages(state.metrics_settings, state.settings)
+    return await service_pages(state.metrics_settings, state.settings, names)
 
 
 @router.get("/v1/health", summary="Health of every service, resources, capabilities and load")
@@ -198,7 +211,7 @@ async def health(request: Request) -> JSONResponse:
         resource_summary(request),
         capabilities_summary(request),
         scanner_summary(request),
-        pages_of(request),
+        pages_of(request, GAUGE_PAGES),  # only the pages whose gauges are shown
     )
     session_page, runner_page = pages.get("session", ""), pages.get("stage_runner", "")
     active_sessions = gauge_value(session_page, "vidsynth_active_sessions") if session_page else None
@@ -223,4 +236,6 @@ async def metrics(request: Request) -> Response:
     pages = await pages_of(request)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_FoldedCollector(pages))
-    return Response(generate_latest(registry), media_type=PROMETHEUS_CONTENT_TYPE)
+    # Parsing every service's page and rendering the fold is CPU work: off the event loop.
+    exposition = await asyncio.to_thread(generate_latest, registry)
+    return Response(exposition, media_type=PROMETHEUS_CONTENT_TYPE)

@@ -16,6 +16,7 @@ from libs.common.log import configure_logging
 from libs.common.settings import MeshSettings, get_mesh_settings
 from services.gateway.app import create_app
 from services.gateway.http_protocol import BoundedHttpToolsProtocol
+from services.gateway.routes_ui import static_files
 
 log = structlog.get_logger("vidsynth.gateway")
 
@@ -47,6 +48,7 @@ def uvicorn_config(app: FastAPI, settings: MeshSettings) -> uvicorn.Config:
 async def serve(settings: MeshSettings) -> None:
     config = uvicorn_config(create_app(settings), settings)
     server = uvicorn.Server(config)
+    static_files()  # read the web page's files now, not on the event loop at the first request
     freeze_startup_heap()
     watcher = (
         asyncio.create_task(_exit_when_parent_gone(server, settings.parent_pid))

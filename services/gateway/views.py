@@ -5,12 +5,8 @@ from __future__ import annotations
 from google.protobuf import timestamp_pb2
 
 from libs.common.enums import enum_label
+from services.validator.policy import KIND_NAMES
 from vidsynth.v1 import common_pb2, session_pb2
-
-ASSET_KIND_NAMES = {
-    common_pb2.ASSET_KIND_FACE_IMAGE: "face",
-    common_pb2.ASSET_KIND_VOICE_AUDIO: "voice",
-}
 
 
 def iso_time(stamp: timestamp_pb2.Timestamp, present: bool = True) -> str | None:
@@ -26,7 +22,7 @@ def asset_json(asset: common_pb2.Asset) -> dict:
     report = asset.report
     body: dict = {
         "asset_id": asset.asset_id,
-        "kind": ASSET_KIND_NAMES.get(asset.kind, "unspecified"),
+        "kind": KIND_NAMES.get(asset.kind, "unspecified"),
         "content_type": asset.content_type,
         "sha256": asset.sha256,
         "size_bytes": asset.size_bytes,

@@ -10,6 +10,7 @@ import structlog
 
 from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.ids import check_id
+from libs.common.log import bind_context
 from libs.common.progress_events import EVENT_TYPE_NAMES, STAGE_NAMES
 from services.progress.config import ProgressSettings
 from services.progress.event_log import EventLog
@@ -20,6 +21,12 @@ log = structlog.get_logger("vidsynth.progress")
 
 # Checks that the calling user owns the session (SESSION_NOT_FOUND otherwise).
 OwnershipCheck = Callable[[str], Awaitable[None]]
+
+
+def check_ids(session_id: str, job_id: str) -> None:
+    check_id("session", session_id)
+    if job_id:
+        check_id("job", job_id)
 
 
 def check_publish_request(request: progress_pb2.PublishEventsRequest, max_events: int) -> None:
@@ -66,20 +73,18 @@ class ProgressService(progress_pb2_grpc.ProgressServiceServicer):
 
     async def PublishEvents(self, request, context):
         check_publish_request(request, self._settings.progress_max_events_per_publish)
-        structlog.contextvars.bind_contextvars(session_id=request.session_id)
+        bind_context(session_id=request.session_id)
         stored = await self._log.publish(request.session_id, request.events)
         log.debug("events.published", count=len(stored), last_seq=stored[-1].seq)
         return progress_pb2.PublishEventsResponse(seqs=[event.seq for event in stored])
 
     async def Subscribe(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
-        check_id("session", request.session_id)
-        if request.job_id:
-            check_id("job", request.job_id)
+        check_ids(request.session_id, request.job_id)
         if request.after_seq < 0:
             raise VidsynthError(
                 "INVALID_ARGUMENT", "after_seq must not be negative.", [FieldViolation("after_seq", ">= 0")]
             )
-        structlog.contextvars.bind_contextvars(session_id=request.session_id)
+        bind_context(session_id=request.session_id)
         await self._check_owner(request.session_id)
         # Headers go out now so a client knows the stream was accepted before the first event.
         await context.send_initial_metadata(())
@@ -101,10 +106,8 @@ class ProgressService(progress_pb2_grpc.ProgressServiceServicer):
             log.debug("subscribe.closed", last_seq=last_seq)
 
     async def GetProgress(self, request, context):
-        check_id("session", request.session_id)
-        if request.job_id:
-            check_id("job", request.job_id)
-        structlog.contextvars.bind_contextvars(session_id=request.session_id)
+        check_ids(request.session_id, request.job_id)
+        bind_context(session_id=request.session_id)
         await self._check_owner(request.session_id)
         job_id = request.job_id or await self._log.store.latest_job_id(request.session_id)
         if not job_id:
@@ -118,7 +121,7 @@ class ProgressService(progress_pb2_grpc.ProgressServiceServicer):
 
     async def DeleteSessionEvents(self, request, context):
         check_id("session", request.session_id)
-        structlog.contextvars.bind_contextvars(session_id=request.session_id)
+        bind_context(session_id=request.session_id)
         deleted = await self._log.delete_session(request.session_id)
         log.info("session_events.deleted", count=deleted)
         return progress_pb2.DeleteSessionEventsResponse(events_deleted=deleted)
