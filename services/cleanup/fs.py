@@ -20,11 +20,15 @@ class Entry:
     newest_mtime: float
 
 
-def _walk_figures(path: Path) -> tuple[int, float]:
+def _lstat(path: Path) -> os.stat_result | None:
     try:
-        st = path.lstat()
+        return path.lstat()
     except FileNotFoundError:
-        return 0, 0.0
+        return None
+
+
+def _walk_figures(path: Path, st: os.stat_result) -> tuple[int, float]:
+    """Size and newest mtime of `path`, whose own lstat is `st`."""
     if not stat.S_ISDIR(st.st_mode):
         return st.st_size, st.st_mtime
     size, newest = 0, st.st_mtime
@@ -41,17 +45,19 @@ def _walk_figures(path: Path) -> tuple[int, float]:
 
 
 def describe(path: Path) -> Entry:
-    size, newest = _walk_figures(path)
+    st = _lstat(path)
+    size, newest = _walk_figures(path, st) if st else (0, 0.0)
     return Entry(path, size, newest)
 
 
-def children(directory: Path) -> list[Entry]:
-    """Direct children of `directory` with their sizes; empty when it does not exist."""
+def children(directory: Path, skip: frozenset[str] = frozenset()) -> list[Entry]:
+    """Direct children of `directory` with their sizes, but for the names in `skip`
+    (never walked); empty when it does not exist."""
     try:
         names = sorted(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return [describe(directory / name) for name in names]
+    return [describe(directory / name) for name in names if name not in skip]
 
 
 def older_than(entries: list[Entry], max_age_seconds: float, now: float) -> list[Entry]:
@@ -60,11 +66,10 @@ def older_than(entries: list[Entry], max_age_seconds: float, now: float) -> list
 
 def remove(path: Path) -> int:
     """Removes a file, link or tree; returns the bytes it held (0 if already gone)."""
-    size, _ = _walk_figures(path)
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
+    st = _lstat(path)
+    if st is None:
         return 0
+    size, _ = _walk_figures(path, st)
     if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(path, ignore_errors=True)
     else:

@@ -42,10 +42,6 @@ class Usage:
     total_bytes: int
     level: Level
 
-    @property
-    def free_bytes(self) -> int:
-        return max(0, self.total_bytes - self.used_bytes)
-
 
 @dataclass(frozen=True)
 class ProcessFigures:

@@ -100,20 +100,22 @@ class CleanupScheduler:
             )
         return state
 
-    async def _run_locked(self, state: TaskState) -> Outcome:
-        outcome = await run_outcome(state.spec.name, self._ctx, state.spec.run)
-        state.last_run = outcome.started_at
-        state.last_result = outcome
-        state.next_run = outcome.started_at + timedelta(seconds=state.spec.interval_seconds)
-        return outcome
+    async def _run_states(self, states: list[TaskState]) -> list[Outcome]:
+        """Runs the tasks one after another under the lock, then saves their results."""
+        outcomes = []
+        async with self._lock:
+            for state in states:
+                outcome = await run_outcome(state.spec.name, self._ctx, state.spec.run)
+                state.last_run = outcome.started_at
+                state.last_result = outcome
+                state.next_run = outcome.started_at + timedelta(seconds=state.spec.interval_seconds)
+                outcomes.append(outcome)
+            await self._save()
+        return outcomes
 
     async def run(self, task_name: str = "") -> list[Outcome]:
         """One task by name, or every task in priority order when the name is empty."""
-        states = [self._state(task_name)] if task_name else self.states
-        async with self._lock:
-            outcomes = [await self._run_locked(state) for state in states]
-            await self._save()
-        return outcomes
+        return await self._run_states([self._state(task_name)] if task_name else self.states)
 
     async def emergency(self, target_free_bytes: int = 0) -> EmergencyReport:
         async with self._lock:
@@ -122,12 +124,7 @@ class CleanupScheduler:
     async def run_due(self) -> list[Outcome]:
         now = datetime.now(UTC)
         due = [s for s in self.states if s.next_run <= now]
-        if not due:
-            return []
-        async with self._lock:
-            outcomes = [await self._run_locked(state) for state in due]
-            await self._save()
-        return outcomes
+        return await self._run_states(due) if due else []
 
     async def check_resources(self) -> None:
         snapshot = await self.health()

@@ -9,6 +9,7 @@ owner-agnostic lookup.
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -64,12 +65,17 @@ class MeshSessionStatusSource:
 
 def session_dirs(sessions_dir: Path) -> list[tuple[str, Path, bool]]:
     """(name, path, is_valid_session_id) for every directory under sessions/ (blocking)."""
-    if not sessions_dir.is_dir():
+    try:
+        with os.scandir(sessions_dir) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
         return []
     found = []
-    for path in sorted(sessions_dir.iterdir()):
-        if path.is_dir() and not path.is_symlink():
-            found.append((path.name, path, ids.is_valid_id("session", path.name)))
-        elif path.is_symlink() or path.is_file():
-            found.append((path.name, path, False))
+    # DirEntry answers from the listing itself: no extra stat per directory.
+    for entry in entries:
+        path = sessions_dir / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            found.append((entry.name, path, ids.is_valid_id("session", entry.name)))
+        elif entry.is_symlink() or entry.is_file():
+            found.append((entry.name, path, False))
     return found

@@ -167,7 +167,8 @@ async def remove_stale_spools(ctx: CleanupContext, out: Outcome, max_age: float 
     for _, path, valid in await asyncio.to_thread(session_dirs, ctx.sessions_dir):
         if not valid:
             continue
-        strays = [e for e in await asyncio.to_thread(fs.children, path) if e.path.name not in SESSION_SUBDIRS]
+        # The session's own subdirectories are skipped before their trees are walked.
+        strays = await asyncio.to_thread(fs.children, path, SESSION_SUBDIRS)
         await _remove_entries(ctx, out, fs.older_than(strays, max_age, now))
 
 

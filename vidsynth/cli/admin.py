@@ -8,13 +8,13 @@ import typer
 from rich.table import Table
 
 from libs.common.enums import enum_label
-from vidsynth.cli.jobs import DEFAULT_GRPC, as_dict
 from vidsynth.cli.remote import (
+    DEFAULT_GRPC,
     ApiKeyOption,
     GrpcOption,
     JsonOption,
     Remote,
-    catalogued_errors,
+    as_dict,
     console,
     print_json,
 )
@@ -29,10 +29,9 @@ def caps(
 ) -> None:
     """Which backends are present, the processing mode and production readiness."""
     remote = Remote(grpc_target, api_key)
-    with catalogued_errors(as_json):
-        capabilities = remote.stage_runner.GetCapabilities(
-            stage_runner_pb2.GetCapabilitiesRequest(refresh=refresh), metadata=remote.metadata
-        )
+    capabilities = remote.call(
+        remote.stage_runner.GetCapabilities, stage_runner_pb2.GetCapabilitiesRequest(refresh=refresh), as_json
+    )
     if as_json:
         print_json(as_dict(capabilities))
         return
@@ -64,15 +63,10 @@ def cleanup(
 ) -> None:
     """Run cleanup tasks (admin): scheduled ones on demand, or an emergency cleanup."""
     remote = Remote(grpc_target, api_key)
-    with catalogued_errors(as_json):
-        if emergency:
-            reply = remote.cleanup.EmergencyCleanup(
-                cleanup_pb2.EmergencyCleanupRequest(), metadata=remote.metadata
-            )
-        else:
-            reply = remote.cleanup.RunCleanup(
-                cleanup_pb2.RunCleanupRequest(task_name=task), metadata=remote.metadata
-            )
+    if emergency:
+        reply = remote.call(remote.cleanup.EmergencyCleanup, cleanup_pb2.EmergencyCleanupRequest(), as_json)
+    else:
+        reply = remote.call(remote.cleanup.RunCleanup, cleanup_pb2.RunCleanupRequest(task_name=task), as_json)
     if as_json:
         print_json(as_dict(reply))
         return

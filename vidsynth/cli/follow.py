@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -12,30 +12,27 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from libs.common.progress_events import event_to_json, is_terminal, stage_name
 from libs.common.rpc_status import error_from_rpc_error
 from vidsynth.cli.remote import Remote, console
+from vidsynth.http_client import RESUMABLE_CODES
 from vidsynth.v1 import progress_pb2
 
-RESUMABLE_CODES = {"SERVICE_UNAVAILABLE", "SUBSCRIBER_TOO_SLOW", "DEADLINE_EXCEEDED"}
 MAX_RESUMES = 20
 
 
-def events(
-    remote: Remote, session_id: str, job_id: str = "", until_terminal: bool = True
-) -> Iterator[progress_pb2.ProgressEvent]:
-    """Every event of the session after seq 0, resuming by seq when the stream drops."""
+def events(remote: Remote, session_id: str, job_id: str = "") -> Iterator[progress_pb2.ProgressEvent]:
+    """Every event of the session after seq 0 until a job ends, resuming by seq when the stream drops."""
     after_seq = 0
     resumes = 0
     while True:
         request = progress_pb2.SubscribeRequest(
-            session_id=session_id, after_seq=after_seq, until_terminal=until_terminal, job_id=job_id
+            session_id=session_id, after_seq=after_seq, until_terminal=True, job_id=job_id
         )
         try:
             for event in remote.progress.Subscribe(request, metadata=remote.metadata, timeout=24 * 3600):
                 after_seq = event.seq
                 yield event
-                if until_terminal and is_terminal(event):
+                if is_terminal(event):
                     return
-            if until_terminal:
-                return
+            return
         except grpc.RpcError as error:
             if error_from_rpc_error(error).code not in RESUMABLE_CODES or resumes >= MAX_RESUMES:
                 raise
@@ -82,7 +79,6 @@ def follow(
     session_id: str,
     job_id: str = "",
     as_json: bool = False,
-    on_event: Callable[[progress_pb2.ProgressEvent], None] | None = None,
 ) -> progress_pb2.ProgressEvent | None:
     """Show progress until the job ends; returns the terminal event."""
     last: progress_pb2.ProgressEvent | None = None
@@ -95,8 +91,6 @@ def follow(
         bars = StageBars(progress)
         for event in events(remote, session_id, job_id):
             bars.update(event)
-            if on_event:
-                on_event(event)
             last = event
     return last
 

@@ -2,40 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
-from google.protobuf.json_format import MessageToDict
 
 from libs.common.enums import enum_label
 from libs.common.errors import CATALOG, VidsynthError
 from vidsynth.cli.follow import follow
 from vidsynth.cli.remote import (
+    DEFAULT_GRPC,
+    DEFAULT_URL,
     EXIT_JOB_FAILED,
     ApiKeyOption,
     GrpcOption,
     JsonOption,
     Remote,
     UrlOption,
+    as_dict,
     catalogued_errors,
     console,
     fail,
     print_json,
 )
+from vidsynth.http_client import GatewayClient, GatewayError
 from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2, validator_pb2
 
 UPLOAD_CHUNK_BYTES = 256 * 1024
-DEFAULT_GRPC = "127.0.0.1:50051"
-DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-def as_dict(message) -> dict:
-    return MessageToDict(message, preserving_proto_field_name=True)
 
 
 def upload_requests(session_id: str, kind: int, path: Path) -> Iterator[validator_pb2.ValidateUploadRequest]:
@@ -82,20 +79,14 @@ def job_spec(
 
 
 def download_output(remote: Remote, job_id: str, name: str, out: Path) -> Path:
-    url = f"{remote.url.rstrip('/')}/v1/jobs/{job_id}/outputs/{name}"
-    headers = {"Authorization": f"Bearer {remote.api_key}"}
-    with httpx.stream("GET", url, headers=headers, timeout=60) as response:
-        if response.status_code != 200:
-            response.read()
-            body = response.json() if "json" in response.headers.get("content-type", "") else {}
-            code = body.get("code", "INTERNAL")
-            fail(VidsynthError(code if code in CATALOG else "INTERNAL", body.get("detail")))
-        partial = out.with_name(out.name + ".part")
-        with partial.open("wb") as handle:
-            for chunk in response.iter_bytes():
-                handle.write(chunk)
-        partial.replace(out)
-    return out
+    async def fetch() -> Path:
+        async with GatewayClient(remote.url.rstrip("/"), remote.api_key) as client:
+            return await client.download(job_id, name, out)
+
+    try:
+        return asyncio.run(fetch())
+    except GatewayError as error:
+        fail(VidsynthError(error.code if error.code in CATALOG else "INTERNAL", error.detail or None))
 
 
 def submit(
@@ -159,10 +150,7 @@ def status(
 ) -> None:
     """Show a job's state, stages and outputs."""
     remote = Remote(grpc_target, api_key)
-    with catalogued_errors(as_json):
-        job = remote.stage_runner.GetJob(
-            stage_runner_pb2.GetJobRequest(job_id=job_id), metadata=remote.metadata
-        )
+    job = remote.call(remote.stage_runner.GetJob, stage_runner_pb2.GetJobRequest(job_id=job_id), as_json)
     if as_json:
         print_json(as_dict(job))
         return

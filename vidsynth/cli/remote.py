@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import grpc
 import typer
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from rich.console import Console
 
 from libs.common.clients import ServiceStubs
@@ -32,6 +33,8 @@ EXIT_CODES: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 6,
 }
 EXIT_JOB_FAILED = 7
+DEFAULT_GRPC = "127.0.0.1:50051"
+DEFAULT_URL = "http://127.0.0.1:8080"
 EXIT_HELP = (
     "Exit codes: 0 ok, 1 other error, 2 usage, 3 not authenticated/allowed, 4 not found, "
     "5 refused input or state, 6 busy or unavailable (retry later), 7 the job failed or was cancelled."
@@ -50,6 +53,7 @@ UrlOption = Annotated[str, typer.Option("--url", envvar="VIDSYNTH_URL", help="Ga
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
 console = Console(stderr=True)
+Reply = TypeVar("Reply", bound=Message)
 
 
 @dataclass
@@ -58,7 +62,7 @@ class Remote(ServiceStubs):
 
     grpc_target: str
     api_key: str
-    url: str = "http://127.0.0.1:8080"
+    url: str = DEFAULT_URL
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -71,15 +75,16 @@ class Remote(ServiceStubs):
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.api_key}"),)
 
+    def call(self, rpc: Callable[..., Reply], request: Message, as_json: bool = False) -> Reply:
+        """One unary call with the user's key; a failure prints its catalogued error and exits."""
+        with catalogued_errors(as_json):
+            return rpc(request, metadata=self.metadata)
+
     def channel(self, service: str) -> grpc.Channel:
         if service not in self._channels:
             address = f"{self._host}:{self._base_port + SERVICE_PORT_OFFSETS[service]}"
             self._channels[service] = grpc.insecure_channel(address)
         return self._channels[service]
-
-    def close(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
 
 
 def fail(error: VidsynthError, as_json: bool = False) -> None:
@@ -102,9 +107,9 @@ def catalogued_errors(as_json: bool = False) -> Iterator[None]:
         fail(error, as_json)
 
 
+def as_dict(message: Message) -> dict:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
-
-
-def default_grpc_target() -> str:
-    return f"127.0.0.1:{os.environ.get('VIDSYNTH_GRPC_PORT', '50051')}"
