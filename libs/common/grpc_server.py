@@ -16,6 +16,7 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from libs.common.children import end_all_children
 from libs.common.heap import freeze_startup_heap
 from libs.common.identity import Access, Keyring, parse_api_keys
 from libs.common.interceptors import MeshServerInterceptor
@@ -151,6 +152,7 @@ async def serve(
 
     log.info("service.stopping", grace=settings.shutdown_grace_seconds)
     await stop_wiring(wiring, server, health_servicer, settings.shutdown_grace_seconds)
+    await end_all_children()
     if watcher:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import structlog
 
+from libs.common import children
+
 log = structlog.get_logger("vidsynth.stage_runner.detection")
 
 EXECUTABLES = ("ffmpeg", "ffprobe", "espeak-ng")
@@ -41,21 +43,10 @@ class Detection:
 async def _output_of(argv: list[str]) -> str | None:
     """stdout of a short probe command, or None when it is missing, fails or hangs."""
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
-            stdin=asyncio.subprocess.DEVNULL,
-        )
-    except OSError:
+        done = await children.run(argv, time_limit=PROBE_TIMEOUT_SECONDS, max_output_bytes=4 * 1024 * 1024)
+    except (children.ChildNotStartable, children.ChildTimeout, children.OutputTooLarge):
         return None
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), PROBE_TIMEOUT_SECONDS)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        return None
-    return out.decode(errors="replace") if proc.returncode == 0 else None
+    return done.stdout.decode(errors="replace") if done.returncode == 0 else None
 
 
 async def _nothing() -> None:

@@ -4,16 +4,14 @@ with a timeout, tqdm-style percentages turned into progress, cancel by killpg.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import signal
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
+from libs.common import children
 from libs.common.errors import VidsynthError
 from services.stage_runner.media.progress import ProgressCallback
 
@@ -72,21 +70,6 @@ class CommandResult:
     output_tail: list[str]
 
 
-def _kill_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-async def _stop_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the whole group, SIGKILL it if it lingers: cancel finishes within ~1 s."""
-    _kill_group(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), TERMINATE_GRACE_SECONDS)
-    _kill_group(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        await proc.wait()
-
-
 async def run_command(
     argv: list[str],
     *,
@@ -98,15 +81,8 @@ async def run_command(
 ) -> CommandResult:
     """Runs `argv` to completion; STAGE_TIMEOUT past `timeout_seconds`, CancelledError kills the group."""
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            cwd=str(cwd) if cwd else None,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
+        proc = await children.start(argv, cwd=cwd, stdout=children.PIPE, stderr=children.STDOUT)
+    except children.ChildNotStartable as error:
         log.warning("external.not_startable", label=label, error=str(error))
         raise VidsynthError("STAGE_UNAVAILABLE", f"The {label} command could not be started.") from None
     parser = PercentParser(progress_bars)
@@ -138,17 +114,14 @@ async def run_command(
             await pump()
             returncode = await proc.wait()
     except TimeoutError:
-        await _stop_group(proc)
         log.warning("external.timeout", label=label, timeout=timeout_seconds, tail=list(tail)[-5:])
         raise VidsynthError(
             "STAGE_TIMEOUT", f"The {label} step took longer than {timeout_seconds:g} s."
         ) from None
-    except BaseException:
-        # Cancelled (user cancel, shutdown) or crashed: never leave the group running.
-        await _stop_group(proc)
-        raise
-    # A child that closed stdout but left grandchildren behind: end them too.
-    _kill_group(proc.pid, signal.SIGKILL)
+    finally:
+        # Cancelled (user cancel, shutdown), crashed, timed out, or done with grandchildren
+        # left behind: the whole group ends here.
+        await children.end_child(proc, TERMINATE_GRACE_SECONDS)
     if returncode != 0:
         log.warning("external.failed", label=label, returncode=returncode, tail=list(tail)[-10:])
         raise VidsynthError("STAGE_FAILED", f"The {label} step failed (exit status {returncode}).")

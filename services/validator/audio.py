@@ -7,7 +7,6 @@ or, when that guess does not hold, a fresh ffmpeg reads the spooled file."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import math
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from libs.common import children
 from libs.common.errors import VidsynthError
 from services.validator.config import ValidatorSettings
 
@@ -57,23 +57,11 @@ def _corrupt(detail: str = "The audio could not be decoded; it is damaged or inc
 
 
 async def _run(argv: list[str], limit_seconds: float) -> tuple[int, bytes]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     try:
-        stdout, _stderr = await asyncio.wait_for(proc.communicate(), limit_seconds)
-    except BaseException as exc:
-        # Timed out or the call was cancelled: no ffmpeg may outlive it (or keep writing).
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        if isinstance(exc, TimeoutError):
-            raise _corrupt("The audio took too long to decode.") from None
-        raise
-    return proc.returncode or 0, stdout
+        done = await children.run(argv, time_limit=limit_seconds)
+    except children.ChildTimeout:
+        raise _corrupt("The audio took too long to decode.") from None
+    return done.returncode, done.stdout
 
 
 async def probe(path: Path, demuxer: str, limit_seconds: float) -> dict:

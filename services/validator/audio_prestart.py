@@ -18,6 +18,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from libs.common import children
 from services.validator.audio import DEMUXERS, decode_argv
 from services.validator.filetype import detect_mime_of_bytes
 from services.validator.threads import run_in_own_thread
@@ -71,7 +72,7 @@ class PrestartedDecode:
             # the event loop's spawn forks the whole (large) process on the loop itself,
             # stalling the upload being received for ~10 ms.
             self._proc = await asyncio.to_thread(
-                subprocess.Popen,
+                children.popen_in_group,
                 decode_argv("pipe:0", demuxer, self.out_path, self.max_seconds),
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
@@ -138,10 +139,7 @@ class PrestartedDecode:
         """Stops ffmpeg if it still runs (its output is the caller's to delete); idempotent."""
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
-            await asyncio.to_thread(self._proc.wait)
+        await asyncio.to_thread(children.end_popen, self._proc, 0)
         # A sending thread, if any, now fails with EPIPE and closes stdin itself.
         if self._stdin is not None and not self._sending:
             self._close_stdin()

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import structlog
 
+from libs.common import children
 from libs.common.errors import VidsynthError
 from services.stage_runner.media.progress import ProgressCallback, report
 
@@ -20,6 +21,9 @@ log = structlog.get_logger("stage_runner.media.ffmpeg")
 FFMPEG = "ffmpeg"
 FFPROBE = "ffprobe"
 _STDERR_TAIL_CHARS = 2000
+PROBE_TIMEOUT_SECONDS = 60.0
+DECODE_TIMEOUT_SECONDS = 300.0
+_PROBE_MAX_BYTES = 16 * 1024 * 1024
 
 StdinFeeder = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
@@ -79,25 +83,18 @@ async def run_ffmpeg(
     if feed_stdin is None:
         argv.append("-nostdin")
     argv.extend(str(a) for a in args)
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if feed_stdin else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
+    async with children.child_process(
+        argv,
+        stdin=children.PIPE if feed_stdin else children.DEVNULL,
+        stdout=children.PIPE,
+        stderr=children.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
         work = [_follow_progress(proc.stdout, expected_seconds, on_progress), proc.stderr.read()]
         if feed_stdin is not None:
             work.append(_feed(proc, feed_stdin))
         results = await asyncio.gather(*work)
         returncode = await proc.wait()
-    except BaseException:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-        raise
     if returncode != 0:
         stderr_tail = results[1].decode("utf-8", "replace")[-_STDERR_TAIL_CHARS:]
         log.warning("ffmpeg_failed", returncode=returncode, argv=argv, stderr=stderr_tail)
@@ -106,26 +103,20 @@ async def run_ffmpeg(
 
 async def probe(path: Path) -> dict[str, Any]:
     """ffprobe's JSON (`format` and `streams`) for `path`; STAGE_OUTPUT_INVALID if it is not media."""
-    proc = await asyncio.create_subprocess_exec(
-        FFPROBE,
-        "-v",
-        "error",
-        "-print_format",
-        "json",
-        "-show_format",
-        "-show_streams",
-        "-count_packets",
-        str(path),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await proc.communicate()
-    if proc.returncode != 0:
-        log.warning("ffprobe_failed", path=str(path), stderr=stderr.decode("utf-8", "replace")[-500:])
+    argv = [FFPROBE, "-v", "error", "-print_format", "json", "-show_format", "-show_streams"]
+    try:
+        done = await children.run(
+            [*argv, "-count_packets", str(path)],
+            time_limit=PROBE_TIMEOUT_SECONDS,
+            max_output_bytes=_PROBE_MAX_BYTES,
+        )
+    except (children.ChildTimeout, children.OutputTooLarge):
+        done = children.Completed(-1, b"", b"ffprobe ran too long or wrote too much")
+    if done.returncode != 0:
+        log.warning("ffprobe_failed", path=str(path), stderr=done.stderr_tail[-500:])
         raise VidsynthError("STAGE_OUTPUT_INVALID", "A media file could not be read.")
     try:
-        info: dict[str, Any] = json.loads(stdout)
+        info: dict[str, Any] = json.loads(done.stdout)
     except ValueError as exc:
         raise VidsynthError("STAGE_OUTPUT_INVALID", "A media file could not be read.") from exc
     info.setdefault("streams", [])
@@ -148,31 +139,18 @@ def duration_of(info: dict[str, Any]) -> float:
 
 async def decode_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Any audio file as mono float32 samples in -1..1 at `sample_rate`; STAGE_FAILED if unreadable."""
-    proc = await asyncio.create_subprocess_exec(
-        FFMPEG,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-nostdin",
-        "-i",
-        str(path),
-        "-vn",
-        "-ac",
-        "1",
-        "-ar",
-        str(sample_rate),
-        "-f",
-        "f32le",
-        "pipe:1",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await proc.communicate()
-    if proc.returncode != 0:
-        log.warning("audio_decode_failed", path=str(path), stderr=stderr.decode("utf-8", "replace")[-500:])
+    argv = [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(path), "-vn"]
+    try:
+        done = await children.run(
+            [*argv, "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"],
+            time_limit=DECODE_TIMEOUT_SECONDS,
+        )
+    except (children.ChildTimeout, children.OutputTooLarge):
+        done = children.Completed(-1, b"", b"ffmpeg ran too long or decoded too much")
+    if done.returncode != 0:
+        log.warning("audio_decode_failed", path=str(path), stderr=done.stderr_tail[-500:])
         raise VidsynthError("STAGE_FAILED", "The audio could not be decoded.")
-    return np.frombuffer(stdout, dtype="<f4").astype(np.float32)
+    return np.frombuffer(done.stdout, dtype="<f4").astype(np.float32)
 
 
 async def probe_input(path: Path, what: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from libs.common import children
 from libs.common.errors import VidsynthError
 from services.stage_runner.media.chunking import split_script
 from services.stage_runner.media.ffmpeg import decode_audio, duration_of, probe, run_ffmpeg
@@ -27,6 +28,7 @@ from services.stage_runner.media.voice_analysis import ANALYSIS_RATE, median_f0,
 log = structlog.get_logger("stage_runner.media.voice")
 
 ESPEAK = "espeak-ng"
+ESPEAK_TIMEOUT_SECONDS = 300.0
 OUTPUT_SAMPLE_RATE = 22_050
 MALE_VOICE = "en-us"
 FEMALE_VOICE = "en-us+f3"
@@ -84,24 +86,14 @@ def _has_samples(wav: Path) -> bool:
 
 async def _espeak(text: str, out_wav: Path, *, voice: str, pitch: int, speed: int) -> None:
     # Text goes through stdin, never argv, so a script can never be read as an option.
-    proc = await asyncio.create_subprocess_exec(
-        ESPEAK,
-        "-v",
-        voice,
-        "-p",
-        str(pitch),
-        "-s",
-        str(speed),
-        "-w",
-        str(out_wav),
-        "--stdin",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await proc.communicate(text.encode("utf-8"))
-    if proc.returncode != 0 or not await asyncio.to_thread(_has_samples, out_wav):
-        log.warning("espeak_failed", returncode=proc.returncode, stderr=stderr.decode("utf-8", "replace"))
+    argv = [ESPEAK, "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(out_wav), "--stdin"]
+    try:
+        done = await children.run(argv, input=text.encode("utf-8"), time_limit=ESPEAK_TIMEOUT_SECONDS)
+    except (children.ChildNotStartable, children.ChildTimeout) as error:
+        log.warning("espeak_failed", error=str(error))
+        raise VidsynthError("STAGE_FAILED", "Speech synthesis (espeak-ng) failed.") from None
+    if done.returncode != 0 or not await asyncio.to_thread(_has_samples, out_wav):
+        log.warning("espeak_failed", returncode=done.returncode, stderr=done.stderr_tail)
         raise VidsynthError("STAGE_FAILED", "Speech synthesis (espeak-ng) failed.")
 
 
