@@ -26,6 +26,7 @@ from services.validator.filetype import detect_mime
 from services.validator.scanner import ClamdScanner, ScannerUnavailable, ScanVerdict, StreamingScan
 from services.validator.spool import Spool
 from services.validator.timings import PhaseTimings
+from vidsynth.internal.v1 import session_internal_pb2
 from vidsynth.v1 import common_pb2, session_pb2, validator_pb2
 
 log = structlog.get_logger("vidsynth.validator")
@@ -295,8 +296,8 @@ class UploadValidator:
         asset.create_time.GetCurrentTime()
         try:
             with timings.phase("register"):
-                await self.clients.session.RegisterAsset(
-                    session_pb2.RegisterAssetRequest(session_id=session.session_id, asset=asset)
+                await self.clients.session_internal.RegisterAsset(
+                    session_internal_pb2.RegisterAssetRequest(session_id=session.session_id, asset=asset)
                 )
         except grpc.RpcError as exc:
             await asyncio.to_thread(safe_copies.remove, assets_dir, stored.stored_name)
