@@ -111,7 +111,7 @@ class ProgressService(progress_pb2_grpc.ProgressServiceServicer):
             request.session_id, 0, self._settings.progress_max_events_per_session, job_id=job_id
         )
         if not events:
-            raise VidsynthError("JOB_NOT_FOUND")
+            raise VidsynthError("JOB_NOT_FOUND", metadata={"job_id": job_id})
         return compute_snapshot(request.session_id, job_id, events, self._weights, time.time())
 
 

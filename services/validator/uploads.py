@@ -59,8 +59,12 @@ def check_header(header: validator_pb2.UploadHeader, settings: ValidatorSettings
             "declared_size must not be negative.",
             [FieldViolation("declared_size", "< 0")],
         )
-    if header.declared_size > policy.max_bytes(settings, header.kind):
-        raise VidsynthError("FILE_TOO_LARGE")
+    limit = policy.max_bytes(settings, header.kind)
+    if header.declared_size > limit:
+        raise VidsynthError(
+            "FILE_TOO_LARGE",
+            metadata={"declared_size": str(header.declared_size), "limit_bytes": str(limit)},
+        )
 
 
 class UploadValidator:

@@ -102,6 +102,7 @@ async def test_another_users_session_is_not_found(stub, internal):
     ):
         error = await rpc_error(call)
         assert error.code == "SESSION_NOT_FOUND"
+        assert error.metadata == {"session_id": sid}  # ErrorInfo names the id it did not find
     listed = await stub.ListSessions(pb.ListSessionsRequest(), metadata=BOB)
     assert list(listed.sessions) == []
     # A well-formed id that exists nowhere answers the same as another user's.
@@ -241,6 +242,7 @@ async def test_fifty_concurrent_creates_against_a_cap_of_ten(stub):
     error = await rpc_error(create(stub))
     assert error.code == "SESSION_LIMIT_REACHED"
     assert error.retry_after_seconds is not None
+    assert error.metadata == {"scope": "user", "limit": "10"}  # session_max_per_user
     # Another user still has room; deleting one makes room again.
     await create(stub, metadata=BOB)
     await stub.DeleteSession(pb.DeleteSessionRequest(session_id=created[0].session_id), metadata=ALICE)
