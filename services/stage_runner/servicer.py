@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from libs.common.errors import VidsynthError
@@ -68,8 +69,10 @@ class StageRunnerService(stage_runner_pb2_grpc.StageRunnerServiceServicer):
         span = check_read_request(request)
         job = await self._jobs.get(request.job_id)  # JOB_NOT_FOUND unless the caller owns it
         bind_context(job_id=job.job_id, session_id=job.session_id)
-        async for chunk in read_output(job, request.name, span, self._sessions_dir):
-            yield chunk
+        # Closed at once when the client goes away mid-read, so the file is closed too.
+        async with contextlib.aclosing(read_output(job, request.name, span, self._sessions_dir)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def GenerateScript(self, request, context):
         require_identity()

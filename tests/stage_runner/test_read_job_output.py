@@ -3,7 +3,9 @@ chunks of 64 KiB to 1 MiB, resumable from any offset, for their owner only."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from pathlib import Path
 
 import grpc
 import pytest
@@ -42,6 +44,26 @@ async def refusal(call) -> tuple[grpc.StatusCode, str, dict[str, str]]:
         await chunks(call)
     error = error_from_rpc_error(caught.value)
     return caught.value.code(), error.code, error.metadata
+
+
+async def until_closed(path, seconds: float = 10.0) -> None:
+    """Waits until no descriptor of this process (the service runs in it) is open on `path`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        fd_dir = Path("/proc/self/fd")
+        holders = [fd for fd in fd_dir.iterdir() if _target(fd) == str(path)]
+        if not holders:
+            return
+        assert loop.time() < deadline, f"{path} still open: {holders}"
+        await asyncio.sleep(0.05)
+
+
+def _target(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:
+        return ""
 
 
 def assert_contiguous(received, start: int, total: int) -> None:
@@ -83,6 +105,7 @@ async def test_large_outputs_stream_in_bounded_chunks_and_resume_exactly(finishe
     resumed = await chunks(read(mesh, job.job_id, offset=len(first.data)))
     assert resumed[0].offset == len(first.data)
     assert first.data + b"".join(c.data for c in resumed) == content
+    await until_closed(video)  # the abandoned read let go of the file
 
     # An odd offset and a limit give exactly that slice.
     window = await chunks(read(mesh, job.job_id, offset=MIB - 3, limit=300 * KIB + 1))
