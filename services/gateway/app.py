@@ -11,6 +11,7 @@ from libs.common.clients import MeshClients
 from libs.common.grpc_server import keyring_from_settings
 from libs.common.settings import MeshSettings
 from services.gateway import (
+    routes_admin,
     routes_assets,
     routes_events,
     routes_health,
@@ -57,5 +58,6 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
     app.include_router(routes_assets.router)
     app.include_router(routes_events.router)
     app.include_router(routes_jobs.router)
+    app.include_router(routes_admin.router)
     app.include_router(routes_ui.router)
     return app
