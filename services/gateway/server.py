@@ -11,6 +11,7 @@ import uvloop
 from fastapi import FastAPI
 
 from libs.common.allocator import keep_large_buffers_in_heap
+from libs.common.grpc_server import refuse_bad_keys_file, watch_keys_file
 from libs.common.heap import freeze_startup_heap
 from libs.common.log import configure_logging
 from libs.common.settings import MeshSettings, get_mesh_settings
@@ -46,7 +47,8 @@ def uvicorn_config(app: FastAPI, settings: MeshSettings) -> uvicorn.Config:
 
 
 async def serve(settings: MeshSettings) -> None:
-    config = uvicorn_config(create_app(settings), settings)
+    app = create_app(settings)
+    config = uvicorn_config(app, settings)
     server = uvicorn.Server(config)
     static_files()  # read the web page's files now, not on the event loop at the first request
     freeze_startup_heap()
@@ -55,8 +57,11 @@ async def serve(settings: MeshSettings) -> None:
         if settings.parent_pid
         else None
     )
+    keys_watcher = watch_keys_file(app.state.keyring, settings)
     log.info("gateway.starting", host=settings.http_host, port=settings.http_port)
     await server.serve()
+    if keys_watcher is not None:
+        await keys_watcher.stop()
     if watcher:
         watcher.cancel()
 
@@ -65,4 +70,5 @@ def main() -> None:
     settings = get_mesh_settings()
     configure_logging("gateway", settings.log_level)
     keep_large_buffers_in_heap()  # uploads are relayed through MB-sized buffers
-    uvloop.run(serve(settings))
+    with refuse_bad_keys_file("gateway"):
+        uvloop.run(serve(settings))

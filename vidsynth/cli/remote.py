@@ -14,6 +14,7 @@ import typer
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
+from rich.markup import escape
 
 from libs.common.clients import ServiceStubs
 from libs.common.errors import VidsynthError
@@ -99,7 +100,7 @@ def fail(error: VidsynthError, as_json: bool = False) -> NoReturn:
     if as_json:
         print(json.dumps({"error": {"code": error.code, "message": error.message}}))
     else:
-        console.print(f"[red]error[/] {error.code}: {error.message}")
+        console.print(f"[red]error[/] {error.code}: {escape(error.message)}")
     raise typer.Exit(EXIT_CODES.get(error.spec.grpc_code, 1))
 
 

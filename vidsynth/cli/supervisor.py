@@ -173,6 +173,14 @@ class Supervisor:
             runner.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
 
+    def signal_mesh(self, sig: int) -> None:
+        """Sends `sig` to the running services and the gateway (not to clamd)."""
+        for name in [*SERVICES, "gateway"]:
+            child = self.children.get(name)
+            if child and child.process and child.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(sig)
+
     def pids(self) -> dict[str, int]:
         return {name: c.process.pid for name, c in self.children.items() if c.process}
 
