@@ -18,6 +18,7 @@ import pytest
 
 from libs.common import ids
 from libs.common.rpc_status import error_from_rpc_error
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.cli.test_cli import vidsynth
 from tests.gateway.problems import assert_problem
 from tests.reliability.faults import FACE, VOICE
@@ -32,7 +33,6 @@ SLOW_JOBS_ENV = {
     "VIDSYNTH_PROCESSING_MODE": "simulation",
     "VIDSYNTH_STAGE_RUNNER_SIMULATION_SECONDS": "8",
 }
-STAGE_RUNNER_OFFSET = 2
 EVENTS_GONE_WITHIN_SECONDS = 15.0
 
 
@@ -87,6 +87,10 @@ def assert_fully_ended(mesh: MeshProcess, busy: Busy) -> None:
 # --- gRPC ------------------------------------------------------------------------------------
 
 
+def service_address(mesh: MeshProcess, service: str) -> str:
+    return f"127.0.0.1:{mesh.grpc_port + SERVICE_PORT_OFFSETS[service]}"
+
+
 def grpc_code(call) -> str:
     with pytest.raises(grpc.RpcError) as info:
         call()
@@ -96,7 +100,7 @@ def grpc_code(call) -> str:
 def test_grpc_admin_lists_every_users_sessions_and_force_ends_one(mesh) -> None:
     busy = busy_session(mesh)
     alice_session = httpx.post(f"{mesh.url}/v1/sessions", json={}, headers=bearer("alice"), timeout=10).json()
-    with grpc.insecure_channel(f"127.0.0.1:{mesh.grpc_port}") as channel:
+    with grpc.insecure_channel(service_address(mesh, "session")) as channel:
         sessions = session_pb2_grpc.SessionServiceStub(channel)
         listed = sessions.ListActiveSessions(
             session_pb2.ListActiveSessionsRequest(page_size=200), metadata=user_metadata("root"), timeout=10
@@ -163,7 +167,7 @@ def test_grpc_admin_lists_every_users_sessions_and_force_ends_one(mesh) -> None:
         assert ended.bytes_freed > 0
         assert ended.events_deleted >= 1  # job.queued at least
         runner = stage_runner_pb2_grpc.StageRunnerServiceStub(
-            grpc.insecure_channel(f"127.0.0.1:{mesh.grpc_port + STAGE_RUNNER_OFFSET}")
+            grpc.insecure_channel(service_address(mesh, "stage_runner"))
         )
         job = runner.GetJob(stage_runner_pb2.GetJobRequest(job_id=busy.job_id), metadata=user_metadata("bob"))
         assert job.state == common_pb2.JOB_STATE_CANCELLED

@@ -21,6 +21,7 @@ import pytest
 
 from libs.common import ids
 from libs.common.rpc_status import error_from_rpc_error
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.support.identities import bearer, mesh_env, user_metadata
 from tests.support.mesh_process import MeshProcess
 from tests.support.ports import free_port, free_port_block
@@ -71,14 +72,14 @@ def write_atomically(path: Path, text: str) -> None:
 def grpc_calls(grpc_port: int) -> dict[str, Callable[[tuple], object]]:
     """One cheap public RPC per service, by service name."""
 
-    def channel(offset: int) -> grpc.Channel:
-        return grpc.insecure_channel(f"127.0.0.1:{grpc_port + offset}")
+    def channel(service: str) -> grpc.Channel:
+        return grpc.insecure_channel(f"127.0.0.1:{grpc_port + SERVICE_PORT_OFFSETS[service]}")
 
-    session = session_pb2_grpc.SessionServiceStub(channel(0))
-    validator = validator_pb2_grpc.ValidatorServiceStub(channel(1))
-    runner = stage_runner_pb2_grpc.StageRunnerServiceStub(channel(2))
-    progress = progress_pb2_grpc.ProgressServiceStub(channel(3))
-    cleanup = cleanup_pb2_grpc.CleanupServiceStub(channel(4))
+    session = session_pb2_grpc.SessionServiceStub(channel("session"))
+    validator = validator_pb2_grpc.ValidatorServiceStub(channel("validator"))
+    runner = stage_runner_pb2_grpc.StageRunnerServiceStub(channel("stage_runner"))
+    progress = progress_pb2_grpc.ProgressServiceStub(channel("progress"))
+    cleanup = cleanup_pb2_grpc.CleanupServiceStub(channel("cleanup"))
     return {
         "session": lambda md: session.ListSessions(session_pb2.ListSessionsRequest(), metadata=md, timeout=5),
         "validator": lambda md: validator.GetUploadPolicy(
@@ -151,7 +152,9 @@ def test_a_revoked_key_is_refused_within_seconds_by_the_gateway_and_every_servic
     dave = add_key(keys_path, "dave", "--admin")
     wait_until(keyed_mesh, carol, accepted_everywhere, REFUSED_WITHIN_SECONDS)
     # The file's admin line reaches the session service's own keyring.
-    with grpc.insecure_channel(f"127.0.0.1:{keyed_mesh.grpc_port}") as channel:
+    with grpc.insecure_channel(
+        f"127.0.0.1:{keyed_mesh.grpc_port + SERVICE_PORT_OFFSETS['session']}"
+    ) as channel:
         listed = session_pb2_grpc.SessionServiceStub(channel).ListActiveSessions(
             session_pb2.ListActiveSessionsRequest(),
             metadata=(("authorization", f"Bearer {dave}"),),
@@ -166,7 +169,9 @@ def test_a_revoked_key_is_refused_within_seconds_by_the_gateway_and_every_servic
     assert accepted_everywhere(outcomes(keyed_mesh, dave))
     # Environment keys keep working beside the file.
     assert httpx.get(f"{keyed_mesh.url}/v1/sessions", headers=bearer("alice"), timeout=5).status_code == 200
-    with grpc.insecure_channel(f"127.0.0.1:{keyed_mesh.grpc_port}") as channel:
+    with grpc.insecure_channel(
+        f"127.0.0.1:{keyed_mesh.grpc_port + SERVICE_PORT_OFFSETS['session']}"
+    ) as channel:
         session_pb2_grpc.SessionServiceStub(channel).ListSessions(
             session_pb2.ListSessionsRequest(), metadata=user_metadata("alice"), timeout=5
         )
