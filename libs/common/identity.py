@@ -92,10 +92,6 @@ class Keyring:
             {**self._env_users, **file_keys.users_by_digest}, self._env_admins | file_keys.admins
         )
 
-    @property
-    def table(self) -> KeyTable:
-        return self._table
-
     def user_for_key(self, key: str) -> str | None:
         if not key or len(key) > MAX_KEY_CHARS:
             return None
