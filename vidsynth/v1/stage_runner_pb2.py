@@ -27,7 +27,7 @@ from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from vidsynth.v1 import common_pb2 as vidsynth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evidsynth/v1/stage_runner.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18vidsynth/v1/common.proto\"\x98\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x05stage\x18\x02 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.vidsynth.v1.BackendKind\x12\x11\n\tavailable\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x11\n\tneeds_gpu\x18\x06 \x01(\x08\"l\n\x0fStageCapability\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12\x18\n\x10selected_backend\x18\x02 \x01(\t\x12\x1c\n\x14production_available\x18\x03 \x01(\x08\"\x94\x02\n\x0c\x43\x61pabilities\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.vidsynth.v1.ProcessingMode\x12\x18\n\x10production_ready\x18\x02 \x01(\x08\x12&\n\x08\x62\x61\x63kends\x18\x03 \x03(\x0b\x32\x14.vidsynth.v1.Backend\x12,\n\x06stages\x18\x04 \x03(\x0b\x32\x1c.vidsynth.v1.StageCapability\x12\x15\n\rgpu_available\x18\x05 \x01(\x08\x12\x10\n\x08gpu_name\x18\x06 \x01(\t\x12/\n\x0b\x64\x65tect_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07missing\x18\x08 \x03(\t\")\n\x16GetCapabilitiesRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\x08\"E\n\x18SetProcessingModeRequest\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.vidsynth.v1.ProcessingMode\"~\n\x0cScriptPrompt\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_minutes\x18\x02 \x01(\x01\x12\x0c\n\x04tone\x18\x03 \x01(\t\x12\x0f\n\x07\x65motion\x18\x04 \x01(\t\x12\x10\n\x08\x61udience\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\"P\n\nJobOptions\x12\x0f\n\x07\x65nhance\x18\x01 \x01(\x08\x12\x16\n\x0eupscale_factor\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x05\"\xbc\x01\n\x07JobSpec\x12\x15\n\x0bscript_text\x18\x01 \x01(\tH\x00\x12\x32\n\rscript_prompt\x18\x02 \x01(\x0b\x32\x19.vidsynth.v1.ScriptPromptH\x00\x12\x0f\n\x07\x65motion\x18\x03 \x01(\t\x12\x0c\n\x04tone\x18\x04 \x01(\t\x12(\n\x07options\x18\x05 \x01(\x0b\x32\x17.vidsynth.v1.JobOptions\x12\x13\n\x0bwebhook_url\x18\x06 \x01(\tB\x08\n\x06script\"\x9e\x02\n\nStageState\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.vidsynth.v1.StageStatus\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0f\n\x07percent\x18\x04 \x01(\x01\x12\x19\n\x11\x65stimated_seconds\x18\x05 \x01(\x01\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x19.vidsynth.v1.ErrorSummary\"S\n\tJobOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xf6\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.vidsynth.v1.JobState\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\"\n\x04spec\x18\x05 \x01(\x0b\x32\x14.vidsynth.v1.JobSpec\x12\'\n\x06stages\x18\x06 \x03(\x0b\x32\x17.vidsynth.v1.StageState\x12\x17\n\x0foverall_percent\x18\x07 \x01(\x01\x12\x16\n\x0equeue_position\x18\x08 \x01(\x05\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12\'\n\x07outputs\x18\n \x03(\x0b\x32\x16.vidsynth.v1.JobOutput\x12!\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\x04mode\x18\x0c \x01(\x0e\x32\x1b.vidsynth.v1.ProcessingMode\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x12\x45stimateJobRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.vidsynth.v1.JobSpec\"T\n\rStageEstimate\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"y\n\x0bJobEstimate\x12*\n\x06stages\x18\x01 \x03(\x0b\x32\x1a.vidsynth.v1.StageEstimate\x12\x15\n\rtotal_seconds\x18\x02 \x01(\x01\x12\x0f\n\x07outputs\x18\x03 \x03(\t\x12\x16\n\x0espeech_seconds\x18\x04 \x01(\x01\"]\n\x0fStartJobRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.vidsynth.v1.JobSpec\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"L\n\x0fListJobsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.vidsynth.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"B\n\x15GenerateScriptRequest\x12)\n\x06prompt\x18\x01 \x01(\x0b\x32\x19.vidsynth.v1.ScriptPrompt\"d\n\x16GenerateScriptResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nword_count\x18\x03 \x01(\x05\x12\x19\n\x11\x65stimated_seconds\x18\x04 \x01(\x01*\x93\x01\n\x0b\x42\x61\x63kendKind\x12\x1c\n\x18\x42\x41\x43KEND_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42\x41\x43KEND_KIND_BUILTIN\x10\x01\x12\x19\n\x15\x42\x41\x43KEND_KIND_EXTERNAL\x10\x02\x12\x14\n\x10\x42\x41\x43KEND_KIND_API\x10\x03\x12\x1b\n\x17\x42\x41\x43KEND_KIND_SIMULATION\x10\x04\x32\xde\x04\n\x12StageRunnerService\x12Q\n\x0fGetCapabilities\x12#.vidsynth.v1.GetCapabilitiesRequest\x1a\x19.vidsynth.v1.Capabilities\x12U\n\x11SetProcessingMode\x12%.vidsynth.v1.SetProcessingModeRequest\x1a\x19.vidsynth.v1.Capabilities\x12H\n\x0b\x45stimateJob\x12\x1f.vidsynth.v1.EstimateJobRequest\x1a\x18.vidsynth.v1.JobEstimate\x12:\n\x08StartJob\x12\x1c.vidsynth.v1.StartJobRequest\x1a\x10.vidsynth.v1.Job\x12\x36\n\x06GetJob\x12\x1a.vidsynth.v1.GetJobRequest\x1a\x10.vidsynth.v1.Job\x12G\n\x08ListJobs\x12\x1c.vidsynth.v1.ListJobsRequest\x1a\x1d.vidsynth.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.vidsynth.v1.CancelJobRequest\x1a\x10.vidsynth.v1.Job\x12Y\n\x0eGenerateScript\x12\".vidsynth.v1.GenerateScriptRequest\x1a#.vidsynth.v1.GenerateScriptResponseBN\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evidsynth/v1/stage_runner.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x18vidsynth/v1/common.proto\"\x98\x01\n\x07\x42\x61\x63kend\x12\x0c\n\x04name\x18\x01 \x01(\t\x12!\n\x05stage\x18\x02 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12&\n\x04kind\x18\x03 \x01(\x0e\x32\x18.vidsynth.v1.BackendKind\x12\x11\n\tavailable\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x11\n\tneeds_gpu\x18\x06 \x01(\x08\"l\n\x0fStageCapability\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12\x18\n\x10selected_backend\x18\x02 \x01(\t\x12\x1c\n\x14production_available\x18\x03 \x01(\x08\"\x94\x02\n\x0c\x43\x61pabilities\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.vidsynth.v1.ProcessingMode\x12\x18\n\x10production_ready\x18\x02 \x01(\x08\x12&\n\x08\x62\x61\x63kends\x18\x03 \x03(\x0b\x32\x14.vidsynth.v1.Backend\x12,\n\x06stages\x18\x04 \x03(\x0b\x32\x1c.vidsynth.v1.StageCapability\x12\x15\n\rgpu_available\x18\x05 \x01(\x08\x12\x10\n\x08gpu_name\x18\x06 \x01(\t\x12/\n\x0b\x64\x65tect_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07missing\x18\x08 \x03(\t\")\n\x16GetCapabilitiesRequest\x12\x0f\n\x07refresh\x18\x01 \x01(\x08\"E\n\x18SetProcessingModeRequest\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.vidsynth.v1.ProcessingMode\"~\n\x0cScriptPrompt\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x18\n\x10\x64uration_minutes\x18\x02 \x01(\x01\x12\x0c\n\x04tone\x18\x03 \x01(\t\x12\x0f\n\x07\x65motion\x18\x04 \x01(\t\x12\x10\n\x08\x61udience\x18\x05 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x06 \x01(\t\"g\n\nJobOptions\x12\x0f\n\x07\x65nhance\x18\x01 \x01(\x08\x12\x16\n\x0eupscale_factor\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x05\x12\x15\n\rburn_captions\x18\x05 \x01(\x08\"\xbc\x01\n\x07JobSpec\x12\x15\n\x0bscript_text\x18\x01 \x01(\tH\x00\x12\x32\n\rscript_prompt\x18\x02 \x01(\x0b\x32\x19.vidsynth.v1.ScriptPromptH\x00\x12\x0f\n\x07\x65motion\x18\x03 \x01(\t\x12\x0c\n\x04tone\x18\x04 \x01(\t\x12(\n\x07options\x18\x05 \x01(\x0b\x32\x17.vidsynth.v1.JobOptions\x12\x13\n\x0bwebhook_url\x18\x06 \x01(\tB\x08\n\x06script\"\x9e\x02\n\nStageState\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.vidsynth.v1.StageStatus\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x0f\n\x07percent\x18\x04 \x01(\x01\x12\x19\n\x11\x65stimated_seconds\x18\x05 \x01(\x01\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x19.vidsynth.v1.ErrorSummary\"S\n\tJobOutput\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xf6\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12$\n\x05state\x18\x03 \x01(\x0e\x32\x15.vidsynth.v1.JobState\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12\"\n\x04spec\x18\x05 \x01(\x0b\x32\x14.vidsynth.v1.JobSpec\x12\'\n\x06stages\x18\x06 \x03(\x0b\x32\x17.vidsynth.v1.StageState\x12\x17\n\x0foverall_percent\x18\x07 \x01(\x01\x12\x16\n\x0equeue_position\x18\x08 \x01(\x05\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12\'\n\x07outputs\x18\n \x03(\x0b\x32\x16.vidsynth.v1.JobOutput\x12!\n\x05\x65rror\x18\x0b \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\x04mode\x18\x0c \x01(\x0e\x32\x1b.vidsynth.v1.ProcessingMode\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x12\x45stimateJobRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.vidsynth.v1.JobSpec\"T\n\rStageEstimate\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"y\n\x0bJobEstimate\x12*\n\x06stages\x18\x01 \x03(\x0b\x32\x1a.vidsynth.v1.StageEstimate\x12\x15\n\rtotal_seconds\x18\x02 \x01(\x01\x12\x0f\n\x07outputs\x18\x03 \x03(\t\x12\x16\n\x0espeech_seconds\x18\x04 \x01(\x01\"]\n\x0fStartJobRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x04spec\x18\x02 \x01(\x0b\x32\x14.vidsynth.v1.JobSpec\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"L\n\x0fListJobsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"K\n\x10ListJobsResponse\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.vidsynth.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"B\n\x15GenerateScriptRequest\x12)\n\x06prompt\x18\x01 \x01(\x0b\x32\x19.vidsynth.v1.ScriptPrompt\"d\n\x16GenerateScriptResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x12\n\nword_count\x18\x03 \x01(\x05\x12\x19\n\x11\x65stimated_seconds\x18\x04 \x01(\x01*\x93\x01\n\x0b\x42\x61\x63kendKind\x12\x1c\n\x18\x42\x41\x43KEND_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42\x41\x43KEND_KIND_BUILTIN\x10\x01\x12\x19\n\x15\x42\x41\x43KEND_KIND_EXTERNAL\x10\x02\x12\x14\n\x10\x42\x41\x43KEND_KIND_API\x10\x03\x12\x1b\n\x17\x42\x41\x43KEND_KIND_SIMULATION\x10\x04\x32\xde\x04\n\x12StageRunnerService\x12Q\n\x0fGetCapabilities\x12#.vidsynth.v1.GetCapabilitiesRequest\x1a\x19.vidsynth.v1.Capabilities\x12U\n\x11SetProcessingMode\x12%.vidsynth.v1.SetProcessingModeRequest\x1a\x19.vidsynth.v1.Capabilities\x12H\n\x0b\x45stimateJob\x12\x1f.vidsynth.v1.EstimateJobRequest\x1a\x18.vidsynth.v1.JobEstimate\x12:\n\x08StartJob\x12\x1c.vidsynth.v1.StartJobRequest\x1a\x10.vidsynth.v1.Job\x12\x36\n\x06GetJob\x12\x1a.vidsynth.v1.GetJobRequest\x1a\x10.vidsynth.v1.Job\x12G\n\x08ListJobs\x12\x1c.vidsynth.v1.ListJobsRequest\x1a\x1d.vidsynth.v1.ListJobsResponse\x12<\n\tCancelJob\x12\x1d.vidsynth.v1.CancelJobRequest\x1a\x10.vidsynth.v1.Job\x12Y\n\x0eGenerateScript\x12\".vidsynth.v1.GenerateScriptRequest\x1a#.vidsynth.v1.GenerateScriptResponseBN\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vidsynth.v1.stage_runner_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.vidsynth.v1P\001Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1'
-  _globals['_BACKENDKIND']._serialized_start=2846
-  _globals['_BACKENDKIND']._serialized_end=2993
+  _globals['_BACKENDKIND']._serialized_start=2869
+  _globals['_BACKENDKIND']._serialized_end=3016
   _globals['_BACKEND']._serialized_start=132
   _globals['_BACKEND']._serialized_end=284
   _globals['_STAGECAPABILITY']._serialized_start=286
@@ -50,35 +50,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCRIPTPROMPT']._serialized_start=789
   _globals['_SCRIPTPROMPT']._serialized_end=915
   _globals['_JOBOPTIONS']._serialized_start=917
-  _globals['_JOBOPTIONS']._serialized_end=997
-  _globals['_JOBSPEC']._serialized_start=1000
-  _globals['_JOBSPEC']._serialized_end=1188
-  _globals['_STAGESTATE']._serialized_start=1191
-  _globals['_STAGESTATE']._serialized_end=1477
-  _globals['_JOBOUTPUT']._serialized_start=1479
-  _globals['_JOBOUTPUT']._serialized_end=1562
-  _globals['_JOB']._serialized_start=1565
-  _globals['_JOB']._serialized_end=2067
-  _globals['_ESTIMATEJOBREQUEST']._serialized_start=2069
-  _globals['_ESTIMATEJOBREQUEST']._serialized_end=2145
-  _globals['_STAGEESTIMATE']._serialized_start=2147
-  _globals['_STAGEESTIMATE']._serialized_end=2231
-  _globals['_JOBESTIMATE']._serialized_start=2233
-  _globals['_JOBESTIMATE']._serialized_end=2354
-  _globals['_STARTJOBREQUEST']._serialized_start=2356
-  _globals['_STARTJOBREQUEST']._serialized_end=2449
-  _globals['_GETJOBREQUEST']._serialized_start=2451
-  _globals['_GETJOBREQUEST']._serialized_end=2482
-  _globals['_LISTJOBSREQUEST']._serialized_start=2484
-  _globals['_LISTJOBSREQUEST']._serialized_end=2560
-  _globals['_LISTJOBSRESPONSE']._serialized_start=2562
-  _globals['_LISTJOBSRESPONSE']._serialized_end=2637
-  _globals['_CANCELJOBREQUEST']._serialized_start=2639
-  _globals['_CANCELJOBREQUEST']._serialized_end=2673
-  _globals['_GENERATESCRIPTREQUEST']._serialized_start=2675
-  _globals['_GENERATESCRIPTREQUEST']._serialized_end=2741
-  _globals['_GENERATESCRIPTRESPONSE']._serialized_start=2743
-  _globals['_GENERATESCRIPTRESPONSE']._serialized_end=2843
-  _globals['_STAGERUNNERSERVICE']._serialized_start=2996
-  _globals['_STAGERUNNERSERVICE']._serialized_end=3602
+  _globals['_JOBOPTIONS']._serialized_end=1020
+  _globals['_JOBSPEC']._serialized_start=1023
+  _globals['_JOBSPEC']._serialized_end=1211
+  _globals['_STAGESTATE']._serialized_start=1214
+  _globals['_STAGESTATE']._serialized_end=1500
+  _globals['_JOBOUTPUT']._serialized_start=1502
+  _globals['_JOBOUTPUT']._serialized_end=1585
+  _globals['_JOB']._serialized_start=1588
+  _globals['_JOB']._serialized_end=2090
+  _globals['_ESTIMATEJOBREQUEST']._serialized_start=2092
+  _globals['_ESTIMATEJOBREQUEST']._serialized_end=2168
+  _globals['_STAGEESTIMATE']._serialized_start=2170
+  _globals['_STAGEESTIMATE']._serialized_end=2254
+  _globals['_JOBESTIMATE']._serialized_start=2256
+  _globals['_JOBESTIMATE']._serialized_end=2377
+  _globals['_STARTJOBREQUEST']._serialized_start=2379
+  _globals['_STARTJOBREQUEST']._serialized_end=2472
+  _globals['_GETJOBREQUEST']._serialized_start=2474
+  _globals['_GETJOBREQUEST']._serialized_end=2505
+  _globals['_LISTJOBSREQUEST']._serialized_start=2507
+  _globals['_LISTJOBSREQUEST']._serialized_end=2583
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2585
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2660
+  _globals['_CANCELJOBREQUEST']._serialized_start=2662
+  _globals['_CANCELJOBREQUEST']._serialized_end=2696
+  _globals['_GENERATESCRIPTREQUEST']._serialized_start=2698
+  _globals['_GENERATESCRIPTREQUEST']._serialized_end=2764
+  _globals['_GENERATESCRIPTRESPONSE']._serialized_start=2766
+  _globals['_GENERATESCRIPTRESPONSE']._serialized_end=2866
+  _globals['_STAGERUNNERSERVICE']._serialized_start=3019
+  _globals['_STAGERUNNERSERVICE']._serialized_end=3625
 # @@protoc_insertion_point(module_scope)

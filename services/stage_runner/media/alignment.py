@@ -102,11 +102,22 @@ def _word_groups(phones: list[Phone]) -> list[list[Phone]]:
     return groups
 
 
+def text_words(text: str) -> list[str]:
+    """The text's words; a token without letters or digits ("...", "-") joins the word before it."""
+    words: list[str] = []
+    for token in _WORD.findall(text):
+        if words and not any(ch.isalnum() for ch in token):
+            words[-1] += " " + token
+        else:
+            words.append(token)
+    return words
+
+
 def words_from_phones(text: str, phones: list[Phone]) -> list[Word]:
     """The text's words timed by the phones: one to one when the word counts agree (the usual
     case), else spread by letter count over the phones' span (numbers and abbreviations that
     espeak expands into several words)."""
-    words = _WORD.findall(text)
+    words = text_words(text)
     groups = _word_groups(phones)
     if not words or not groups:
         return []

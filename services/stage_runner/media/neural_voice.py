@@ -28,6 +28,7 @@ from services.stage_runner.media.alignment import (
     Phone,
     phones_from_sentences,
     spread_words,
+    text_words,
     words_from_phones,
 )
 from services.stage_runner.media.chunking import split_script
@@ -179,7 +180,7 @@ def _join(
         phones += chunk_phones
         timed_words = words_from_phones(text, chunk_phones)
         if not timed_words and chunk_phones:
-            timed_words = spread_words(text.split(), chunk_phones[0].start, chunk_phones[-1].start)
+            timed_words = spread_words(text_words(text), chunk_phones[0].start, chunk_phones[-1].start)
         words += timed_words
     if pieces:
         pieces.pop()  # no pause after the last sentence
@@ -221,7 +222,7 @@ async def _espeak(
     )
     words, clock = [], 0.0
     for chunk, seconds in zip(result.chunk_texts, result.chunk_seconds, strict=True):
-        words += spread_words(chunk.split(), clock, clock + seconds)
+        words += spread_words(text_words(chunk), clock, clock + seconds)
         clock += seconds
     return (
         result.duration_seconds,
