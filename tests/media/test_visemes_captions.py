@@ -1,6 +1,10 @@
 """Visemes from phones and captions from words: pure functions, hand-made inputs."""
 
+# ruff: noqa: RUF001 (IPA phonemes)
+
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -65,10 +69,11 @@ def test_words_are_timed_by_their_phone_groups():
 
 
 def test_cues_split_at_sentences_and_clauses_and_end_with_the_speech():
-    text = (
+    script = (
         "Welcome to the show. Today, we will look at three things, then we will talk about "
         "what they mean for you and your family. Thanks!"
-    ).split()
+    )
+    text = script.split(" ")
     words = [Word(w, i * 0.4, i * 0.4 + 0.3) for i, w in enumerate(text)]
     speech_end = words[-1].end + 0.4
     cues = cues_from_words(words, speech_end)
@@ -78,7 +83,7 @@ def test_cues_split_at_sentences_and_clauses_and_end_with_the_speech():
     assert cues[-1].text == "Thanks!" and cues[-1].end == pytest.approx(speech_end)
     assert any(c.text.endswith("three things,") for c in cues)
     assert all(len(line) <= 42 for c in cues for line in c.text.split("\n"))
-    assert all(a.end <= b.start + 1e-9 for a, b in zip(cues, cues[1:], strict=False))
+    assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(cues))
     vtt = to_webvtt(cues)
     assert vtt.startswith("WEBVTT\n\n1\n00:00:00.000 --> 00:00:01.600\nWelcome to the show.\n")
     assert "00:00:00,000 --> 00:00:01,600" in to_srt(cues)
