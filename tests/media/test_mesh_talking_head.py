@@ -11,6 +11,7 @@ photo after undoing the head motion).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,6 @@ import numpy as np
 import pytest
 
 from services.stage_runner.media import face_mesh
-from services.stage_runner.media.alignment import Alignment
 from services.stage_runner.media.animate import animate
 from services.stage_runner.media.captions import write_captions
 from services.stage_runner.media.face import crop_face
@@ -92,7 +92,7 @@ def test_piper_speaks_with_alignments_and_says_what_it_is(rendered):
     assert "Piper en_US-joe-medium" in speech.description and "not cloning" in speech.description
     phones = speech.alignment.phones
     assert phones[-1].end == pytest.approx(speech.duration_seconds, abs=0.02)
-    assert all(b.start == pytest.approx(a.end) for a, b in zip(phones, phones[1:], strict=False))
+    assert all(b.start == pytest.approx(a.end) for a, b in itertools.pairwise(phones))
     assert [w.text for w in speech.alignment.words] == SCRIPT.split()
 
 
@@ -111,7 +111,7 @@ def test_captions_cover_the_script_and_end_with_the_speech(rendered):
     assert " ".join(texts) == SCRIPT
     assert texts[0] == "Bob bought a big map."
     last_end = blocks[-1][1].split(" --> ")[1]
-    hours, minutes, seconds = last_end.split(":")
+    _, minutes, seconds = last_end.split(":")
     assert float(seconds) + 60 * int(minutes) == pytest.approx(speech.duration_seconds, abs=0.01)
 
 
@@ -152,7 +152,7 @@ def test_outside_the_mouth_and_jaw_the_frames_stay_the_photo(rendered):
     # Mouth and jaw: the face below the nose, and the neck under the chin that the jaw moves over.
     lower = points[:468][points[:468, 1] > points[2, 1]]
     face_height = float(points[152, 1] - points[9, 1])
-    jaw = np.concatenate([lower, lower + (0, 0.45 * face_height)])
+    jaw = np.concatenate([lower, lower + np.array([0.0, 0.45 * face_height], np.float32)])
     moving = np.zeros(photo.shape, np.uint8)
     cv2.fillConvexPoly(moving, cv2.convexHull(np.round(jaw).astype(np.int32)), 255)
     for eye in ((33, 133, 159, 145), (362, 263, 386, 374)):  # blinks
