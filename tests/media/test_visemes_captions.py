@@ -65,7 +65,7 @@ def test_words_are_timed_by_their_phone_groups():
     assert [w.text for w in words] == ["Hello", "world,", "yes"]
     assert words[0].start == pytest.approx(0.1) and words[0].end == pytest.approx(0.6)
     assert words[2].start == pytest.approx(phones[13].start)
-    assert text_words("Wait ... what") == ["Wait ...", "what"]
+    assert text_words("Wait ... what - now") == ["Wait", "what", "now"]
 
 
 def test_cues_split_at_sentences_and_clauses_and_end_with_the_speech():

@@ -103,14 +103,8 @@ def _word_groups(phones: list[Phone]) -> list[list[Phone]]:
 
 
 def text_words(text: str) -> list[str]:
-    """The text's words; a token without letters or digits ("...", "-") joins the word before it."""
-    words: list[str] = []
-    for token in _WORD.findall(text):
-        if words and not any(ch.isalnum() for ch in token):
-            words[-1] += " " + token
-        else:
-            words.append(token)
-    return words
+    """The text's words; tokens without letters or digits ("...", "-") are pauses, not words."""
+    return [token for token in _WORD.findall(text) if any(ch.isalnum() for ch in token)]
 
 
 def words_from_phones(text: str, phones: list[Phone]) -> list[Word]:

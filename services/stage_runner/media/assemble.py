@@ -58,11 +58,11 @@ def _filter_path(path: Path) -> str:
     return text
 
 
-def burn_filter(captions_srt: Path, height: int) -> str:
-    """libass subtitles at the bottom, sized to the picture (about 1/22 of its height)."""
-    size = max(10, round(height / 22))
-    style = f"FontName=DejaVu Sans,FontSize={size},Outline=1,Shadow=0,MarginV={max(8, height // 24)}"
-    return f"subtitles=filename={_filter_path(captions_srt)}:original_size={height}x{height}:force_style='{style}'"
+def burn_filter(captions_srt: Path) -> str:
+    """libass subtitles at the bottom. libass sizes SRT styles on a 288-line canvas scaled to the
+    picture, so these read as about 1/22 of the height at any size."""
+    style = "FontName=DejaVu Sans,FontSize=13,Outline=1,Shadow=0,MarginV=8"
+    return f"subtitles=filename={_filter_path(captions_srt)}:force_style='{style}'"
 
 
 async def assemble(
@@ -88,7 +88,7 @@ async def assemble(
     copy_video = video.get("codec_name") == "h264" and video.get("pix_fmt") == "yuv420p" and not burn_captions
     video_codec = ["-c:v", "copy"] if copy_video else ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"]
     if burn_captions is not None:
-        video_codec = ["-vf", burn_filter(burn_captions, int(video.get("height", 512))), *video_codec]
+        video_codec = ["-vf", burn_filter(burn_captions), *video_codec]
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     partial_video = out_dir / f".{VIDEO_NAME}.partial.mp4"
     partial_thumb = out_dir / f".{THUMBNAIL_NAME}.partial.jpg"
