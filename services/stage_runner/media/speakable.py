@@ -36,6 +36,7 @@ _PLAIN = str.maketrans(
 _SPACES = re.compile(r"\s+")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.;:!?])")
 _REPEATED_COMMAS = re.compile(r"(?:,\s*){2,}")
+_DOT_RUNS = re.compile(r"\.(?:\s*\.)+")
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def speakable(text: str) -> SpeakableText:
     result = _REPEATED_COMMAS.sub(
         ", ", _SPACE_BEFORE_PUNCTUATION.sub(r"\1", _SPACES.sub(" ", " ".join(kept)))
     )
-    result = result.strip(" ,")
+    result = _DOT_RUNS.sub("...", result).strip(" ,")
     if not any(ch.isalnum() for ch in result):
         raise VidsynthError(
             "SCRIPT_NOT_SPEAKABLE",
