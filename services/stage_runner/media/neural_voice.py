@@ -103,8 +103,7 @@ def plan_voice(profile: espeak_voice.VoiceProfile, reference: Reference) -> Voic
 
 
 def describe(plan: VoicePlan) -> str:
-    if plan.engine != "piper":
-        return f"voice: espeak-ng matched to the sample ({plan.reason}); {NOT_CLONING}"
+    """What the stage messages say about Piper's matched voice."""
     pitch = (
         f"pitch {plan.reference_f0_hz:.0f} -> {plan.target_f0_hz:.0f} Hz by PSOLA"
         + (f", formants x{plan.formant_ratio:.2f}" if plan.formant_ratio != 1.0 else "")
@@ -231,6 +230,30 @@ async def _espeak(
     )
 
 
+async def _with_piper(
+    engine: SpeechEngine,
+    sample_wav: Path,
+    chunks: list[str],
+    work: Path,
+    on_progress: ProgressCallback | None,
+) -> tuple[np.ndarray, Alignment, int, VoicePlan] | str:
+    """Piper's joined, timed speech and its plan; or why espeak-ng speaks instead."""
+    await report(on_progress, 0.0, "analysing the voice sample")
+    profile = await espeak_voice.analyse_voice(sample_wav)
+    try:
+        plan = plan_voice(profile, await engine.reference(work))
+        if plan.engine != "piper":
+            return plan.reason
+        spoken = await _speak_with_piper(engine, plan, chunks, work, scaled(on_progress, 10.0, 90.0))
+    except WorkerFailed as error:
+        log.warning("voice.piper_failed", error=str(error))
+        return "Piper failed"
+    if spoken is None:
+        return f"shifted Piper missed the sample's {plan.target_f0_hz:.0f} Hz by over {F0_TOLERANCE:.0%}"
+    audio, alignment = await asyncio.to_thread(_join, spoken[0], spoken[1], chunks, spoken[2])
+    return audio, alignment, spoken[2], plan
+
+
 async def synthesize_matched(
     text: str,
     sample_wav: Path,
@@ -248,69 +271,40 @@ async def synthesize_matched(
         raise VidsynthError("SCRIPT_NOT_SPEAKABLE", "The script has nothing to say.")
     await asyncio.to_thread(out_wav.parent.mkdir, parents=True, exist_ok=True)
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=".neural-voice-", dir=out_wav.parent))
-    messages = (
-        [f"left out {cleaned.dropped_words} word(s) the English voice cannot read"]
-        if cleaned.dropped_words
-        else []
-    )
+    messages = []
+    if cleaned.dropped_words:
+        messages.append(f"left out {cleaned.dropped_words} word(s) the English voice cannot read")
     try:
-        plan: VoicePlan | None = None
+        reason = "Piper is not available"
         if engine is not None:
-            await report(on_progress, 0.0, "analysing the voice sample")
-            profile = await espeak_voice.analyse_voice(sample_wav)
-            try:
-                plan = plan_voice(profile, await engine.reference(work))
-                spoken = (
-                    await _speak_with_piper(engine, plan, chunks, work, scaled(on_progress, 10.0, 90.0))
-                    if plan.engine == "piper"
-                    else None
-                )
-            except WorkerFailed as error:
-                log.warning("voice.piper_failed", error=str(error))
-                plan, spoken = None, None
-                messages.append("Piper failed; espeak-ng speaks instead")
-            if plan is not None and plan.engine == "piper" and spoken is None:
-                plan = VoicePlan(
-                    "espeak-ng",
-                    plan.length_scale,
-                    plan.target_f0_hz,
-                    plan.reference_f0_hz,
-                    plan.formant_ratio,
-                    f"shifted Piper missed the sample's {plan.target_f0_hz:.0f} Hz by over {F0_TOLERANCE:.0%}",
-                )
-            if plan is not None and plan.engine == "piper" and spoken is not None:
-                audio, alignment = await asyncio.to_thread(_join, spoken[0], spoken[1], chunks, spoken[2])
-                await asyncio.to_thread(_write_pcm, out_wav, normalise(audio), spoken[2])
+            piper = await _with_piper(engine, sample_wav, chunks, work, on_progress)
+            if not isinstance(piper, str):
+                audio, alignment, rate, plan = piper
+                await asyncio.to_thread(_write_pcm, out_wav, normalise(audio), rate)
                 description = describe(plan)
                 await report(on_progress, 100.0, description)
+                messages.append(description)
                 return MatchedSpeech(
                     out_wav,
                     alignment.duration,
-                    spoken[2],
+                    rate,
                     alignment,
                     "piper",
                     description,
                     cleaned.dropped_words,
-                    [*messages, description],
+                    messages,
                 )
-        description = (
-            describe(plan)
-            if plan is not None
-            else f"voice: espeak-ng matched to the sample (Piper is not available); {NOT_CLONING}"
-        )
+            reason = piper
+            if reason == "Piper failed":
+                messages.append("Piper failed; espeak-ng speaks instead")
+        description = f"voice: espeak-ng matched to the sample ({reason}); {NOT_CLONING}"
         duration, rate, alignment = await _espeak(
             " ".join(chunks), sample_wav, out_wav, seconds_per_chunk, scaled(on_progress, 10.0, 100.0)
         )
         await report(on_progress, 100.0, description)
+        messages.append(description)
         return MatchedSpeech(
-            out_wav,
-            duration,
-            rate,
-            alignment,
-            "espeak-ng",
-            description,
-            cleaned.dropped_words,
-            [*messages, description],
+            out_wav, duration, rate, alignment, "espeak-ng", description, cleaned.dropped_words, messages
         )
     finally:
         await asyncio.to_thread(shutil.rmtree, work, True)
