@@ -18,6 +18,9 @@ from services.stage_runner.media.speech_engine import PIPER_VOICE_NAME, SpeechEn
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
 MIN_SIZE, MAX_SIZE = 256, 1024
+# Voice backends whose alignments give a job its captions outputs.
+CAPTIONED_VOICES = ("piper", "espeak-ng")
+CAPTION_OUTPUTS = ("captions", "captions_srt")
 _NEEDS = {
     "piper": ("ffmpeg", "ffprobe", "espeak-ng"),
     "espeak-ng": ("espeak-ng", "ffmpeg", "ffprobe"),
