@@ -248,6 +248,13 @@ CATALOG: dict[str, ErrorSpec] = {
             "The script could not be written; try again or write it yourself.",
         ),
         _spec(
+            "SCRIPT_NOT_SPEAKABLE",
+            _C.INVALID_ARGUMENT,
+            422,
+            "Script not speakable",
+            "The script has no words the built-in voice can speak (it reads English letters and numbers).",
+        ),
+        _spec(
             "SCRIPT_TOO_LONG",
             _C.INVALID_ARGUMENT,
             422,
