@@ -46,24 +46,19 @@ class ValidatorSettings(VidsynthSettings):
     validator_decode_cpu_seconds: float = Field(
         4.0,
         gt=0,
-        description="CPU time one photo's decode, face detection and re-encode may use (its worker "
-        "process is killed past it: IMAGE_TOO_COMPLEX); a 40 MP photo needs about 1 s.",
+        description="CPU time one photo's decode, face detection and re-encode may use (its process "
+        "is killed past it: IMAGE_TOO_COMPLEX); a 40 MP photo needs about 1 s.",
     )
     validator_decode_wall_seconds: float = Field(
-        15.0,
+        10.0,
         gt=0,
-        description="Wall-clock deadline of one photo's decode worker, for when the machine is busy.",
+        description="Wall-clock deadline of one photo's decode process (IMAGE_TOO_COMPLEX past it).",
     )
     validator_decode_memory_bytes: int = Field(
         1024 * MB,
         ge=64 * MB,
-        description="Address space a photo's decode worker may add to what it holds at rest.",
-    )
-    validator_decode_warm_workers: int = Field(
-        2,
-        ge=0,
-        description="Decode worker processes kept started and waiting, so a photo does not wait for "
-        "one to start (each decodes one photo, then exits and returns its memory).",
+        description="Address space a photo's decode process may add to the decode worker's it is "
+        "forked from (a MemoryError past it: IMAGE_TOO_COMPLEX).",
     )
     validator_face_min_size_ratio: float = Field(
         0.08, description="Smallest face the detector looks for, as a fraction of the image's shorter side."

@@ -17,7 +17,6 @@ from PIL import Image, ImageOps
 
 from libs.common.errors import VidsynthError
 from services.validator.decode_limits import DecodeLimits
-from services.validator.policy import PILLOW_FORMATS
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG markers without a length field: TEM, RSTn, SOI, EOI.
@@ -25,6 +24,8 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xDA)}
 SAFE_COPY_CONTENT_TYPE = "image/jpeg"
 SAFE_COPY_SUFFIX = ".jpg"
 SAFE_COPY_QUALITY = 90
+# Pillow decoders allowed to touch an upload (Pillow otherwise tries every plugin).
+PILLOW_FORMATS = ("JPEG", "PNG", "WEBP")
 MB = 1024 * 1024
 
 

@@ -7,6 +7,7 @@ JPEG is still accepted."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import psutil
@@ -21,7 +22,7 @@ from services.validator.spool import SPOOL_PREFIX
 from tests.support.identities import user_metadata
 from tests.validator import bombs
 from tests.validator.conftest import Mesh, validator_settings_for
-from tests.validator.corpus import FACE
+from tests.validator.corpus import FACE, PORTRAIT
 from tests.validator.test_corpus import assert_nothing_left
 from tests.validator.uploading import eventually, files_under, grpc_requests, grpc_upload, http_upload
 
@@ -208,12 +209,41 @@ async def test_cancelled_upload_kills_its_worker_at_once(in_process_mesh, clamd_
         await mesh.close()
 
 
-async def test_workers_are_ended_at_shutdown():
-    limits = DecodeLimits(128, 8192, 40_000_000, 64, 100.0, 64 << 20, 0.08, 4.0, 1 << 30)
-    workers = DecodeWorkers(limits, wall_seconds=10.0, warm=3)
+async def test_shutdown_ends_the_worker_and_the_photo_processes_it_forked(tmp_path):
+    limits = DecodeLimits(128, 8192, 40_000_000, 1000, 100.0, 64 << 20, 0.08, 60.0, 1 << 30)
+    workers = DecodeWorkers(limits, wall_seconds=60.0)
     await workers.start()
-    spares = decode_workers()
-    assert len(spares) == 3
+    spool = tmp_path / f"{SPOOL_PREFIX}bomb"
+    spool.write_bytes(bombs.scan_bomb())  # ~7 s of CPU
+    decoding = asyncio.ensure_future(workers.decode_face(spool, "image/jpeg", tmp_path / "copy.jpg"))
+    photo_process = await busy_worker()
+    worker = psutil.Process(workers.pid)
     await workers.close()
-    assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in spares)
+    assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    assert await eventually(
+        lambda: not photo_process.is_running() or photo_process.status() == psutil.STATUS_ZOMBIE, 2
+    )
     assert not children.live_children()
+    with pytest.raises(VidsynthError):
+        await decoding
+
+
+async def test_a_crashed_photo_process_is_file_corrupt_and_the_worker_carries_on(tmp_path):
+    """A decoder crash (SIGSEGV here, sent by the test) refuses that file only."""
+    limits = DecodeLimits(128, 8192, 40_000_000, 1000, 100.0, 64 << 20, 0.08, 60.0, 1 << 30)
+    workers = DecodeWorkers(limits, wall_seconds=60.0)
+    await workers.start()
+    try:
+        spool = tmp_path / f"{SPOOL_PREFIX}bomb"
+        spool.write_bytes(bombs.scan_bomb())
+        decoding = asyncio.ensure_future(workers.decode_face(spool, "image/jpeg", tmp_path / "copy.jpg"))
+        (await busy_worker()).send_signal(signal.SIGSEGV)
+        with pytest.raises(VidsynthError) as refused:
+            await decoding
+        assert refused.value.code == "FILE_CORRUPT"
+        portrait_path = tmp_path / f"{SPOOL_PREFIX}portrait"
+        portrait_path.write_bytes(PORTRAIT.read_bytes())
+        photo = await workers.decode_face(portrait_path, "image/jpeg", tmp_path / "portrait-copy.jpg")
+        assert (photo.width, photo.height) == (512, 512)
+    finally:
+        await workers.close()
