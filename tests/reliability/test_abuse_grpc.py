@@ -213,20 +213,30 @@ async def test_uploads_past_the_concurrency_cap_are_shed_with_rate_limited(chann
     (429 semantics, with RetryInfo) rather than queued: TOO_MANY_UPLOADS past the user's
     share, RATE_LIMITED past the total. Once the stalls are cut, uploads are admitted again."""
     session = session_pb2_grpc.SessionServiceStub(channels["session"])
-    created = await session.CreateSession(session_pb2.CreateSessionRequest(), metadata=user_metadata("bob"))
     validator = validator_pb2_grpc.ValidatorServiceStub(channels["validator"])
-    header = validator_pb2.UploadHeader(
-        session_id=created.session_id, kind=common_pb2.ASSET_KIND_VOICE_AUDIO, original_filename="v.wav"
-    )
+    headers = {}
+    for user in ("alice", "bob"):
+        created = await session.CreateSession(
+            session_pb2.CreateSessionRequest(), metadata=user_metadata(user)
+        )
+        headers[user] = validator_pb2.UploadHeader(
+            session_id=created.session_id, kind=common_pb2.ASSET_KIND_VOICE_AUDIO, original_filename="v.wav"
+        )
+    header = headers["bob"]
 
-    async def stalled():
+    async def stalled(header: validator_pb2.UploadHeader):
+        # A few bytes a second apart keep the slot past the idle bound while the test
+        # fills the others; then nothing, so the idle bound cuts it (no write races that).
         yield validator_pb2.ValidateUploadRequest(header=header)
         yield validator_pb2.ValidateUploadRequest(chunk=b"RIFF")
+        for _ in range(3):
+            await asyncio.sleep(UPLOAD_IDLE_SECONDS / 2)
+            yield validator_pb2.ValidateUploadRequest(chunk=b"\0")
         await asyncio.sleep(60)
 
     def hold(user: str):
         return asyncio.ensure_future(
-            validator.ValidateUpload(stalled(), metadata=user_metadata(user), timeout=60)
+            validator.ValidateUpload(stalled(headers[user]), metadata=user_metadata(user), timeout=60)
         )
 
     holders = [hold("bob") for _ in range(MAX_CONCURRENT_UPLOADS_PER_USER)]
@@ -245,7 +255,7 @@ async def test_uploads_past_the_concurrency_cap_are_shed_with_rate_limited(chann
     assert refused.code == "RATE_LIMITED" and refused.retry_after_seconds
     async with httpx.AsyncClient(base_url=ready_mesh.url, timeout=30) as http:
         answer = await http.post(
-            f"/v1/sessions/{created.session_id}/assets/voice",
+            f"/v1/sessions/{header.session_id}/assets/voice",
             files={"file": ("v.wav", b"RIFF")},
             headers=bearer("root"),
         )

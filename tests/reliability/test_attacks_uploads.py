@@ -16,16 +16,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import grpc
 import httpx
 import psutil
 import pytest
 
 from services.validator.config import ValidatorSettings
+from tests.reliability.conftest import SERVICE_OFFSETS
 from tests.reliability.faults import FAULT_MESH_ENV
-from tests.support.identities import bearer
+from tests.support.identities import bearer, user_metadata
 from tests.support.mesh_process import MeshProcess
 from tests.validator import bombs
-from tests.validator.corpus import PORTRAIT
+from tests.validator.corpus import FACE, PORTRAIT
+from tests.validator.uploading import grpc_requests
+from vidsynth.v1 import validator_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +47,7 @@ RSS_RETURN_BYTES = 250 * 1024 * 1024
 MB = 1024 * 1024
 WORKER_MODULE = "services.validator.decode_worker"
 SPOOL_MARK = ".upload-"
+VALIDATOR_OFFSET = SERVICE_OFFSETS["validator"]
 
 
 @pytest.fixture(scope="module")
@@ -261,41 +266,74 @@ def raw_upload_head(port: int, session_id: str, user: str, length: int, content_
     ).encode()
 
 
-async def test_hanging_up_mid_decode_kills_the_worker(attack_mesh):
-    """Bob sends a JPEG that takes ~2.5 s of CPU to decode and hangs up as soon as its
-    worker is busy: the worker is gone within a second, long before it would finish."""
+async def photo_process(mesh: MeshProcess, timeout: float = 30.0) -> psutil.Process:
+    """The process decoding an upload: it has the spooled file open."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for candidate in decode_workers(mesh):
+            try:
+                if any(SPOOL_MARK in f.path for f in candidate.open_files()):
+                    return candidate
+            except psutil.NoSuchProcess:
+                continue
+        await asyncio.sleep(0.05)
+    raise AssertionError("no process decoded the upload")
+
+
+async def assert_killed_mid_decode(mesh: MeshProcess, process: psutil.Process, abandon, what: str) -> None:
+    """`abandon()` the upload ~0.3 s into a decode that needs ~2.5 s of CPU: its process
+    must be gone within a second, long before it could have finished."""
+    await asyncio.sleep(0.3)
+    times = process.cpu_times()
+    spent = times.user + times.system
+    abandon()
+    abandoned = time.monotonic()
+    while _live(process) and time.monotonic() - abandoned < 10:
+        await asyncio.sleep(0.05)
+    gone_after = time.monotonic() - abandoned
+    print(
+        f"\n[attacks] {what} mid-decode: its process had {spent:.2f} s of CPU; gone {gone_after:.2f} s after"
+    )
+    assert not _live(process)
+    assert gone_after < 1.0, gone_after
+    assert spent < 2.0, "the process must have been killed mid-decode, not have finished"
+
+
+async def test_hanging_up_mid_decode_kills_its_process(attack_mesh):
     data = bombs.cpu_bomb()
     async with httpx.AsyncClient(base_url=attack_mesh.url, timeout=60) as http:
         bob = await new_session(http, "bob")
     settle(attack_mesh)
-    sock = socket.create_connection(("127.0.0.1", attack_mesh.http_port), timeout=30)
-    try:
+    with socket.create_connection(("127.0.0.1", attack_mesh.http_port), timeout=30) as sock:
         sock.sendall(raw_upload_head(attack_mesh.http_port, bob, "bob", len(data), "image/jpeg") + data)
-        worker, spent = None, 0.0
-        deadline = time.monotonic() + 30
-        while worker is None and time.monotonic() < deadline:
-            for candidate in decode_workers(attack_mesh):
-                try:
-                    if any(SPOOL_MARK in f.path for f in candidate.open_files()):
-                        worker = candidate
-                except psutil.NoSuchProcess:
-                    continue
-            await asyncio.sleep(0.05)
-        assert worker is not None, "no worker decoded the upload"
-        await asyncio.sleep(0.3)
-        spent = worker.cpu_times().user + worker.cpu_times().system
-    finally:
-        sock.close()
-    hung_up = time.monotonic()
-    while _live(worker) and time.monotonic() - hung_up < 10:
-        await asyncio.sleep(0.05)
-    gone_after = time.monotonic() - hung_up
-    print(f"\n[attacks] hang-up mid-decode: worker had {spent:.2f} s of CPU; gone {gone_after:.2f} s after")
-    assert not _live(worker)
-    assert gone_after < 1.0, gone_after
-    assert spent < 2.0, "the worker must have been killed mid-decode, not have finished"
-    spools = list((attack_mesh.data_dir / "sessions" / bob).rglob(f"{SPOOL_MARK}*"))
-    assert not spools
+        process = await photo_process(attack_mesh)
+        await assert_killed_mid_decode(attack_mesh, process, sock.close, "HTTP hang-up")
+    assert await_nothing_left(attack_mesh, bob)
+
+
+async def test_cancelling_the_grpc_call_mid_decode_kills_its_process(attack_mesh):
+    data = bombs.cpu_bomb()
+    async with httpx.AsyncClient(base_url=attack_mesh.url, timeout=60) as http:
+        bob = await new_session(http, "bob")
+    settle(attack_mesh)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{attack_mesh.grpc_port + VALIDATOR_OFFSET}") as channel:
+        call = validator_pb2_grpc.ValidatorServiceStub(channel).ValidateUpload(
+            grpc_requests(bob, FACE, "bomb.jpg", data), metadata=user_metadata("bob")
+        )
+        process = await photo_process(attack_mesh)
+        await assert_killed_mid_decode(attack_mesh, process, call.cancel, "gRPC cancel")
+    assert await_nothing_left(attack_mesh, bob)
+
+
+def await_nothing_left(mesh: MeshProcess, session_id: str, seconds: float = 5.0) -> bool:
+    """No spool or partial safe copy of the abandoned upload stays in the session."""
+    root = mesh.data_dir / "sessions" / session_id
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not [p for p in root.rglob("*") if p.is_file()]:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def trickle(port: int, session_id: str, user: str, stop: threading.Event, every: float) -> bytes:
