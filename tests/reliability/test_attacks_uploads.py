@@ -225,6 +225,8 @@ async def test_a_burst_of_decoding_bombs_gives_its_memory_back(attack_mesh):
         baseline = await baseline_seconds(http, alice, photo)
         before = settle(attack_mesh)
         cpu_before = tree_cpu_seconds(attack_mesh)
+        clamd = psutil.Process(attack_mesh.pids()["clamd"])
+        clamd_before = clamd.memory_info().rss, clamd.cpu_times()
         rounds = []
         with RssMonitor(attack_mesh) as monitor:
             for _ in range(2):
@@ -239,9 +241,12 @@ async def test_a_burst_of_decoding_bombs_gives_its_memory_back(attack_mesh):
                 )
         cpu_per_bomb = (tree_cpu_seconds(attack_mesh) - cpu_before) / 8
     after = settle(attack_mesh)
+    clamd_times = clamd.cpu_times()
+    clamd_cpu = clamd_times.user + clamd_times.system - clamd_before[1].user - clamd_before[1].system
     print(
         f"\n[attacks] decoding bombs: validator tree RSS before {before / MB:.0f} MB, peak "
-        f"{monitor.peak / MB:.0f} MB, after {after / MB:.0f} MB; CPU per bomb {cpu_per_bomb:.2f} s; "
+        f"{monitor.peak / MB:.0f} MB, after {after / MB:.0f} MB; CPU per bomb {cpu_per_bomb:.2f} s; clamd RSS "
+        f"{clamd_before[0] / MB:.0f} -> {clamd.memory_info().rss / MB:.0f} MB, CPU {clamd_cpu / 10:.2f} s per upload; "
         f"bob {[[(o.code, round(o.seconds, 2)) for o in r[:4]] for r in rounds]}; alice {baseline:.2f} s alone, "
         f"{[round(r[4].seconds, 2) for r in rounds]} s during"
     )
