@@ -247,3 +247,21 @@ async def test_a_crashed_photo_process_is_file_corrupt_and_the_worker_carries_on
         assert (photo.width, photo.height) == (512, 512)
     finally:
         await workers.close()
+
+
+async def test_the_worker_forks_from_a_single_thread():
+    """fork() copies only the calling thread: a lock held by any other thread (a BLAS or
+    OpenCV pool) would stay locked forever in every photo process."""
+    limits = DecodeLimits(128, 8192, 40_000_000, 64, 100.0, 64 << 20, 0.08, 4.0, 1 << 30)
+    workers = DecodeWorkers(limits, wall_seconds=10.0)
+    await workers.start()
+    try:
+        worker = psutil.Process(workers.pid)
+        # Once it is waiting for work (its libraries loaded, the cascade read).
+        assert await eventually(
+            lambda: worker.status() == psutil.STATUS_SLEEPING and worker.cpu_times().user > 0.1, 30
+        )
+        await asyncio.sleep(0.5)
+        assert worker.num_threads() == 1
+    finally:
+        await workers.close()
