@@ -152,6 +152,27 @@ CATALOG: dict[str, ErrorSpec] = {
             "The image has more pixels than allowed.",
         ),
         _spec(
+            "IMAGE_TOO_COMPLEX",
+            _C.INVALID_ARGUMENT,
+            422,
+            "Image too complex",
+            "The image would take too much time or memory to decode.",
+        ),
+        _spec(
+            "TOO_MANY_UPLOADS",
+            _C.RESOURCE_EXHAUSTED,
+            429,
+            "Too many uploads",
+            "You have too many uploads in progress; wait for one to finish.",
+        ),
+        _spec(
+            "UPLOAD_TOO_SLOW",
+            _C.DEADLINE_EXCEEDED,
+            408,
+            "Upload too slow",
+            "The upload arrived too slowly; send it again over a faster connection.",
+        ),
+        _spec(
             "NO_FACE_DETECTED",
             _C.INVALID_ARGUMENT,
             422,
