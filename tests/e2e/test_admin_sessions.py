@@ -50,7 +50,7 @@ class Busy:
     job_id: str
 
 
-async def _busy_session(mesh: MeshProcess, user: str) -> Busy:
+async def busy_session_async(mesh: MeshProcess, user: str) -> Busy:
     async with GatewayClient(mesh.url, API_KEYS[user]) as client:
         session_id = (await client.create_session("busy"))["session_id"]
         await client.upload(session_id, "face", FACE)
@@ -62,7 +62,7 @@ async def _busy_session(mesh: MeshProcess, user: str) -> Busy:
 def busy_session(mesh: MeshProcess, user: str = "bob") -> Busy:
     """A session of `user` with both uploads and a job queued or running."""
     mesh.wait_ready(90)
-    return asyncio.run(_busy_session(mesh, user))
+    return asyncio.run(busy_session_async(mesh, user))
 
 
 def stored_events(mesh: MeshProcess, session_id: str) -> int:
