@@ -33,7 +33,7 @@ class SessionPeers(Protocol):
 
     async def delete_events(self, session_id: str, expect_late: bool) -> int:
         """Drops the session's progress events now (how many), and again a little later when
-        `expect_late` (a job was just cancelled, or this deletion failed)."""
+        `expect_late` (a job was processing in it), or when this deletion failed."""
         ...
 
 

@@ -155,7 +155,7 @@ class SessionManager:
     async def _end(self, session_id: str, force: bool, owner: str | None) -> EndResult:
         """Cancels the session's job (with `force`), then removes its record at the version
         checked (a job that started meanwhile is seen), its files and its events."""
-        cancelled = ""
+        cancelled, was_processing = "", False
         for _ in range(_MAX_WRITE_ATTEMPTS):
             record = await (self._owned(owner, session_id) if owner is not None else self._any(session_id))
             if record.state == PROCESSING:
@@ -164,6 +164,7 @@ class SessionManager:
                         "INVALID_SESSION_STATE",
                         "A job is processing in this session; cancel it or delete with force.",
                     )
+                was_processing = True
                 if await self._cancel_active_job(record):
                     cancelled = record.active_job_id
             if await self._store.delete(session_id, record.version):
@@ -173,7 +174,8 @@ class SessionManager:
         freed = await files.remove_session_dirs(self._sessions_dir, session_id)
         events = 0
         if self._peers is not None:
-            events = await self._peers.delete_events(session_id, expect_late=bool(cancelled))
+            # A job that was processing (cancelled or not) may still publish a last event.
+            events = await self._peers.delete_events(session_id, expect_late=was_processing)
         log.info(
             "session.deleted" if owner is not None else "session.ended_by_admin",
             session_id=session_id,
