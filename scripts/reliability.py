@@ -337,6 +337,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     args = parser.parse_args()
     started = dt.datetime.now(dt.UTC)
+    load_before = os.getloadavg()[0]
     plan = LoadPlan(
         seconds=args.load_seconds,
         subscribers=args.subscribers,
@@ -350,7 +351,10 @@ def main() -> int:
         suites = {name: suite_campaign(name, work) for name in SUITES if name not in args.skip}
         attacks = run_attacks(work) if "attacks" not in args.skip else []
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(machine(), faults, load, suites, started, attacks) + "\n")
+    machine_line = (
+        f"{machine()}; load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    )
+    args.out.write_text(render(machine_line, faults, load, suites, started, attacks) + "\n")
     print(f"wrote {args.out}")
     for key, value in summary(faults, load, suites, attacks).items():
         print(f"  {key}: {value}")
