@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import current_request_id
 from libs.common.rpc_status import error_from_rpc_error
+from services.gateway.json_body import RefusedBody
 
 log = structlog.get_logger("vidsynth.gateway")
 
@@ -46,9 +47,11 @@ def problem_body(error: VidsynthError, request_id: str) -> dict:
     return body
 
 
-def problem_response(error: VidsynthError, request_id: str | None = None) -> JSONResponse:
+def problem_response(
+    error: VidsynthError, request_id: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     request_id = request_id or current_request_id.get()
-    headers = {"X-Request-ID": request_id} if request_id else {}
+    headers = {**(headers or {}), **({"X-Request-ID": request_id} if request_id else {})}
     if error.retry_after_seconds is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_seconds)))
     return JSONResponse(
@@ -91,8 +94,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if isinstance(exc, RefusedBody):
+            return problem_response(exc.error, _request_id(request))
+        # Keeps Allow on 405s (the routing guard answers most of them before routing).
+        headers = {"Allow": exc.headers["Allow"]} if exc.headers and "Allow" in exc.headers else None
         return problem_response(
-            VidsynthError(_HTTP_STATUS_CODES.get(exc.status_code, "INTERNAL")), _request_id(request)
+            VidsynthError(_HTTP_STATUS_CODES.get(exc.status_code, "INTERNAL")), _request_id(request), headers
         )
 
     @app.exception_handler(Exception)
