@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from libs.common.errors import FieldViolation, VidsynthError
+from libs.common.errors import CATALOG, FieldViolation, VidsynthError
 from libs.common.identity import current_request_id
 from libs.common.rpc_status import error_from_rpc_error
 from services.gateway.json_body import RefusedBody
@@ -71,11 +71,29 @@ def _field_name(location: tuple) -> str:
     return ".".join(parts) or "body"
 
 
+def _is_bad_id(error: dict) -> bool:
+    location = error.get("loc", ())
+    return (
+        error.get("type") == "string_pattern_mismatch"
+        and bool(location)
+        and str(location[-1]).endswith("_id")
+    )
+
+
 def validation_error(exc: RequestValidationError) -> VidsynthError:
+    """One catalogued error for FastAPI's validation errors: MALFORMED_JSON, INVALID_ID (an
+    id parameter that is not one), a catalog code a validator raised as its error type
+    (e.g. SCRIPT_TOO_LONG), else INVALID_ARGUMENT; each with its field violations."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return VidsynthError("MALFORMED_JSON")
     violations = [FieldViolation(_field_name(tuple(e.get("loc", ()))), str(e.get("msg", ""))) for e in errors]
+    if errors and all(_is_bad_id(e) for e in errors):
+        names = ", ".join(v.field for v in violations)
+        return VidsynthError("INVALID_ID", f"{names} is not a well-formed id.", violations)
+    types = {str(e.get("type", "")) for e in errors}
+    if len(types) == 1 and (code := types.pop()) in CATALOG:
+        return VidsynthError(code, str(errors[0].get("msg", "")) or None, violations)
     return VidsynthError("INVALID_ARGUMENT", "Some fields are not valid.", violations)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from services.gateway import api_models as m
 from services.gateway.auth import CurrentUser
@@ -58,7 +59,9 @@ class CreateJobBody(BaseModel):
     """Exactly one of script_text and script_prompt."""
 
     model_config = ConfigDict(extra="forbid")
-    script_text: str | None = Field(None, min_length=1, max_length=MAX_SCRIPT_CHARS, pattern=NOT_BLANK)
+    script_text: str | None = Field(
+        None, min_length=1, pattern=NOT_BLANK, json_schema_extra={"maxLength": MAX_SCRIPT_CHARS}
+    )
     script_prompt: ScriptPromptBody | None = None
     emotion: str = Field("", max_length=MAX_FIELD_CHARS)
     tone: str = Field("", max_length=MAX_FIELD_CHARS)
@@ -69,6 +72,18 @@ class CreateJobBody(BaseModel):
         description="POSTed on completion or failure; only hosts the server allows (else "
         "WEBHOOK_URL_NOT_ALLOWED).",
     )
+
+    @field_validator("script_text")
+    @classmethod
+    def _script_length(cls, text: str | None) -> str | None:
+        # Its own catalog code (422), as the stage runner answers it, rather than a bare 400.
+        if text is not None and len(text) > MAX_SCRIPT_CHARS:
+            raise PydanticCustomError(
+                "SCRIPT_TOO_LONG",
+                "The script has {length} characters; the limit is {limit}.",
+                {"length": len(text), "limit": MAX_SCRIPT_CHARS},
+            )
+        return text
 
     @model_validator(mode="after")
     def _one_script(self) -> CreateJobBody:

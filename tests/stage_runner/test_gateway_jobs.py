@@ -86,8 +86,13 @@ async def test_create_read_download(http):
     audio = await client.get(f"/v1/jobs/{job['job_id']}/outputs/audio", headers=bearer("alice"))
     assert audio.headers["content-type"] == "audio/wav" and audio.content[:4] == b"RIFF"
 
+    # Output names are an enum of the API: an unknown one is a bad request, a known one the
+    # job did not produce is not found.
+    unknown = await client.get(f"/v1/jobs/{job['job_id']}/outputs/nope", headers=bearer("alice"))
+    assert_problem(unknown, 400, "INVALID_ARGUMENT")
+    assert [e["field"] for e in unknown.json()["errors"]] == ["name"]
     assert_problem(
-        await client.get(f"/v1/jobs/{job['job_id']}/outputs/nope", headers=bearer("alice")),
+        await client.get(f"/v1/jobs/{job['job_id']}/outputs/captions_srt", headers=bearer("alice")),
         404,
         "OUTPUT_NOT_FOUND",
     )
