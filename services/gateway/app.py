@@ -49,6 +49,8 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # Operation ids are the route functions' names (create_session, get_job, ...).
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.keyring = keyring_from_settings(settings)

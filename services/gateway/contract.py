@@ -14,6 +14,7 @@ adds what it cannot infer:
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -87,6 +88,7 @@ def _problem_schema(codes: list[str], status: int) -> dict:
             {"$ref": SCHEMA_REF.format(model="Problem")},
             {
                 "type": "object",
+                "required": ["code", "status"],
                 "properties": {"code": {"type": "string", "enum": codes}, "status": {"const": status}},
             },
         ]
@@ -100,7 +102,7 @@ def problem_responses(codes: set[str]) -> dict[str, dict]:
         by_status[CATALOG[code].http_status].append(code)
     responses: dict[str, dict] = {}
     for status, status_codes in sorted(by_status.items()):
-        lines = "; ".join(f"`{code}`: {CATALOG[code].message}" for code in status_codes)
+        lines = "\n".join(f"- `{code}`: {CATALOG[code].message}" for code in status_codes)
         response: dict[str, Any] = {
             "description": lines,
             "content": {PROBLEM_CONTENT_TYPE: {"schema": _problem_schema(status_codes, status)}},
@@ -123,7 +125,24 @@ def _stream_schemas() -> dict[str, dict]:
     return top["$defs"]
 
 
+def _not_nullable(schema: dict) -> dict:
+    """`anyOf: [X, null]` -> X: a parameter is absent or a string, never JSON null (a client
+    generator or fuzzer would otherwise send the text "null")."""
+    options = schema.get("anyOf")
+    if not options or {"type": "null"} not in options or len(options) != 2:
+        return schema
+    (kept,) = [option for option in options if option != {"type": "null"}]
+    rest = {
+        key: value
+        for key, value in schema.items()
+        if key != "anyOf" and not (key == "default" and value is None)
+    }
+    return {**kept, **rest}
+
+
 def _complete_operation(path: str, operation: dict) -> None:
+    for parameter in operation.get("parameters", []):
+        parameter["schema"] = _not_nullable(parameter["schema"])
     responses = operation["responses"]
     responses.pop("422", None)
     codes = common_codes(path, operation) | set(operation.pop(CODES_KEY, []))
@@ -131,6 +150,50 @@ def _complete_operation(path: str, operation: dict) -> None:
         if status in responses:
             raise ValueError(f"{path}: status {status} is both a success and a catalogued problem")
         responses[status] = response
+
+
+def _refs(node: Any) -> set[str]:
+    """Names of the component schemas `node` refers to directly."""
+    if isinstance(node, dict):
+        found = {node["$ref"].rsplit("/", 1)[-1]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node))
+    return set()
+
+
+def _reachable(roots: set[str], schemas: dict[str, dict]) -> set[str]:
+    seen: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name not in seen and name in schemas:
+            seen.add(name)
+            pending.extend(_refs(schemas[name]))
+    return seen
+
+
+def _defaults_as_words(schema: dict) -> None:
+    """Moves `default` of optional members into the description: client generators
+    (openapi-typescript) take a member with a default as always present, which holds for
+    answers but would make a client send every optional member of a request."""
+    for member in schema.get("properties", {}).values():
+        if "default" in member:
+            default = member.pop("default")
+            words = f"Default: `{json.dumps(default)}`."
+            member["description"] = f"{member['description']} {words}" if member.get("description") else words
+
+
+def _request_only_defaults(schema: dict[str, Any]) -> None:
+    schemas = schema["components"]["schemas"]
+    requests: set[str] = set()
+    responses: set[str] = set()
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            requests |= _refs(operation.get("requestBody", {}))
+            responses |= _refs(operation.get("responses", {}))
+    for name in _reachable(requests, schemas) - _reachable(responses, schemas):
+        _defaults_as_words(schemas[name])
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -157,6 +220,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             _complete_operation(path, operation)
+    _request_only_defaults(schema)
     return schema
 
 

@@ -267,6 +267,10 @@ UPLOAD_REFUSALS = (
     "INSUFFICIENT_MEMORY",
 )
 _FILE_BYTES = {"type": "string", "format": "binary"}
+# Names the validator accepts, conservatively: word characters and common punctuation, and
+# not "." or ".." (so: empty, or one character besides dots, or three dots or more).
+_NAME_CHAR = r"\w\-()+,@&'~!#$%=\[\]{} "
+FILENAME_PATTERN = rf"^(?:[{_NAME_CHAR}.]*[{_NAME_CHAR}][{_NAME_CHAR}.]*|\.{{3,}})?$"
 UPLOAD_BODY = {
     "required": True,
     "description": "The file, as multipart field `file` (what browsers send), or as the raw body "
@@ -294,7 +298,13 @@ async def upload_asset(
     request: Request,
     user: CurrentUser,
     filename: Annotated[
-        str, Query(max_length=255, description="The file's name, for a raw body (multipart carries its own).")
+        str,
+        Query(
+            max_length=255,
+            pattern=FILENAME_PATTERN,
+            description="The file's name, for a raw body (multipart carries its own): no path, no "
+            "control characters.",
+        ),
     ] = "",
 ) -> m.UploadResult:
     asset_kind = ASSET_KIND_VALUES[kind]

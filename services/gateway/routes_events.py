@@ -26,6 +26,7 @@ from libs.common.ids import check_id
 from libs.common.metrics import STREAM_SUBSCRIBERS
 from libs.common.rpc_status import error_from_rpc_error
 from services.gateway import api_models as m
+from services.gateway.api_enums import EventType
 from services.gateway.auth import CurrentUser
 from services.gateway.contract import BEARER_SCHEME, STREAM_TOKEN_SCHEME, problems
 from services.gateway.event_feeds import FeedRegistry, follow, follow_feed, joined
@@ -52,10 +53,32 @@ A Last-Event-ID (or after) beyond the session's last event is refused with 409
 `EVENT_SEQ_AHEAD`: resume from a seq the stream sent, or from 0."""
 STREAM_SECURITY = [{BEARER_SCHEME: []}, {STREAM_TOKEN_SCHEME: []}]
 STREAM_REFUSALS = ("SESSION_NOT_FOUND", "SESSION_EXPIRED", "STREAM_TOKEN_INVALID", "EVENT_SEQ_AHEAD")
+# One SSE event as the stream frames it (OpenAPI 3.2's `itemSchema` reading; Open API 3.1 tools
+# such as schemathesis take a text/event-stream `schema` as one event's).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": [*(t.value for t in EventType), "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/ProgressEvent"},
+                    {"$ref": "#/components/schemas/StreamError"},
+                ]
+            },
+            "description": "A ProgressEvent (JSON); a StreamError on `event: error`.",
+        },
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's seq."},
+        "retry": {"type": "integer", "description": "Milliseconds a browser waits before reconnecting."},
+    },
+}
 SSE_RESPONSES: dict[int | str, dict] = {
     200: {
         "description": "text/event-stream of ProgressEvent frames (see the operation's description).",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     }
 }
 
@@ -225,7 +248,7 @@ async def session_events(
         str | None,
         Header(
             alias="Last-Event-ID",
-            max_length=20,
+            max_length=18,  # within a 64-bit seq
             pattern="^[0-9]*$",
             description="The last seq received (browsers send it on reconnect); wins over `after`.",
         ),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from services.gateway import api_models as m
@@ -18,9 +18,12 @@ from vidsynth.v1 import common_pb2, stage_runner_pb2
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=ContractRoute)
 
-# The stage runner's own checks (services/stage_runner/spec_checks.py), stated in the schema.
+# The stage runner's own checks (services/stage_runner/spec_checks.py and, for prompts,
+# script_writer.py with its default settings), stated in the schema.
 MAX_SCRIPT_CHARS = 20_000
 MAX_FIELD_CHARS = 200
+MAX_PROMPT_FIELD_CHARS = 60
+MAX_PROMPT_MINUTES = 10.0
 NOT_BLANK = r"\S"
 JOB_REFUSALS = (
     "SESSION_NOT_FOUND",
@@ -35,11 +38,11 @@ JOB_REFUSALS = (
 class ScriptPromptBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     topic: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
-    duration_minutes: float = Field(1.0, gt=0, le=30)
-    tone: str = Field("", max_length=MAX_FIELD_CHARS)
-    emotion: str = Field("", max_length=MAX_FIELD_CHARS)
-    audience: str = Field("", max_length=MAX_FIELD_CHARS)
-    content_type: str = Field("", max_length=MAX_FIELD_CHARS)
+    duration_minutes: float = Field(1.0, gt=0, le=MAX_PROMPT_MINUTES)
+    tone: str = Field("", max_length=MAX_PROMPT_FIELD_CHARS)
+    emotion: str = Field("", max_length=MAX_PROMPT_FIELD_CHARS)
+    audience: str = Field("", max_length=MAX_PROMPT_FIELD_CHARS)
+    content_type: str = Field("", max_length=MAX_PROMPT_FIELD_CHARS)
 
     def to_proto(self) -> stage_runner_pb2.ScriptPrompt:
         return stage_runner_pb2.ScriptPrompt(**self.model_dump())
@@ -55,14 +58,8 @@ class JobOptionsBody(BaseModel):
     fps: int = Field(0, ge=0, le=60, description="0: the default (25).")
 
 
-class CreateJobBody(BaseModel):
-    """Exactly one of script_text and script_prompt."""
-
+class JobBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    script_text: str | None = Field(
-        None, min_length=1, pattern=NOT_BLANK, json_schema_extra={"maxLength": MAX_SCRIPT_CHARS}
-    )
-    script_prompt: ScriptPromptBody | None = None
     emotion: str = Field("", max_length=MAX_FIELD_CHARS)
     tone: str = Field("", max_length=MAX_FIELD_CHARS)
     options: JobOptionsBody = Field(default_factory=JobOptionsBody)
@@ -71,13 +68,30 @@ class CreateJobBody(BaseModel):
         max_length=2048,
         description="POSTed on completion or failure; only hosts the server allows (else "
         "WEBHOOK_URL_NOT_ALLOWED).",
+        json_schema_extra={"format": "webhook-url"},
+    )
+
+    def to_spec(self) -> stage_runner_pb2.JobSpec:
+        return stage_runner_pb2.JobSpec(
+            emotion=self.emotion,
+            tone=self.tone,
+            webhook_url=self.webhook_url,
+            options=stage_runner_pb2.JobOptions(**self.options.model_dump()),
+        )
+
+
+class ScriptTextJob(JobBody):
+    """A job that speaks the given text."""
+
+    script_text: str = Field(
+        min_length=1, pattern=NOT_BLANK, json_schema_extra={"maxLength": MAX_SCRIPT_CHARS}
     )
 
     @field_validator("script_text")
     @classmethod
-    def _script_length(cls, text: str | None) -> str | None:
+    def _script_length(cls, text: str) -> str:
         # Its own catalog code (422), as the stage runner answers it, rather than a bare 400.
-        if text is not None and len(text) > MAX_SCRIPT_CHARS:
+        if len(text) > MAX_SCRIPT_CHARS:
             raise PydanticCustomError(
                 "SCRIPT_TOO_LONG",
                 "The script has {length} characters; the limit is {limit}.",
@@ -85,25 +99,25 @@ class CreateJobBody(BaseModel):
             )
         return text
 
-    @model_validator(mode="after")
-    def _one_script(self) -> CreateJobBody:
-        if (self.script_text is None) == (self.script_prompt is None):
-            raise ValueError("send exactly one of script_text and script_prompt")
-        return self
+    def to_spec(self) -> stage_runner_pb2.JobSpec:
+        spec = super().to_spec()
+        spec.script_text = self.script_text
+        return spec
+
+
+class ScriptPromptJob(JobBody):
+    """A job whose script Gemini writes first."""
+
+    script_prompt: ScriptPromptBody
 
     def to_spec(self) -> stage_runner_pb2.JobSpec:
-        spec = stage_runner_pb2.JobSpec(
-            emotion=self.emotion,
-            tone=self.tone,
-            webhook_url=self.webhook_url,
-            options=stage_runner_pb2.JobOptions(**self.options.model_dump()),
-        )
-        if self.script_text is not None:
-            spec.script_text = self.script_text
-        else:
-            assert self.script_prompt is not None
-            spec.script_prompt.CopyFrom(self.script_prompt.to_proto())
+        spec = super().to_spec()
+        spec.script_prompt.CopyFrom(self.script_prompt.to_proto())
         return spec
+
+
+# Exactly one of script_text and script_prompt: each shape forbids the other's field.
+CreateJobBody = Annotated[ScriptTextJob | ScriptPromptJob, Body(description="script_text or script_prompt.")]
 
 
 class ProcessingModeBody(BaseModel):
@@ -123,6 +137,13 @@ IdempotencyKey = Annotated[
 ]
 
 
+# What a client does next with a new job (OpenAPI links).
+JOB_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/job_id"}}
+    for operation in ("get_job", "cancel_job", "download_output")
+}
+
+
 def _stub(request: Request):
     return request.app.state.clients.stage_runner
 
@@ -131,7 +152,7 @@ def _stub(request: Request):
     "/sessions/{session_id}/jobs",
     status_code=202,
     summary="Start a job (202 with the queued job)",
-    responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}, "links": JOB_LINKS}},
     openapi_extra=problems(
         *JOB_REFUSALS, "IDEMPOTENCY_CONFLICT", "QUEUE_FULL", "INSUFFICIENT_MEMORY", "INSUFFICIENT_STORAGE"
     ),
@@ -178,7 +199,8 @@ async def list_jobs(
     user: CurrentUser,
     page_size: Annotated[int, Query(ge=0, le=200, description="0: the default.")] = 0,
     page_token: Annotated[
-        str, Query(max_length=32, pattern="^[0-9]*$", description="The previous page's next_page_token.")
+        str,
+        Query(max_length=18, pattern="^[0-9]*$", description="The previous page's next_page_token."),
     ] = "",
 ) -> m.JobList:
     listed = await _stub(request).ListJobs(

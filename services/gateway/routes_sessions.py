@@ -19,10 +19,36 @@ from vidsynth.v1 import session_pb2
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=ContractRoute)
 
 
+# Printable text only (the session service refuses control and format characters), stated
+# conservatively so the schema and the gateway agree exactly.
+DISPLAY_NAME_PATTERN = r"^[\w .,:;!?'\"()&@#/+*=%~-]*$"
+
+
 class CreateSessionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str = Field("", max_length=100, description="Optional label for the session.")
+    display_name: str = Field(
+        "",
+        max_length=100,
+        pattern=DISPLAY_NAME_PATTERN,
+        description="Optional label for the session: letters, digits, spaces and common punctuation.",
+    )
+
+
+# What a client does next with a new session (OpenAPI links; stateful testers follow them).
+SESSION_LINKS = {
+    operation: {"operationId": operation, "parameters": {"session_id": "$response.body#/session_id"}}
+    for operation in (
+        "get_session",
+        "delete_session",
+        "upload_asset",
+        "create_job",
+        "estimate_job",
+        "list_jobs",
+        "create_stream_token",
+        "session_events",
+    )
+}
 
 
 def _stub(request: Request):
@@ -33,7 +59,7 @@ def _stub(request: Request):
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Create a session (it holds the uploads and jobs)",
-    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}}},
+    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}, "links": SESSION_LINKS}},
     openapi_extra=problems("SESSION_LIMIT_REACHED", "INSUFFICIENT_STORAGE", "INSUFFICIENT_MEMORY"),
 )
 async def create_session(

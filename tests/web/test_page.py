@@ -110,6 +110,10 @@ def test_page_uploads_runs_resumes_plays_and_cancels(mesh, tmp_path):
 
     assert "API key" in steps["wrong key refused"]["text"]
     assert "did not accept this key" in steps["wrong key refused"]["keyStatus"]
+    keys = steps["key storage"]
+    assert "for this tab only" in keys["tabOnly"]["status"] and not keys["tabOnly"]["remember"]
+    assert keys["inOtherTab"]["status"] == "No key saved yet."
+    assert "remembered on this device" in keys["inLaterTab"]["status"]
     assert "largest accepted" in steps["oversized file refused in the browser"]["text"]
     refusal = steps["refused upload shown"]
     # The validator refuses by detected content: text is not an accepted image type.
