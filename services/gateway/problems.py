@@ -67,7 +67,10 @@ def _request_id(request: Request) -> str:
 
 
 def _field_name(location: tuple) -> str:
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    # Drops where the value was (body, query...) and the names of the shapes a union tried
+    # (capitalised; the API's own field names are snake_case).
+    in_body = bool(location) and location[0] == "body"
+    parts = [str(p) for p in location[1:] if not (in_body and str(p)[:1].isupper())]
     return ".".join(parts) or "body"
 
 

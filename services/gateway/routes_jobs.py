@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 from pydantic_core import PydanticCustomError
 
 from services.gateway import api_models as m
@@ -116,8 +116,19 @@ class ScriptPromptJob(JobBody):
         return spec
 
 
+def _script_source(body: object) -> str:
+    """Which shape a body is meant to be, so a refusal names that shape's fields only."""
+    if isinstance(body, dict):
+        return "ScriptPromptJob" if "script_prompt" in body and "script_text" not in body else "ScriptTextJob"
+    return type(body).__name__
+
+
 # Exactly one of script_text and script_prompt: each shape forbids the other's field.
-CreateJobBody = Annotated[ScriptTextJob | ScriptPromptJob, Body(description="script_text or script_prompt.")]
+CreateJobBody = Annotated[
+    Annotated[ScriptTextJob, Tag("ScriptTextJob")] | Annotated[ScriptPromptJob, Tag("ScriptPromptJob")],
+    Discriminator(_script_source),
+    Body(description="script_text or script_prompt."),
+]
 
 
 class ProcessingModeBody(BaseModel):

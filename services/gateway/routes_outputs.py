@@ -1,8 +1,9 @@
 """Downloads of a finished job's outputs, with Range requests (206) for players and resumes.
 
-Range errors are refused like every other error, as problem+json: an unsatisfiable range is
-416 RANGE_NOT_SATISFIABLE (with `Content-Range: bytes */<size>`), a malformed one 400
-INVALID_ARGUMENT. Both are decided by the same parser FileResponse uses, before it starts.
+An unsatisfiable range is refused like every other error, as problem+json: 416
+RANGE_NOT_SATISFIABLE (with `Content-Range: bytes */<size>`). A malformed Range header is
+ignored and the whole file sent (RFC 9110 section 14.2 lets a server do either; ignoring
+keeps players working). Both are decided by the parser FileResponse itself uses.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import FileResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
-from libs.common.errors import FieldViolation, VidsynthError
+from libs.common.errors import VidsynthError
 from services.gateway import api_models as m
 from services.gateway.api_enums import OUTPUT_MEDIA_TYPES, OutputName
 from services.gateway.auth import CurrentUser
@@ -58,7 +59,7 @@ RangeHeader = Annotated[
         alias="Range",
         max_length=1024,
         description="`bytes=<first>-<last>` (or `bytes=-<suffix>`, or several ranges). Past the end: "
-        "416 RANGE_NOT_SATISFIABLE.",
+        "416 RANGE_NOT_SATISFIABLE; a malformed one is ignored (the whole file, 200).",
     ),
 ]
 
@@ -75,21 +76,19 @@ def _regular_file_stat(path: Path) -> os.stat_result | None:
 
 def range_refusal(
     response: FileResponse, range_header: str | None, if_range: str | None, size: int
-) -> VidsynthError | None:
-    """Why `response` would refuse this Range (None when it serves it, or ignores it as
-    stale per If-Range); its own parser decides, so the two cannot disagree."""
+) -> VidsynthError | bool:
+    """What `response` would make of this Range: RANGE_NOT_SATISFIABLE, True when the header is
+    malformed (to be ignored), False when it serves it or the whole file by itself (no Range,
+    or a stale If-Range)."""
     if range_header is None or (if_range is not None and not response._should_use_range(if_range)):
-        return None
+        return False
     try:
         FileResponse._parse_range_header(range_header, size)
     except RangeNotSatisfiable:
         return VidsynthError("RANGE_NOT_SATISFIABLE", f"The file has {size} bytes.")
-    except MalformedRangeHeader as error:
-        detail = str(error.content).rstrip(".")
-        return VidsynthError(
-            "INVALID_ARGUMENT", f"The Range header is not valid: {detail}.", [FieldViolation("Range", detail)]
-        )
-    return None
+    except MalformedRangeHeader:
+        return True
+    return False
 
 
 @router.get(
@@ -122,9 +121,8 @@ async def download_output(
         headers={"Cache-Control": "private, no-cache", "ETag": f'"{output.sha256}"'},
     )
     refusal = range_refusal(response, range_header, if_range, found.st_size)
-    if refusal is None:
-        return response
-    unsatisfiable = refusal.code == "RANGE_NOT_SATISFIABLE"
-    return problem_response(
-        refusal, headers={"Content-Range": f"bytes */{found.st_size}"} if unsatisfiable else {}
-    )
+    if isinstance(refusal, VidsynthError):
+        return problem_response(refusal, headers={"Content-Range": f"bytes */{found.st_size}"})
+    if refusal:  # malformed: FileResponse reads the header from the scope, so it leaves there
+        request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k.lower() != b"range"]
+    return response

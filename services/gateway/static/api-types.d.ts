@@ -3965,7 +3965,7 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
-                /** @description `bytes=<first>-<last>` (or `bytes=-<suffix>`, or several ranges). Past the end: 416 RANGE_NOT_SATISFIABLE. */
+                /** @description `bytes=<first>-<last>` (or `bytes=-<suffix>`, or several ranges). Past the end: 416 RANGE_NOT_SATISFIABLE; a malformed one is ignored (the whole file, 200). */
                 Range?: string;
                 "If-Range"?: string;
             };
