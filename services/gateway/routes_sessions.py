@@ -20,8 +20,9 @@ router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=Contrac
 
 
 # Printable text only (the session service refuses control and format characters), stated
-# conservatively so the schema and the gateway agree exactly.
-DISPLAY_NAME_PATTERN = r"^[\w .,:;!?'\"()&@#/+*=%~-]*$"
+# conservatively so the schema and the gateway agree exactly: printable ASCII, letters and
+# digits of any script.
+DISPLAY_NAME_PATTERN = r"^[\w\x20-\x7e]*$"
 
 
 class CreateSessionBody(BaseModel):
@@ -31,7 +32,7 @@ class CreateSessionBody(BaseModel):
         "",
         max_length=100,
         pattern=DISPLAY_NAME_PATTERN,
-        description="Optional label for the session: letters, digits, spaces and common punctuation.",
+        description="Optional label for the session: letters and digits of any script, printable ASCII.",
     )
 
 
