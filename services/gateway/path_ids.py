@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from libs.common import ids
@@ -51,13 +51,15 @@ def flat_routes(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
 def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> list[str] | None:
     """The methods the path has when the request's method is not one of them, else None
     (the method fits a route, or no route has the path: that is a 404, not a 405)."""
+    path, method = scope["path"], scope["method"]
     methods: set[str] = set()
     for route in routes:
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
+        route_methods = getattr(route, "methods", None)
+        if not route_methods or not route.path_regex.match(path):  # type: ignore[attr-defined]
+            continue
+        if method in route_methods:
             return None
-        if match is Match.PARTIAL:
-            methods |= getattr(route, "methods", None) or set()
+        methods |= route_methods
     return sorted(methods) or None
 
 
