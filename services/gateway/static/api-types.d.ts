@@ -439,7 +439,7 @@ export interface components {
         CreateSessionBody: {
             /**
              * Display Name
-             * @description Optional label for the session: letters, digits, spaces and common punctuation. Default: `""`.
+             * @description Optional label for the session: letters and digits of any script, printable ASCII. Default: `""`.
              */
             display_name?: string;
         };
