@@ -201,6 +201,7 @@ class JobOptions(ApiModel):
     upscale_factor: int
     size: int
     fps: int
+    burn_captions: bool
 
 
 class JobSpec(ApiModel):

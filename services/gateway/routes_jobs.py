@@ -56,6 +56,7 @@ class JobOptionsBody(BaseModel):
         0, description="Square frame size in pixels, 64-1024; 0: the default (256)."
     )
     fps: int = Field(0, ge=0, le=60, description="0: the default (25).")
+    burn_captions: bool = Field(False, description="Burn the captions into the video.")
 
 
 class JobBody(BaseModel):

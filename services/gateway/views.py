@@ -157,7 +157,11 @@ def spec_view(spec: stage_runner_pb2.JobSpec) -> m.JobSpec:
         emotion=spec.emotion,
         tone=spec.tone,
         options=m.JobOptions(
-            enhance=options.enhance, upscale_factor=options.upscale_factor, size=options.size, fps=options.fps
+            enhance=options.enhance,
+            upscale_factor=options.upscale_factor,
+            size=options.size,
+            fps=options.fps,
+            burn_captions=options.burn_captions,
         ),
         webhook_url=spec.webhook_url,
     )

@@ -6,8 +6,7 @@ import asyncio
 
 from libs.common.backpressure import ResourceGate
 from libs.common.clients import MeshClients
-from libs.common.grpc_server import ServiceWiring, full_method, run_service
-from libs.common.identity import Access
+from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.metrics import JOBS, QUEUE_LENGTH
 from libs.common.settings import MeshSettings
 from services.stage_runner.backends.base import STAGE_ORDER, stage_from_name
@@ -22,6 +21,7 @@ from services.stage_runner.detection import detect
 from services.stage_runner.execution import JobRunner
 from services.stage_runner.jobs import JobManager
 from services.stage_runner.media.config import MediaSettings
+from services.stage_runner.media.speech_engine import SpeechEngine
 from services.stage_runner.publisher import ProgressPublisher
 from services.stage_runner.redis_jobs import RedisJobManager
 from services.stage_runner.redis_wiring import redis_job_options, redis_job_store
@@ -32,10 +32,7 @@ from services.stage_runner.store import SqliteJobStore
 from services.stage_runner.webhooks import WebhookSender
 from vidsynth.v1 import stage_runner_pb2, stage_runner_pb2_grpc
 
-SERVICE_NAME = stage_runner_pb2.DESCRIPTOR.services_by_name["StageRunnerService"].full_name
-ACCESS = {
-    full_method(SERVICE_NAME, "SetProcessingMode"): Access.ADMIN,
-}
+SERVICES = [stage_runner_pb2.DESCRIPTOR.services_by_name["StageRunnerService"]]
 
 
 async def build(
@@ -58,11 +55,13 @@ async def build(
         return await detect(backends_file.conda_executable, scripts.available()[0])
 
     detection = await redetect()
+    # The Piper worker, started on the first built-in voice stage and kept for the next jobs.
+    speech = SpeechEngine()
     backends = [
         UserScriptBackend(),
         GeminiScriptBackend(scripts),
         *[ExternalBackend(c, detection, backends_file.conda_executable) for c in backends_file.backends],
-        *builtin_backends(detection, media_settings),
+        *builtin_backends(detection, media_settings, speech),
         *[
             SimulationBackend(
                 stage,
@@ -125,7 +124,9 @@ async def build(
     )
     jobs.admission_checks.append(ResourceGate(clients).check_new_job)
     observe_queue(jobs)
-    servicer = StageRunnerService(jobs, registry, store, scripts, settings.processing_mode)
+    servicer = StageRunnerService(
+        jobs, registry, store, scripts, settings.processing_mode, settings.sessions_dir
+    )
 
     async def on_started() -> None:
         publisher.start()
@@ -133,17 +134,17 @@ async def build(
 
     async def on_stopping() -> None:
         await jobs.stop()
+        await speech.close()
         await publisher.stop(flush_timeout=2.0)
         await webhooks.close()
         await clients.close()
         await store.close()
 
     wiring = ServiceWiring(
-        service_names=[SERVICE_NAME],
+        services=SERVICES,
         register=lambda server: stage_runner_pb2_grpc.add_StageRunnerServiceServicer_to_server(
             servicer, server
         ),
-        access=ACCESS,
         on_started=on_started,
         on_stopping=on_stopping,
     )

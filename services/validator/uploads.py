@@ -17,15 +17,17 @@ from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.session_paths import SessionPaths, session_paths
-from services.validator import audio, policy, quarantine, safe_copies
+from services.validator import audio, images, policy, quarantine, safe_copies, storage
 from services.validator.audio_prestart import PrestartedDecode
 from services.validator.config import ValidatorSettings
-from services.validator.content_checks import VoiceOutput, check_content
+from services.validator.content_checks import CopyTarget, check_content
+from services.validator.decode_workers import DecodeWorkers
 from services.validator.filenames import check_filename
 from services.validator.filetype import detect_mime
 from services.validator.scanner import ClamdScanner, ScannerUnavailable, ScanVerdict, StreamingScan
 from services.validator.spool import Spool
 from services.validator.timings import PhaseTimings
+from vidsynth.internal.v1 import session_internal_pb2
 from vidsynth.v1 import common_pb2, session_pb2, validator_pb2
 
 log = structlog.get_logger("vidsynth.validator")
@@ -58,8 +60,12 @@ def check_header(header: validator_pb2.UploadHeader, settings: ValidatorSettings
             "declared_size must not be negative.",
             [FieldViolation("declared_size", "< 0")],
         )
-    if header.declared_size > policy.max_bytes(settings, header.kind):
-        raise VidsynthError("FILE_TOO_LARGE")
+    limit = policy.max_bytes(settings, header.kind)
+    if header.declared_size > limit:
+        raise VidsynthError(
+            "FILE_TOO_LARGE",
+            metadata={"declared_size": str(header.declared_size), "limit_bytes": str(limit)},
+        )
 
 
 class UploadValidator:
@@ -70,9 +76,11 @@ class UploadValidator:
         quarantine_root: Path,
         clients: MeshClients,
         scanner: ClamdScanner | None,
+        workers: DecodeWorkers,
         storage_guard: StorageGuard | None = None,
     ) -> None:
         self.settings = settings
+        self.workers = workers
         self.sessions_dir = sessions_dir
         self.quarantine_root = quarantine_root
         self.clients = clients
@@ -107,6 +115,22 @@ class UploadValidator:
         header: validator_pb2.UploadHeader,
         chunks: AsyncIterator[bytes],
     ) -> validator_pb2.ValidateUploadResponse:
+        try:
+            return await self._validate(identity, header, chunks)
+        except OSError as error:
+            # A full disk anywhere on the way (spool, safe copy, quarantine): a retryable
+            # refusal; every partial file is already gone by the time it gets here.
+            if storage.out_of_space(error):
+                log.warning("upload.disk_full", error=str(error))
+                raise storage.insufficient_storage() from None
+            raise
+
+    async def _validate(
+        self,
+        identity: Identity,
+        header: validator_pb2.UploadHeader,
+        chunks: AsyncIterator[bytes],
+    ) -> validator_pb2.ValidateUploadResponse:
         timings = PhaseTimings()
         check_header(header, self.settings)
         paths = session_paths(self.sessions_dir, header.session_id)
@@ -136,10 +160,10 @@ class UploadValidator:
         scan: ScanState,
         timings: PhaseTimings,
     ) -> validator_pb2.ValidateUploadResponse:
-        voice = self._voice_output(header, paths)
+        target = self._copy_target(header, paths)
         try:
             async with Spool(paths.root, policy.max_bytes(self.settings, header.kind)) as spool:
-                await self._receive(chunks, spool, scan, voice, timings)
+                await self._receive(chunks, spool, scan, target, timings)
                 if header.declared_size and header.declared_size != spool.size:
                     raise VidsynthError(
                         "FILE_CORRUPT",
@@ -154,7 +178,9 @@ class UploadValidator:
                     timings.timed("scan_verdict", self._verdict(scan)),
                     timings.timed(
                         "content",
-                        check_content(header, spool.path, report, self.settings, timings, voice),
+                        check_content(
+                            header, spool.path, report, self.settings, timings, target, self.workers
+                        ),
                     ),
                     return_exceptions=True,
                 )
@@ -169,24 +195,23 @@ class UploadValidator:
             return await self._store(session, paths.assets, checked, report, timings)
         except BaseException:
             # Refused or cancelled: no decoder keeps writing, no safe copy stays behind.
-            if voice is not None:
-                if voice.early is not None:
-                    await voice.early.abort()
-                await asyncio.to_thread(safe_copies.discard, voice.partial)
+            if target.early is not None:
+                await target.early.abort()
+            await asyncio.to_thread(safe_copies.discard, target.partial)
             raise
 
-    def _voice_output(self, header: validator_pb2.UploadHeader, paths: SessionPaths) -> VoiceOutput | None:
-        if header.kind != policy.VOICE:
-            return None
+    def _copy_target(self, header: validator_pb2.UploadHeader, paths: SessionPaths) -> CopyTarget:
+        if header.kind == policy.FACE:
+            return CopyTarget(safe_copies.partial_path(paths.assets, images.SAFE_COPY_SUFFIX))
         partial = safe_copies.partial_path(paths.assets, audio.SAFE_COPY_SUFFIX)
-        return VoiceOutput(partial, PrestartedDecode(partial, self.settings.validator_audio_max_seconds))
+        return CopyTarget(partial, PrestartedDecode(partial, self.settings.validator_audio_max_seconds))
 
     async def _receive(
         self,
         chunks: AsyncIterator[bytes],
         spool: Spool,
         scan: ScanState,
-        voice: VoiceOutput | None,
+        target: CopyTarget,
         timings: PhaseTimings,
     ) -> None:
         """Spools, hashes, scans and (voice) starts decoding each chunk as it arrives."""
@@ -198,9 +223,9 @@ class UploadValidator:
             with timings.phase("scan_feed"):
                 if scan.stream is not None:
                     await scan.stream.feed(chunk)
-            if voice is not None and voice.early is not None:
+            if target.early is not None:
                 with timings.phase("decode_prestart"):
-                    await voice.early.observe(chunk)
+                    await target.early.observe(chunk)
             waited = time.perf_counter()
         timings.add("recv_wait", time.perf_counter() - waited)
         await spool.finish()
@@ -266,14 +291,7 @@ class UploadValidator:
         timings: PhaseTimings,
     ) -> validator_pb2.ValidateUploadResponse:
         """Publishes the safe copy, registers it, then drops the asset it replaces."""
-        with timings.phase("copy_write"):
-            partial = (
-                safe_copy.data
-                if isinstance(safe_copy.data, Path)
-                else await asyncio.to_thread(
-                    safe_copies.write_partial, assets_dir, safe_copy.data, safe_copy.suffix
-                )
-            )
+        partial = safe_copy.partial
         try:
             with timings.phase("copy_publish"):
                 stored = await asyncio.to_thread(
@@ -295,8 +313,8 @@ class UploadValidator:
         asset.create_time.GetCurrentTime()
         try:
             with timings.phase("register"):
-                await self.clients.session.RegisterAsset(
-                    session_pb2.RegisterAssetRequest(session_id=session.session_id, asset=asset)
+                await self.clients.session_internal.RegisterAsset(
+                    session_internal_pb2.RegisterAssetRequest(session_id=session.session_id, asset=asset)
                 )
         except grpc.RpcError as exc:
             await asyncio.to_thread(safe_copies.remove, assets_dir, stored.stored_name)

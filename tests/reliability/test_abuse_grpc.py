@@ -1,6 +1,7 @@
 """Issue 11, item 4 over gRPC, straight to the services with API keys: hostile ids, other
-users' ids on every public RPC, internal and admin RPCs with a user key, slow-drip
-uploads, private webhook targets and the per-key rate limit of a service process."""
+users' ids on every public RPC, internal and admin RPCs with a user key (the list read from
+the .proto files themselves, issue 15.5), slow-drip uploads, private webhook targets and
+the per-key rate limit of a service process."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ import pytest
 from libs.common.errors import CATALOG
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import SERVICE_PORT_OFFSETS
-from services.cleanup.server import ACCESS as CLEANUP_ACCESS
-from services.progress.server import ACCESS as PROGRESS_ACCESS
-from services.session.server import ACCESS as SESSION_ACCESS
-from services.stage_runner.server import ACCESS as STAGE_RUNNER_ACCESS
-from services.validator.server import ACCESS as VALIDATOR_ACCESS
-from tests.reliability.conftest import MAX_CONCURRENT_UPLOADS, UPLOAD_IDLE_SECONDS
+from tests.reliability.conftest import (
+    MAX_CONCURRENT_UPLOADS,
+    MAX_CONCURRENT_UPLOADS_PER_USER,
+    UPLOAD_IDLE_SECONDS,
+)
 from tests.reliability.owned import HOSTILE_IDS, make_owned
 from tests.reliability.test_abuse_http import PRIVATE_WEBHOOKS
+from tests.support.declared_access import DeclaredRpc, declared_rpcs
 from tests.support.identities import bearer, mesh_env, mesh_metadata, user_metadata
 from tests.support.ports import free_port_block
 from vidsynth.v1 import (
@@ -42,13 +43,18 @@ from vidsynth.v1 import (
 pytestmark = pytest.mark.slow
 NOT_FOUND = {"SESSION_NOT_FOUND", "JOB_NOT_FOUND", "NOT_FOUND"}
 ID_REFUSALS = {"INVALID_ID", "INVALID_ARGUMENT", *NOT_FOUND}
-PRIVILEGED = {
-    **SESSION_ACCESS,
-    **PROGRESS_ACCESS,
-    **STAGE_RUNNER_ACCESS,
-    **VALIDATOR_ACCESS,
-    **CLEANUP_ACCESS,
-}
+DECLARED = declared_rpcs()
+INTERNAL_RPCS = [rpc for rpc in DECLARED if rpc.access == "ACCESS_INTERNAL"]
+ADMIN_RPCS = [rpc for rpc in DECLARED if rpc.access == "ACCESS_ADMIN"]
+# The mesh-only RPCs that used to sit in the public services (issue 16.2).
+MOVED_FROM_PUBLIC = [
+    "/vidsynth.v1.SessionService/RegisterAsset",
+    "/vidsynth.v1.SessionService/UpdateSessionState",
+    "/vidsynth.v1.SessionService/SweepExpiredSessions",
+    "/vidsynth.v1.SessionService/BatchGetSessions",
+    "/vidsynth.v1.ProgressService/PublishEvents",
+    "/vidsynth.v1.ProgressService/DeleteSessionEvents",
+]
 
 
 @pytest.fixture(scope="module")
@@ -114,18 +120,57 @@ async def test_other_users_ids_answer_not_found_on_every_rpc(channels, owned):
     assert mine.user_id == "alice" and len(mine.assets) == 2
 
 
-async def test_internal_and_admin_rpcs_refuse_a_user_key(channels):
-    assert len(PRIVILEGED) >= 8
-    for method, access in PRIVILEGED.items():
-        service = next(
-            name
-            for name in SERVICE_PORT_OFFSETS
-            if method.lower().startswith(f"/vidsynth.v1.{name.replace('_', '')}")
-        )
-        call = channels[service].unary_unary(method)
+def channel_for(channels, method: str) -> grpc.aio.Channel:
+    """The channel of the process serving `/package.FooService/Rpc` (internal services share
+    their public service's process: SessionInternalService -> session)."""
+    service = method.split("/")[1].rsplit(".", 1)[-1].lower()
+    return next(channels[name] for name in SERVICE_PORT_OFFSETS if service.startswith(name.replace("_", "")))
+
+
+async def call_raw(channels, rpc: DeclaredRpc, metadata) -> None:
+    """Calls `rpc` with an empty request, whatever its shape."""
+    channel = channel_for(channels, rpc.path)
+    if rpc.client_streaming:
+        make = channel.stream_stream if rpc.server_streaming else channel.stream_unary
+        call = make(rpc.path)(iter([b""]), metadata=metadata, timeout=10)
+    else:
+        make = channel.unary_stream if rpc.server_streaming else channel.unary_unary
+        call = make(rpc.path)(b"", metadata=metadata, timeout=10)
+    if rpc.server_streaming:
+        async for _ in call:
+            pass
+    else:
+        await call
+
+
+def test_every_rpc_in_the_protos_declares_its_access():
+    undeclared = [rpc.path for rpc in DECLARED if rpc.access == "ACCESS_UNSPECIFIED"]
+    assert not undeclared
+    assert len(INTERNAL_RPCS) >= 6 and len(ADMIN_RPCS) >= 4  # the protos were really read
+
+
+async def test_internal_rpcs_refuse_user_and_admin_keys(channels):
+    for rpc in INTERNAL_RPCS:
+        for user in ("alice", "root"):
+            with pytest.raises(grpc.RpcError) as caught:
+                await call_raw(channels, rpc, user_metadata(user))
+            assert error_from_rpc_error(caught.value).code == "PERMISSION_DENIED", (rpc.path, user)
+
+
+async def test_admin_rpcs_refuse_a_non_admin_key(channels):
+    for rpc in ADMIN_RPCS:
+        for metadata in (user_metadata("alice"), mesh_metadata("bob")):
+            with pytest.raises(grpc.RpcError) as caught:
+                await call_raw(channels, rpc, metadata)
+            assert error_from_rpc_error(caught.value).code == "PERMISSION_DENIED", (rpc.path, metadata)
+
+
+async def test_mesh_only_rpcs_are_gone_from_the_public_services(channels):
+    for method in MOVED_FROM_PUBLIC:
+        call = channel_for(channels, method).unary_unary(method)
         with pytest.raises(grpc.RpcError) as caught:
-            await call(b"", metadata=user_metadata("alice"), timeout=10)
-        assert error_from_rpc_error(caught.value).code == "PERMISSION_DENIED", (method, access)
+            await call(b"", metadata=mesh_metadata("alice"), timeout=10)
+        assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED, method
 
 
 async def test_slow_drip_upload_is_cut_with_deadline_exceeded(channels, ready_mesh):
@@ -205,35 +250,55 @@ async def test_a_service_process_rate_limits_each_key_not_the_mesh(tmp_path):
 
 
 async def test_uploads_past_the_concurrency_cap_are_shed_with_rate_limited(channels, ready_mesh):
-    """Stalled uploads fill every slot; the next is refused at once (429 semantics, with
-    RetryInfo) rather than queued; once the stalls are cut, uploads are admitted again."""
+    """Stalled uploads fill a user's share, then every slot; the next is refused at once
+    (429 semantics, with RetryInfo) rather than queued: TOO_MANY_UPLOADS past the user's
+    share, RATE_LIMITED past the total. Once the stalls are cut, uploads are admitted again."""
     session = session_pb2_grpc.SessionServiceStub(channels["session"])
-    created = await session.CreateSession(session_pb2.CreateSessionRequest(), metadata=user_metadata("bob"))
     validator = validator_pb2_grpc.ValidatorServiceStub(channels["validator"])
-    header = validator_pb2.UploadHeader(
-        session_id=created.session_id, kind=common_pb2.ASSET_KIND_VOICE_AUDIO, original_filename="v.wav"
-    )
+    headers = {}
+    for user in ("alice", "bob"):
+        created = await session.CreateSession(
+            session_pb2.CreateSessionRequest(), metadata=user_metadata(user)
+        )
+        headers[user] = validator_pb2.UploadHeader(
+            session_id=created.session_id, kind=common_pb2.ASSET_KIND_VOICE_AUDIO, original_filename="v.wav"
+        )
+    header = headers["bob"]
 
-    async def stalled():
+    async def stalled(header: validator_pb2.UploadHeader):
+        # A few bytes a second apart keep the slot past the idle bound while the test
+        # fills the others; then nothing, so the idle bound cuts it (no write races that).
         yield validator_pb2.ValidateUploadRequest(header=header)
         yield validator_pb2.ValidateUploadRequest(chunk=b"RIFF")
+        for _ in range(3):
+            await asyncio.sleep(UPLOAD_IDLE_SECONDS / 2)
+            yield validator_pb2.ValidateUploadRequest(chunk=b"\0")
         await asyncio.sleep(60)
 
-    holders = [
-        asyncio.ensure_future(validator.ValidateUpload(stalled(), metadata=user_metadata("bob"), timeout=60))
-        for _ in range(MAX_CONCURRENT_UPLOADS)
-    ]
+    def hold(user: str):
+        return asyncio.ensure_future(
+            validator.ValidateUpload(stalled(headers[user]), metadata=user_metadata(user), timeout=60)
+        )
+
+    holders = [hold("bob") for _ in range(MAX_CONCURRENT_UPLOADS_PER_USER)]
     await asyncio.sleep(0.5)
     one_more = [validator_pb2.ValidateUploadRequest(header=header)]
     with pytest.raises(grpc.RpcError) as caught:
         await validator.ValidateUpload(iter(one_more), metadata=user_metadata("bob"), timeout=30)
     refused = error_from_rpc_error(caught.value)
+    assert refused.code == "TOO_MANY_UPLOADS" and refused.retry_after_seconds
+    # Alice takes the slots bob's share left; then the validator is full for everyone.
+    holders += [hold("alice") for _ in range(MAX_CONCURRENT_UPLOADS - MAX_CONCURRENT_UPLOADS_PER_USER)]
+    await asyncio.sleep(0.5)
+    with pytest.raises(grpc.RpcError) as caught:
+        await validator.ValidateUpload(iter(one_more), metadata=user_metadata("root"), timeout=30)
+    refused = error_from_rpc_error(caught.value)
     assert refused.code == "RATE_LIMITED" and refused.retry_after_seconds
     async with httpx.AsyncClient(base_url=ready_mesh.url, timeout=30) as http:
         answer = await http.post(
-            f"/v1/sessions/{created.session_id}/assets/voice",
+            f"/v1/sessions/{header.session_id}/assets/voice",
             files={"file": ("v.wav", b"RIFF")},
-            headers=bearer("bob"),
+            headers=bearer("root"),
         )
     assert answer.status_code == 429 and answer.json()["code"] == "RATE_LIMITED", answer.text
     assert float(answer.headers["retry-after"]) > 0

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
 import typer
@@ -53,7 +53,7 @@ GrpcOption = Annotated[
         "--grpc", envvar="VIDSYNTH_GRPC_TARGET", help="host:port of the first service (SessionService)."
     ),
 ]
-UrlOption = Annotated[str, typer.Option("--url", envvar="VIDSYNTH_URL", help="Gateway base URL (downloads).")]
+UrlOption = Annotated[str, typer.Option("--url", envvar="VIDSYNTH_URL", help="The gateway's base URL.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
 console = Console(stderr=True)
@@ -71,8 +71,7 @@ class Remote(ServiceStubs):
     def __post_init__(self) -> None:
         if not self.api_key:
             fail(VidsynthError("UNAUTHENTICATED", "Pass --api-key or set VIDSYNTH_API_KEY."))
-        host, _, port = self.grpc_target.rpartition(":")
-        self._host, self._base_port = host or "127.0.0.1", int(port)
+        self._host, self._base_port = grpc_host_and_port(self.grpc_target)
         self._channels: dict[str, grpc.Channel] = {}
 
     @property
@@ -91,7 +90,15 @@ class Remote(ServiceStubs):
         return self._channels[service]
 
 
-def fail(error: VidsynthError, as_json: bool = False) -> None:
+def grpc_host_and_port(target: str) -> tuple[str, int]:
+    """`host:port` of the first service; a usage error (exit 5) when it is not one."""
+    host, _, port = target.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        fail(VidsynthError("INVALID_ARGUMENT", f"--grpc must look like host:port, not {target!r}."))
+    return host or "127.0.0.1", int(port)
+
+
+def fail(error: VidsynthError, as_json: bool = False) -> NoReturn:
     """Print a catalogued error in plain words and exit with its code."""
     if as_json:
         print(json.dumps({"error": {"code": error.code, "message": error.message}}))

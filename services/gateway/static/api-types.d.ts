@@ -565,6 +565,8 @@ export interface components {
             size: number;
             /** Fps */
             fps: number;
+            /** Burn Captions */
+            burn_captions: boolean;
         };
         /** JobOptionsBody */
         JobOptionsBody: {
@@ -588,6 +590,11 @@ export interface components {
              * @description 0: the default (25). Default: `0`.
              */
             fps?: number;
+            /**
+             * Burn Captions
+             * @description Burn the captions into the video. Default: `false`.
+             */
+            burn_captions?: boolean;
         };
         /** JobOutput */
         JobOutput: {
@@ -1040,7 +1047,7 @@ export interface components {
          * ErrorCode
          * @enum {string}
          */
-        ErrorCode: "INVALID_ARGUMENT" | "INVALID_ID" | "MALFORMED_JSON" | "UNSUPPORTED_MEDIA_TYPE" | "REQUEST_TOO_LARGE" | "REQUEST_HEADERS_TOO_LARGE" | "UNAUTHENTICATED" | "STREAM_TOKEN_INVALID" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "RATE_LIMITED" | "ORIGIN_NOT_ALLOWED" | "RANGE_NOT_SATISFIABLE" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SESSION_LIMIT_REACHED" | "INVALID_SESSION_STATE" | "FILE_TOO_LARGE" | "FILE_EMPTY" | "FILE_TYPE_NOT_ALLOWED" | "FILE_CONTENT_MISMATCH" | "FILE_CORRUPT" | "INVALID_FILENAME" | "IMAGE_TOO_SMALL" | "IMAGE_TOO_LARGE" | "NO_FACE_DETECTED" | "MULTIPLE_FACES_DETECTED" | "AUDIO_TOO_SHORT" | "AUDIO_TOO_LONG" | "AUDIO_SILENT" | "AUDIO_FORMAT_UNSUPPORTED" | "MALWARE_DETECTED" | "SCAN_UNAVAILABLE" | "SCAN_FAILED" | "JOB_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "JOB_NOT_CANCELLABLE" | "IDEMPOTENCY_CONFLICT" | "QUEUE_FULL" | "STAGE_UNAVAILABLE" | "STAGE_FAILED" | "STAGE_TIMEOUT" | "STAGE_OUTPUT_INVALID" | "SCRIPT_GENERATION_FAILED" | "SCRIPT_TOO_LONG" | "WEBHOOK_URL_NOT_ALLOWED" | "SUBSCRIBER_TOO_SLOW" | "EVENT_SEQ_AHEAD" | "INSUFFICIENT_STORAGE" | "INSUFFICIENT_MEMORY" | "SERVICE_UNAVAILABLE" | "DEADLINE_EXCEEDED" | "NOT_IMPLEMENTED" | "INTERNAL";
+        ErrorCode: "INVALID_ARGUMENT" | "INVALID_ID" | "MALFORMED_JSON" | "UNSUPPORTED_MEDIA_TYPE" | "REQUEST_TOO_LARGE" | "REQUEST_HEADERS_TOO_LARGE" | "UNAUTHENTICATED" | "STREAM_TOKEN_INVALID" | "PERMISSION_DENIED" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "RATE_LIMITED" | "ORIGIN_NOT_ALLOWED" | "RANGE_NOT_SATISFIABLE" | "SESSION_NOT_FOUND" | "SESSION_EXPIRED" | "SESSION_LIMIT_REACHED" | "INVALID_SESSION_STATE" | "FILE_TOO_LARGE" | "FILE_EMPTY" | "FILE_TYPE_NOT_ALLOWED" | "FILE_CONTENT_MISMATCH" | "FILE_CORRUPT" | "INVALID_FILENAME" | "IMAGE_TOO_SMALL" | "IMAGE_TOO_LARGE" | "IMAGE_TOO_COMPLEX" | "TOO_MANY_UPLOADS" | "UPLOAD_TOO_SLOW" | "NO_FACE_DETECTED" | "MULTIPLE_FACES_DETECTED" | "AUDIO_TOO_SHORT" | "AUDIO_TOO_LONG" | "AUDIO_SILENT" | "AUDIO_FORMAT_UNSUPPORTED" | "MALWARE_DETECTED" | "SCAN_UNAVAILABLE" | "SCAN_FAILED" | "JOB_NOT_FOUND" | "OUTPUT_NOT_FOUND" | "JOB_NOT_CANCELLABLE" | "IDEMPOTENCY_CONFLICT" | "QUEUE_FULL" | "STAGE_UNAVAILABLE" | "STAGE_FAILED" | "STAGE_TIMEOUT" | "STAGE_OUTPUT_INVALID" | "SCRIPT_GENERATION_FAILED" | "SCRIPT_NOT_SPEAKABLE" | "SCRIPT_TOO_LONG" | "WEBHOOK_URL_NOT_ALLOWED" | "SUBSCRIBER_TOO_SLOW" | "EVENT_SEQ_AHEAD" | "INSUFFICIENT_STORAGE" | "INSUFFICIENT_MEMORY" | "SERVICE_UNAVAILABLE" | "DEADLINE_EXCEEDED" | "NOT_IMPLEMENTED" | "INTERNAL";
         /**
          * EventType
          * @enum {string}
@@ -2002,6 +2009,21 @@ export interface operations {
                     };
                 };
             };
+            /** @description - `UPLOAD_TOO_SLOW`: The upload arrived too slowly; send it again over a faster connection. */
+            408: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "UPLOAD_TOO_SLOW";
+                        /** @constant */
+                        status: 408;
+                    };
+                };
+            };
             /** @description - `INVALID_SESSION_STATE`: The session is not in a state that allows this. */
             409: {
                 headers: {
@@ -2072,6 +2094,7 @@ export interface operations {
              *     - `AUDIO_TOO_SHORT`: The voice sample is too short.
              *     - `FILE_CORRUPT`: The file is damaged or incomplete.
              *     - `FILE_EMPTY`: The file is empty.
+             *     - `IMAGE_TOO_COMPLEX`: The image would take too much time or memory to decode.
              *     - `IMAGE_TOO_LARGE`: The image has more pixels than allowed.
              *     - `IMAGE_TOO_SMALL`: The image is smaller than allowed.
              *     - `MALWARE_DETECTED`: The file was flagged by the virus scanner and quarantined.
@@ -2087,13 +2110,16 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "AUDIO_FORMAT_UNSUPPORTED" | "AUDIO_SILENT" | "AUDIO_TOO_LONG" | "AUDIO_TOO_SHORT" | "FILE_CORRUPT" | "FILE_EMPTY" | "IMAGE_TOO_LARGE" | "IMAGE_TOO_SMALL" | "MALWARE_DETECTED" | "MULTIPLE_FACES_DETECTED" | "NO_FACE_DETECTED" | "SCAN_FAILED";
+                        code: "AUDIO_FORMAT_UNSUPPORTED" | "AUDIO_SILENT" | "AUDIO_TOO_LONG" | "AUDIO_TOO_SHORT" | "FILE_CORRUPT" | "FILE_EMPTY" | "IMAGE_TOO_COMPLEX" | "IMAGE_TOO_LARGE" | "IMAGE_TOO_SMALL" | "MALWARE_DETECTED" | "MULTIPLE_FACES_DETECTED" | "NO_FACE_DETECTED" | "SCAN_FAILED";
                         /** @constant */
                         status: 422;
                     };
                 };
             };
-            /** @description - `RATE_LIMITED`: Too many requests; slow down. */
+            /**
+             * @description - `RATE_LIMITED`: Too many requests; slow down.
+             *     - `TOO_MANY_UPLOADS`: You have too many uploads in progress; wait for one to finish.
+             */
             429: {
                 headers: {
                     "X-Request-ID"?: string;
@@ -2104,7 +2130,7 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"] & {
                         /** @enum {string} */
-                        code: "RATE_LIMITED";
+                        code: "RATE_LIMITED" | "TOO_MANY_UPLOADS";
                         /** @constant */
                         status: 429;
                     };
