@@ -40,7 +40,7 @@ def test_all_processes_serve_and_readyz_answers(mesh) -> None:
     assert "[up] clamd:" in mesh.output()
     response = httpx.get(f"{mesh.url}/readyz", timeout=5)
     assert response.status_code == 200
-    assert set(response.json()["services"].values()) == {"SERVING"}
+    assert set(response.json()["services"].values()) == {"serving"}
     assert httpx.get(f"{mesh.url}/healthz", timeout=5).json() == {"status": "ok"}
     assert httpx.get(f"{mesh.url}/openapi.json", timeout=5).json()["info"]["title"] == "vidsynth"
 

@@ -132,14 +132,44 @@ async function main() {
     assert.ok(!/\{|HTTP_/.test(wrongKey), `plain words for a wrong key: ${wrongKey}`);
     step("wrong key refused", { text: wrongKey, keyStatus: await page.textContent("#key-status") });
 
-    // API key, kept in localStorage across reloads.
+    // The API key: by default kept for this tab only (sessionStorage: it survives a reload,
+    // not a new tab); "Remember on this device" keeps it in localStorage.
+    const storedKeys = (target) =>
+      target.evaluate(() => ({
+        session: sessionStorage.getItem("vidsynth.apiKey"),
+        local: localStorage.getItem("vidsynth.apiKey"),
+        status: document.querySelector("#key-status").textContent,
+        remember: document.querySelector("#key-remember").checked,
+      }));
+    const capsShown = (target) =>
+      target.waitForFunction(() => document.querySelector("#caps-summary").dataset.mode, null, { timeout: STEP_TIMEOUT });
+    assert.equal(await page.isChecked("#key-remember"), false, "remembering is opt-in");
     await page.fill("#api-key", env.API_KEY);
     await page.press("#api-key", "Enter");
-    await page.waitForFunction(() => document.querySelector("#caps-summary").dataset.mode, null, { timeout: STEP_TIMEOUT });
+    await capsShown(page);
     await page.reload({ waitUntil: "load" });
-    await page.waitForFunction(() => document.querySelector("#caps-summary").dataset.mode, null, { timeout: STEP_TIMEOUT });
-    const stored = await page.evaluate(() => localStorage.getItem("vidsynth.apiKey"));
-    assert.equal(stored, env.API_KEY);
+    await capsShown(page);
+    const tabOnly = await storedKeys(page);
+    assert.deepEqual([tabOnly.session, tabOnly.local], [env.API_KEY, null], "the key stays in the tab");
+    const otherTab = await context.newPage();
+    await otherTab.goto(BASE_URL + "/", { waitUntil: "load" });
+    const inOtherTab = await storedKeys(otherTab);
+    assert.deepEqual([inOtherTab.session, inOtherTab.local], [null, null], "a new tab has no key");
+    await otherTab.close();
+    await page.check("#key-remember");
+    await page.fill("#api-key", env.API_KEY);
+    await page.press("#api-key", "Enter");
+    await capsShown(page);
+    const remembered = await storedKeys(page);
+    assert.deepEqual([remembered.session, remembered.local], [null, env.API_KEY], "remembered on the device");
+    const laterTab = await context.newPage();
+    await laterTab.goto(BASE_URL + "/", { waitUntil: "load" });
+    await capsShown(laterTab);
+    const inLaterTab = await storedKeys(laterTab);
+    await laterTab.close();
+    assert.equal(inLaterTab.local, env.API_KEY);
+    assert.ok(inLaterTab.remember, "the checkbox shows the key is remembered");
+    step("key storage", { tabOnly, inOtherTab, remembered, inLaterTab: { status: inLaterTab.status } });
     const caps = await page.$eval("#caps-summary", (node) => ({ mode: node.dataset.mode, text: node.textContent }));
     const backendRows = await page.$$eval("#caps-table tbody tr", (rows) => rows.length);
     assert.ok(backendRows > 0, "capabilities list the backends");

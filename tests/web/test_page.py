@@ -65,7 +65,7 @@ def run_page_test(mesh: MeshProcess, tmp_path: Path) -> tuple[int, dict, str]:
     bad = tmp_path / "holiday-photo.jpg"
     bad.write_text("This is a plain text file that only pretends to be a photo.\n" * 20)
     policy = httpx.get(f"{mesh.url}/v1/upload-policy", headers=bearer("alice"), timeout=30).json()
-    face_cap = next(int(k["max_bytes"]) for k in policy["kinds"] if "FACE" in k["kind"])
+    face_cap = next(k["max_bytes"] for k in policy["kinds"] if k["kind"] == "face")
     big = tmp_path / "huge-photo.jpg"
     with big.open("wb") as handle:
         handle.truncate(face_cap + 1)
@@ -110,6 +110,10 @@ def test_page_uploads_runs_resumes_plays_and_cancels(mesh, tmp_path):
 
     assert "API key" in steps["wrong key refused"]["text"]
     assert "did not accept this key" in steps["wrong key refused"]["keyStatus"]
+    keys = steps["key storage"]
+    assert "for this tab only" in keys["tabOnly"]["status"] and not keys["tabOnly"]["remember"]
+    assert keys["inOtherTab"]["status"] == "No key saved yet."
+    assert "remembered on this device" in keys["inLaterTab"]["status"]
     assert "largest accepted" in steps["oversized file refused in the browser"]["text"]
     refusal = steps["refused upload shown"]
     # The validator refuses by detected content: text is not an accepted image type.

@@ -11,14 +11,18 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
 import typer
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 
 from libs.common.clients import ServiceStubs
+from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import SERVICE_PORT_OFFSETS
+from services.gateway.views import capabilities_view, job_view
+from vidsynth.v1 import stage_runner_pb2
 
 # Exit codes by the gRPC status of the catalogued error (documented in `vidsynth --help`).
 EXIT_CODES: dict[grpc.StatusCode, int] = {
@@ -114,8 +118,42 @@ def catalogued_errors(as_json: bool = False) -> Iterator[None]:
         fail(error, as_json)
 
 
-def as_dict(message: Message) -> dict:
-    return MessageToDict(message, preserving_proto_field_name=True)
+# Messages the HTTP API shows too: --json prints exactly the HTTP answer.
+HTTP_VIEWS: dict[type, Callable[[Any], Any]] = {
+    stage_runner_pb2.Job: job_view,
+    stage_runner_pb2.Capabilities: capabilities_view,
+}
+
+
+def _field_json(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return enum_label(field.enum_type._concrete_class, value)  # type: ignore[attr-defined]
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return plain_json(value)
+    return value
+
+
+def plain_json(message: Message) -> Any:
+    """Any message in the HTTP API's spelling: lower-case enum words, integers as numbers
+    (protobuf-JSON writes 64-bit ones as strings), RFC 3339 timestamps, every field present."""
+    if isinstance(message, Timestamp):
+        return message.ToJsonString()
+    body: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.is_repeated:
+            body[field.name] = [_field_json(field, item) for item in value]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and not message.HasField(field.name):
+            body[field.name] = None
+        else:
+            body[field.name] = _field_json(field, value)
+    return body
+
+
+def as_dict(message: Message) -> Any:
+    """A reply as --json prints it: the HTTP API's view where it has one, else `plain_json`."""
+    view = HTTP_VIEWS.get(type(message))
+    return view(message).model_dump(mode="json") if view is not None else plain_json(message)
 
 
 def print_json(value: Any) -> None:
