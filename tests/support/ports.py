@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import socket
 
+from libs.common.settings import PORT_BLOCK_SIZE
+
 
 def _is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -21,8 +23,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def free_port_block(size: int = 5) -> int:
-    """First port of `size` consecutive free ports (the mesh's layout)."""
+def free_port_block(size: int = PORT_BLOCK_SIZE) -> int:
+    """First port of `size` consecutive free ports (the mesh's layout: G, the services on
+    G+1..G+5, the gateway's gRPC and HTTP servers on G+6 and G+7)."""
     for _ in range(200):
         base = random.randint(20000, 40000)
         if all(_is_free(base + i) for i in range(size)):

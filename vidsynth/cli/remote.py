@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import grpc
 import typer
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from pydantic import Field, ValidationError, field_validator
 from rich.console import Console
 
 from libs.common.clients import ServiceStubs
 from libs.common.errors import VidsynthError
 from libs.common.rpc_status import error_from_rpc_error
-from libs.common.settings import SERVICE_PORT_OFFSETS
+from libs.common.settings import VidsynthSettings
 
 # Exit codes by the gRPC status of the catalogued error (documented in `vidsynth --help`).
 EXIT_CODES: dict[grpc.StatusCode, int] = {
@@ -46,7 +50,9 @@ ApiKeyOption = Annotated[
 GrpcOption = Annotated[
     str,
     typer.Option(
-        "--grpc", envvar="VIDSYNTH_GRPC_TARGET", help="host:port of the first service (SessionService)."
+        "--grpc",
+        envvar="VIDSYNTH_GRPC_TARGET",
+        help="host:port of the mesh's public gRPC address (the edge).",
     ),
 ]
 UrlOption = Annotated[str, typer.Option("--url", envvar="VIDSYNTH_URL", help="Gateway base URL (downloads).")]
@@ -56,9 +62,39 @@ console = Console(stderr=True)
 Reply = TypeVar("Reply", bound=Message)
 
 
+class ClientSettings(VidsynthSettings):
+    """How the command line reaches a mesh over TLS."""
+
+    tls_ca: Path | None = Field(
+        None,
+        description="CA certificate (PEM) the `vidsynth` client commands trust, e.g. the one `vidsynth up "
+        "--tls` prints (<data-dir>/tls/ca.pem); setting it also makes them use TLS for gRPC.",
+    )
+    grpc_tls: bool = Field(
+        False, description="`vidsynth` client commands use TLS for gRPC with the system's trusted CAs."
+    )
+
+    @field_validator("tls_ca")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"VIDSYNTH_TLS_CA: no file at {path}")
+        return path
+
+
+@functools.cache
+def client_settings() -> ClientSettings:
+    try:
+        return ClientSettings()
+    except ValidationError as error:
+        fail(VidsynthError("INVALID_ARGUMENT", error.errors()[0]["msg"].removeprefix("Value error, ")))
+        raise  # unreachable: fail() exits
+
+
 @dataclass
 class Remote(ServiceStubs):
-    """Stubs for every service of one mesh, called with the user's key."""
+    """Stubs for every public service of one mesh, all through its one gRPC address (the
+    edge), called with the user's key."""
 
     grpc_target: str
     api_key: str
@@ -67,9 +103,19 @@ class Remote(ServiceStubs):
     def __post_init__(self) -> None:
         if not self.api_key:
             fail(VidsynthError("UNAUTHENTICATED", "Pass --api-key or set VIDSYNTH_API_KEY."))
-        host, _, port = self.grpc_target.rpartition(":")
-        self._host, self._base_port = host or "127.0.0.1", int(port)
-        self._channels: dict[str, grpc.Channel] = {}
+        self._settings = client_settings()
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def tls(self) -> bool:
+        return bool(self._settings.tls_ca or self._settings.grpc_tls or self.url.startswith("https://"))
+
+    @property
+    def http_verify(self) -> ssl.SSLContext | bool:
+        """What HTTPS downloads verify the gateway's certificate against."""
+        if self._settings.tls_ca:
+            return ssl.create_default_context(cafile=str(self._settings.tls_ca))
+        return True
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -81,10 +127,15 @@ class Remote(ServiceStubs):
             return rpc(request, metadata=self.metadata)
 
     def channel(self, service: str) -> grpc.Channel:
-        if service not in self._channels:
-            address = f"{self._host}:{self._base_port + SERVICE_PORT_OFFSETS[service]}"
-            self._channels[service] = grpc.insecure_channel(address)
-        return self._channels[service]
+        """One channel for every service: the edge routes each call by its path."""
+        if self._channel is None:
+            if self.tls:
+                ca = self._settings.tls_ca.read_bytes() if self._settings.tls_ca else None
+                credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+                self._channel = grpc.secure_channel(self.grpc_target, credentials)
+            else:
+                self._channel = grpc.insecure_channel(self.grpc_target)
+        return self._channel
 
 
 def fail(error: VidsynthError, as_json: bool = False) -> None:
