@@ -162,8 +162,8 @@ def grpc_backends(addresses: dict[str, str]) -> list[GrpcBackend]:
     ]
 
 
-def max_upload_bytes() -> int:
-    validator = ValidatorSettings()
+def max_upload_bytes(validator: ValidatorSettings | None = None) -> int:
+    validator = validator or ValidatorSettings()
     return max(validator.validator_face_max_bytes, validator.validator_voice_max_bytes)
 
 
@@ -328,3 +328,40 @@ async def check_config(argv: list[str]) -> None:
         lines = [line for line in done.stderr_tail.splitlines() if "[emerg]" in line or "[crit]" in line]
         reason = lines[0] if lines else done.stderr_tail.strip() or f"exit status {done.returncode}"
         raise EdgeError(f"nginx refused the edge config ({argv[-1]}): {reason}")
+
+
+# docker-compose.yml's edge container: the official nginx image, the services by their
+# compose names, the ports the compose file sets (checked against it by a test).
+COMPOSE_CONFIG_FILE = TEMPLATE_DIR / "nginx.compose.conf"
+COMPOSE_HTTP_PORT = 8080
+COMPOSE_GRPC_PORT = 50051
+COMPOSE_ADDRESSES = {
+    "session": "session:50052",
+    "validator": "validator:50053",
+    "stage_runner": "stage_runner:50054",
+    "progress": "progress:50055",
+    "cleanup": "cleanup:50056",
+}
+
+
+def compose_config() -> EdgeConfig:
+    defaults = EdgeSettings.model_construct()  # the shipped defaults, not this machine's environment
+    return EdgeConfig(
+        http_listen=f"0.0.0.0:{COMPOSE_HTTP_PORT}",
+        grpc_listen=f"0.0.0.0:{COMPOSE_GRPC_PORT}",
+        gateway_http="gateway:8080",
+        gateway_grpc="gateway:50057",
+        grpc_backends=grpc_backends(COMPOSE_ADDRESSES),
+        max_body_bytes=max_upload_bytes(ValidatorSettings.model_construct()) + MULTIPART_SLACK_BYTES,
+        pid_file="/var/run/nginx.pid",
+        error_log="/dev/stderr",
+        temp_dir="/var/cache/nginx",
+        header_timeout=defaults.edge_header_timeout_seconds,
+        body_timeout=defaults.edge_body_timeout_seconds,
+        read_timeout=defaults.edge_read_timeout_seconds,
+        stream_timeout=defaults.edge_stream_timeout_seconds,
+        max_connections_per_address=defaults.edge_max_connections_per_address,
+        access_log="/dev/stdout",
+        user="nginx",
+        rendered_by="`python -m scripts.gen_edge_config` for docker-compose.yml",
+    )
