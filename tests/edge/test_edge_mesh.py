@@ -297,6 +297,50 @@ def test_connections_per_address_are_capped_while_another_address_is_served(mesh
         time.sleep(0.1)
 
 
+async def test_concurrent_grpc_calls_per_address_are_capped(mesh) -> None:
+    """On HTTP/2 every call counts: past the cap a call is refused with RATE_LIMITED (and
+    RetryInfo), not left waiting; the streams already open carry on."""
+    async with grpc.aio.insecure_channel(mesh.grpc_target) as channel:
+        session = await session_pb2_grpc.SessionServiceStub(channel).CreateSession(
+            session_pb2.CreateSessionRequest(), metadata=user_metadata("alice"), timeout=10
+        )
+        progress = progress_pb2_grpc.ProgressServiceStub(channel)
+        streams = [
+            progress.Subscribe(
+                progress_pb2.SubscribeRequest(session_id=session.session_id), metadata=user_metadata("alice")
+            )
+            for _ in range(CONNECTION_CAP)
+        ]
+        try:
+            await asyncio.gather(*(stream.initial_metadata() for stream in streams))
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await progress.GetProgress(
+                    progress_pb2.GetProgressRequest(session_id=session.session_id),
+                    metadata=user_metadata("alice"),
+                    timeout=10,
+                )
+            error = error_from_rpc_error(caught.value)
+            assert (error.code, caught.value.code()) == ("RATE_LIMITED", grpc.StatusCode.RESOURCE_EXHAUSTED)
+            assert error.retry_after_seconds == 1
+            assert time.monotonic() - started < 2
+            assert all(stream.done() is False for stream in streams)
+        finally:
+            for stream in streams:
+                stream.cancel()
+    async with grpc.aio.insecure_channel(mesh.grpc_target) as channel:  # capacity comes back
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                await session_pb2_grpc.SessionServiceStub(channel).ListSessions(
+                    session_pb2.ListSessionsRequest(), metadata=user_metadata("alice"), timeout=10
+                )
+                break
+            except grpc.aio.AioRpcError as error:
+                assert error_from_rpc_error(error).code == "RATE_LIMITED" and time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+
+
 def test_a_stalled_body_is_cut_after_the_body_timeout(mesh) -> None:
     with raw_connection(mesh, "127.0.0.6") as sock:
         sock.sendall(

@@ -75,6 +75,7 @@ class EdgeSettings(VidsynthSettings):
     edge_max_connections_per_address: int = Field(
         128,
         ge=1,
+        le=65535,  # nginx's limit_conn bound
         description="Connections one client address may hold at once (on HTTP/2 and gRPC: requests); "
         "more answer 429 RATE_LIMITED.",
     )
