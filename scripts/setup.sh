@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   ffmpeg espeak-ng clamav clamav-daemon redis-server libmagic1 protobuf-compiler libprotobuf-dev
-  docker-compose chromium python3-venv nodejs npm ca-certificates nginx
+  docker-compose chromium python3-venv nodejs npm ca-certificates nginx jq
 )
 
 as_root() {

@@ -27,7 +27,9 @@ def free_port_block(size: int = PORT_BLOCK_SIZE) -> int:
     """First port of `size` consecutive free ports (the mesh's layout: G, the services on
     G+1..G+5, the gateway's gRPC and HTTP servers on G+6 and G+7)."""
     for _ in range(200):
-        base = random.randint(20000, 40000)
+        # Below the kernel's ephemeral range (32768+), so no outgoing connection anywhere on
+        # the machine takes one of the block's ports between this check and the bind.
+        base = random.randint(20000, 32768 - size)
         if all(_is_free(base + i) for i in range(size)):
             return base
     raise RuntimeError("no free port block")

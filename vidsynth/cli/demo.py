@@ -102,8 +102,12 @@ def demo(
     face: Annotated[Path, typer.Option(exists=True, dir_okay=False)] = SAMPLES / "portrait.jpg",
     voice: Annotated[Path, typer.Option(exists=True, dir_okay=False)] = SAMPLES / "voice.wav",
     data_dir: Annotated[Path, typer.Option(help="Where the mesh keeps its data.")] = Path("var/demo"),
-    http_port: Annotated[int, typer.Option(help="The HTTP address (the edge).")] = 8080,
-    grpc_port: Annotated[int, typer.Option(help="The public gRPC address (the edge).")] = 50051,
+    http_port: Annotated[
+        int, typer.Option(envvar="VIDSYNTH_HTTP_PORT", help="The HTTP address (the edge).")
+    ] = 8080,
+    grpc_port: Annotated[
+        int, typer.Option(envvar="VIDSYNTH_GRPC_PORT", help="The public gRPC address (the edge).")
+    ] = 50051,
 ) -> None:
     """Start the mesh, render the bundled samples into a talking-head MP4, stop the mesh."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -197,11 +197,17 @@ async def run_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = F
 def up(
     data_dir: Annotated[Path, typer.Option(help="Where sessions and databases live.")] = Path("var"),
     http_port: Annotated[
-        int, typer.Option(help="The HTTP address (the edge): browsers, curl, SSE, WebSocket.")
+        int,
+        typer.Option(
+            envvar="VIDSYNTH_HTTP_PORT", help="The HTTP address (the edge): browsers, curl, SSE, WebSocket."
+        ),
     ] = 8080,
     grpc_port: Annotated[
         int,
-        typer.Option(help="The one public gRPC address (the edge); the services listen on the next ports."),
+        typer.Option(
+            envvar="VIDSYNTH_GRPC_PORT",
+            help="The one public gRPC address (the edge); the services listen on the next ports.",
+        ),
     ] = 50051,
     tls: Annotated[
         bool,
