@@ -100,7 +100,11 @@ def call(channel: grpc.Channel, pool: descriptor_pool.DescriptorPool, args: Argu
         (False, False): channel.unary_unary,
         (False, True): channel.unary_stream,
     }[(method.client_streaming, method.server_streaming)]
-    stub = kind(path, request_serializer=request_class.SerializeToString, response_deserializer=response_class.FromString)
+    stub = kind(
+        path,
+        request_serializer=request_class.SerializeToString,
+        response_deserializer=response_class.FromString,
+    )
     try:
         replies = stub(request, metadata=args.headers, timeout=30)
         for reply in replies if method.server_streaming else [replies]:
