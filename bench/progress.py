@@ -36,6 +36,7 @@ from libs.common.settings import GATEWAY_HTTP_PORT_OFFSET, SERVICE_PORT_OFFSETS
 from tests.support.identities import bearer, mesh_env, mesh_metadata, user_metadata
 from tests.support.percentiles import percentile
 from tests.support.ports import free_port, free_port_block
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import common_pb2, progress_pb2, progress_pb2_grpc, session_pb2, session_pb2_grpc
 
 END_MESSAGE = "bench-end"
@@ -250,7 +251,7 @@ async def run_scenario(mesh: Mesh, transport: str, subscribers: int, rate: float
 
     job_id = new_id("job")
     async with grpc.aio.insecure_channel(mesh.progress_address) as channel:
-        stub = progress_pb2_grpc.ProgressServiceStub(channel)
+        stub = progress_internal_pb2_grpc.ProgressInternalServiceStub(channel)
         started = time.perf_counter()
         for index in range(count):
             if rate > 0:
@@ -265,12 +266,12 @@ async def run_scenario(mesh: Mesh, transport: str, subscribers: int, rate: float
                 message=f"{time.time_ns()} tick {index}",
             )
             await stub.PublishEvents(
-                progress_pb2.PublishEventsRequest(session_id=session.session_id, events=[event]),
+                progress_internal_pb2.PublishEventsRequest(session_id=session.session_id, events=[event]),
                 metadata=mesh_metadata(),
                 timeout=10,
             )
         await stub.PublishEvents(
-            progress_pb2.PublishEventsRequest(
+            progress_internal_pb2.PublishEventsRequest(
                 session_id=session.session_id,
                 events=[
                     progress_pb2.ProgressEvent(type=progress_pb2.EVENT_TYPE_JOB_COMPLETED, job_id=job_id)

@@ -3,7 +3,7 @@
 1. Job throughput (simulation backends, one job slot per replica) with 1 and then 2
    stage_runner replicas sharing one Redis job stream: jobs/s and the 2-vs-1 ratio.
 2. Session reads (GetSession p50/p99) on SessionService with SQLite and with Redis.
-3. Event delivery (PublishEvents -> Subscribe, p50/p99) on ProgressService with SQLite,
+3. Event delivery (ProgressInternalService.PublishEvents -> ProgressService.Subscribe, p50/p99) with SQLite,
    with Redis on one replica, and with Redis across two replicas (publish on one,
    subscribe on the other).
 
@@ -30,6 +30,7 @@ from tests.stage_runner.conftest import TERMINAL, RunnerMesh, make_media
 from tests.support.identities import mesh_metadata, user_metadata
 from tests.support.percentiles import percentile
 from tests.support.redis_server import RedisServer
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2, session_pb2_grpc
 
 POLL_SECONDS = 0.25
@@ -138,7 +139,7 @@ async def event_delivery(
         session = await session_pb2_grpc.SessionServiceStub(session_channel).CreateSession(
             session_pb2.CreateSessionRequest(), metadata=alice, timeout=10
         )
-        publisher = progress_pb2_grpc.ProgressServiceStub(publish_channel)
+        publisher = progress_internal_pb2_grpc.ProgressInternalServiceStub(publish_channel)
         call = progress_pb2_grpc.ProgressServiceStub(subscribe_channel).Subscribe(
             progress_pb2.SubscribeRequest(session_id=session.session_id, after_seq=0),
             metadata=alice,
@@ -150,7 +151,7 @@ async def event_delivery(
             event = progress_pb2.ProgressEvent(type=progress_pb2.EVENT_TYPE_WARNING, message=str(index))
             began = time.perf_counter()
             await publisher.PublishEvents(
-                progress_pb2.PublishEventsRequest(session_id=session.session_id, events=[event]),
+                progress_internal_pb2.PublishEventsRequest(session_id=session.session_id, events=[event]),
                 metadata=mesh_metadata("alice"),
                 timeout=10,
             )

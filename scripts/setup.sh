@@ -54,7 +54,7 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-for node_dir in tests/node tests/web; do
+for node_dir in tests/node tests/web tools/buf; do
   if [ -f "$node_dir/package-lock.json" ]; then
     lock_stamp="$node_dir/node_modules/.vidsynth-$(sha256sum "$node_dir/package-lock.json" | cut -c1-16)"
     if [ ! -f "$lock_stamp" ]; then

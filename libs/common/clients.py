@@ -8,6 +8,7 @@ import json
 
 import grpc
 
+from libs.common.access import retry_safe_unary_methods
 from libs.common.identity import (
     MESH_TOKEN_KEY,
     REQUEST_ID_KEY,
@@ -16,25 +17,44 @@ from libs.common.identity import (
     current_request_id,
 )
 from libs.common.settings import MeshSettings
+from vidsynth.internal.v1 import (
+    progress_internal_pb2,
+    progress_internal_pb2_grpc,
+    session_internal_pb2,
+    session_internal_pb2_grpc,
+)
 from vidsynth.v1 import (
+    cleanup_pb2,
     cleanup_pb2_grpc,
+    progress_pb2,
     progress_pb2_grpc,
+    session_pb2,
     session_pb2_grpc,
+    stage_runner_pb2,
     stage_runner_pb2_grpc,
+    validator_pb2,
     validator_pb2_grpc,
 )
 
 STREAM_DEADLINE_SECONDS = 3600.0
 UPLOAD_DEADLINE_SECONDS = 300.0
 
-# Read-only RPCs are safe to retry on UNAVAILABLE (a replica restarting).
-IDEMPOTENT_METHODS = {
-    "vidsynth.v1.SessionService": ["GetSession", "ListSessions", "TouchSession"],
-    "vidsynth.v1.ValidatorService": ["GetUploadPolicy", "ListQuarantine"],
-    "vidsynth.v1.StageRunnerService": ["GetCapabilities", "EstimateJob", "GetJob", "ListJobs"],
-    "vidsynth.v1.ProgressService": ["GetProgress"],
-    "vidsynth.v1.CleanupService": ["GetResourceHealth", "ListCleanupTasks"],
-}
+# Every service the mesh calls, public and internal.
+MESH_SERVICES = [
+    module.DESCRIPTOR.services_by_name[name]
+    for module, name in (
+        (session_pb2, "SessionService"),
+        (session_internal_pb2, "SessionInternalService"),
+        (validator_pb2, "ValidatorService"),
+        (stage_runner_pb2, "StageRunnerService"),
+        (progress_pb2, "ProgressService"),
+        (progress_internal_pb2, "ProgressInternalService"),
+        (cleanup_pb2, "CleanupService"),
+    )
+]
+# RPCs the protos declare NO_SIDE_EFFECTS or IDEMPOTENT are safe to retry on
+# UNAVAILABLE (a replica restarting).
+IDEMPOTENT_METHODS = retry_safe_unary_methods(MESH_SERVICES)
 
 SERVICE_CONFIG = json.dumps(
     {
@@ -145,6 +165,16 @@ class ServiceStubs(abc.ABC):
     @property
     def progress(self) -> progress_pb2_grpc.ProgressServiceStub:
         return progress_pb2_grpc.ProgressServiceStub(self.channel("progress"))
+
+    @property
+    def session_internal(self) -> session_internal_pb2_grpc.SessionInternalServiceStub:
+        """The session service's mesh-only RPCs (same process, same port)."""
+        return session_internal_pb2_grpc.SessionInternalServiceStub(self.channel("session"))
+
+    @property
+    def progress_internal(self) -> progress_internal_pb2_grpc.ProgressInternalServiceStub:
+        """The progress service's mesh-only RPCs (same process, same port)."""
+        return progress_internal_pb2_grpc.ProgressInternalServiceStub(self.channel("progress"))
 
     @property
     def cleanup(self) -> cleanup_pb2_grpc.CleanupServiceStub:

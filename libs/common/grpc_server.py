@@ -8,14 +8,16 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 import structlog
 import uvloop
+from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from libs.common.access import access_policy
 from libs.common.children import end_all_children
 from libs.common.heap import freeze_startup_heap
 from libs.common.identity import Access, Keyring, parse_api_keys
@@ -55,12 +57,13 @@ def create_server(
     address: str,
     *,
     keyring: Keyring,
-    access: Mapping[str, Access] | None = None,
+    access: Mapping[str, Access],
     limiter: TokenBucketLimiter | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A grpc.aio server with the mesh interceptor, bound to `address` (port 0 picks one)."""
+    """A grpc.aio server with the mesh interceptor, bound to `address` (port 0 picks one).
+    `access` names every vidsynth RPC it may serve; any other is refused."""
     server = grpc.aio.server(
-        interceptors=[MeshServerInterceptor(keyring, access or {}, limiter)], options=SERVER_OPTIONS
+        interceptors=[MeshServerInterceptor(keyring, access, limiter)], options=SERVER_OPTIONS
     )
     port = server.add_insecure_port(address)
     if port == 0:
@@ -87,13 +90,25 @@ async def set_serving(
 
 @dataclass
 class ServiceWiring:
-    """What a service's `build` returns: how to register it and its lifecycle hooks."""
+    """What a service's `build` returns: the gRPC services it serves (public and
+    internal, on one port), how to register them and its lifecycle hooks.
 
-    service_names: list[str]
+    Who may call each RPC comes from the services' descriptors (their protos'
+    `(vidsynth.v1.access)` options); a service whose RPC declares none does not start.
+    """
+
+    services: list[ServiceDescriptor]
     register: Callable[[grpc.aio.Server], None]
-    access: Mapping[str, Access] = field(default_factory=dict)
     on_started: Callable[[], Awaitable[None]] | None = None
     on_stopping: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def service_names(self) -> list[str]:
+        return [service.full_name for service in self.services]
+
+    def access(self) -> dict[str, Access]:
+        """Access level of every RPC served; UndeclaredAccessError when one has none."""
+        return access_policy(self.services)
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
@@ -108,8 +123,11 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 async def start_wiring(
     wiring: ServiceWiring, address: str, keyring: Keyring, limiter: TokenBucketLimiter | None = None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
-    """Registers and starts a built service on `address`; SERVING once started."""
-    server, port = create_server(address, keyring=keyring, access=wiring.access, limiter=limiter)
+    """Registers and starts a built service on `address`; SERVING once started.
+
+    Refuses (UndeclaredAccessError) before binding when an RPC declares no access.
+    """
+    server, port = create_server(address, keyring=keyring, access=wiring.access(), limiter=limiter)
     wiring.register(server)
     health_servicer = add_health_and_reflection(server, wiring.service_names)
     await server.start()
@@ -166,8 +184,3 @@ def run_service(name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiri
     configure_logging(name, settings.log_level)
     serve_metrics(name, settings)
     uvloop.run(serve(name, build, settings))
-
-
-def full_method(service_full_name: str, rpc: str) -> str:
-    """`/vidsynth.v1.SessionService/CreateSession`, the key interceptors see."""
-    return f"/{service_full_name}/{rpc}"

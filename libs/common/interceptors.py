@@ -64,11 +64,13 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or not method.startswith("/vidsynth."):
             return handler
-        access = self._access.get(method, Access.USER)
+        # Deny by default: servers build the map from every registered service's
+        # declared access, so a method missing from it was registered behind its back.
+        access = self._access.get(method)
         return _wrap_handler(handler, lambda context: self._call_scope(method, access, context))
 
     @contextlib.asynccontextmanager
-    async def _call_scope(self, method: str, access: Access, context: grpc.aio.ServicerContext):
+    async def _call_scope(self, method: str, access: Access | None, context: grpc.aio.ServicerContext):
         service, _, name = method.rpartition("/")
         service = service.rsplit(".", 1)[-1]
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -80,6 +82,9 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         started = time.perf_counter()
         code = "OK"
         try:
+            if access is None:
+                log.error("rpc.undeclared_access", method=method)
+                raise VidsynthError("PERMISSION_DENIED", "This operation is not open to callers.")
             identity = self._keyring.identity_from_metadata(metadata)
             self._check_rate(identity)
             authorize(identity, access)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from libs.common.clients import MeshClients
-from libs.common.grpc_server import ServiceWiring, full_method, run_service
-from libs.common.identity import Access
+from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.settings import MeshSettings
 from services.cleanup.config import CleanupSettings
 from services.cleanup.monitor import ResourceMonitor
@@ -17,11 +16,7 @@ from services.cleanup.state_file import StateFile
 from services.cleanup.tasks import CleanupContext, task_specs
 from vidsynth.v1 import cleanup_pb2, cleanup_pb2_grpc
 
-SERVICE_NAME = cleanup_pb2.DESCRIPTOR.services_by_name["CleanupService"].full_name
-ACCESS = {
-    full_method(SERVICE_NAME, "RunCleanup"): Access.ADMIN,
-    full_method(SERVICE_NAME, "EmergencyCleanup"): Access.ADMIN,
-}
+SERVICES = [cleanup_pb2.DESCRIPTOR.services_by_name["CleanupService"]]
 
 
 async def build(
@@ -48,9 +43,8 @@ async def build(
         await clients.close()
 
     return ServiceWiring(
-        service_names=[SERVICE_NAME],
+        services=SERVICES,
         register=lambda server: cleanup_pb2_grpc.add_CleanupServiceServicer_to_server(servicer, server),
-        access=ACCESS,
         on_started=scheduler.start,
         on_stopping=on_stopping,
     )

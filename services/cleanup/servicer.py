@@ -7,7 +7,7 @@ from datetime import datetime
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from libs.common.errors import FieldViolation, VidsynthError
-from libs.common.identity import require_identity
+from libs.common.identity import Identity, require_identity
 from services.cleanup.monitor import HealthSnapshot, Usage
 from services.cleanup.scheduler import CleanupScheduler, TaskState
 from services.cleanup.tasks import Outcome
@@ -49,6 +49,24 @@ def health_to_proto(snapshot: HealthSnapshot) -> cleanup_pb2.ResourceHealth:
         actions=snapshot.actions,
         observe_time=_timestamp(snapshot.observed_at),
     )
+
+
+def sees_host_figures(identity: Identity) -> bool:
+    """Admins and the mesh's own services (which decide what to show further) see the
+    figures that describe the host; a user's API key sees levels and percentages."""
+    return identity.is_admin or identity.via_mesh
+
+
+def for_users(health: cleanup_pb2.ResourceHealth) -> cleanup_pb2.ResourceHealth:
+    """The report without the host's byte totals, open files and processes (PIDs, RSS)."""
+    trimmed = cleanup_pb2.ResourceHealth()
+    trimmed.CopyFrom(health)
+    for usage in (trimmed.memory, trimmed.disk):
+        usage.used_bytes = 0
+        usage.total_bytes = 0
+    trimmed.open_files = 0
+    del trimmed.processes[:]
+    return trimmed
 
 
 def outcome_to_proto(outcome: Outcome, with_paths: bool = True) -> cleanup_pb2.CleanupResult:
@@ -101,7 +119,9 @@ class CleanupService(cleanup_pb2_grpc.CleanupServiceServicer):
         self._scheduler = scheduler
 
     async def GetResourceHealth(self, request, context) -> cleanup_pb2.ResourceHealth:
-        return health_to_proto(await self._scheduler.health())
+        identity = require_identity()
+        health = health_to_proto(await self._scheduler.health())
+        return health if sees_host_figures(identity) else for_users(health)
 
     async def RunCleanup(self, request, context) -> cleanup_pb2.RunCleanupResponse:
         outcomes = await self._scheduler.run(request.task_name)

@@ -19,6 +19,7 @@ import structlog
 from libs.common import ids
 from libs.common.clients import MeshClients
 from libs.common.rpc_status import error_from_rpc_error
+from vidsynth.internal.v1 import session_internal_pb2
 from vidsynth.v1 import session_pb2
 
 log = structlog.get_logger("vidsynth.cleanup.sessions")
@@ -41,7 +42,7 @@ class SessionStatusSource(Protocol):
 
 
 class MeshSessionStatusSource:
-    """Asks SessionService.BatchGetSessions (internal, owner-agnostic) with the mesh
+    """Asks SessionInternalService.BatchGetSessions (internal, owner-agnostic) with the mesh
     credential, so it can vouch for every user's sessions, and tell a directory whose
     session no longer exists (ABSENT) from one it could not check (UNKNOWN)."""
 
@@ -50,8 +51,8 @@ class MeshSessionStatusSource:
 
     async def status(self, session_id: str) -> SessionStatus:
         try:
-            reply = await self._clients.session.BatchGetSessions(
-                session_pb2.BatchGetSessionsRequest(session_ids=[session_id])
+            reply = await self._clients.session_internal.BatchGetSessions(
+                session_internal_pb2.BatchGetSessionsRequest(session_ids=[session_id])
             )
         except grpc.RpcError as rpc_error:
             log.warning("cleanup.session_lookup_failed", code=error_from_rpc_error(rpc_error).code)

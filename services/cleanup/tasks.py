@@ -29,7 +29,7 @@ from libs.common.session_paths import session_paths
 from services.cleanup import fs
 from services.cleanup.config import DAY, CleanupSettings
 from services.cleanup.sessions import SessionStatus, SessionStatusSource, session_dirs
-from vidsynth.v1 import progress_pb2, session_pb2
+from vidsynth.internal.v1 import progress_internal_pb2, session_internal_pb2
 
 log = structlog.get_logger("vidsynth.cleanup.tasks")
 
@@ -129,8 +129,8 @@ async def sweep_expired_sessions(ctx: CleanupContext, out: Outcome, limit: int |
     any directory left behind."""
     batch = ctx.settings.cleanup_sweep_batch if limit is None else limit
     with no_acting_user():
-        response = await ctx.clients.session.SweepExpiredSessions(
-            session_pb2.SweepExpiredSessionsRequest(limit=batch)
+        response = await ctx.clients.session_internal.SweepExpiredSessions(
+            session_internal_pb2.SweepExpiredSessionsRequest(limit=batch)
         )
         out.bytes_freed += response.bytes_freed
         for session_id in response.session_ids:
@@ -138,8 +138,8 @@ async def sweep_expired_sessions(ctx: CleanupContext, out: Outcome, limit: int |
                 continue
             out.add(f"sessions/{session_id}", 0)
             try:
-                await ctx.clients.progress.DeleteSessionEvents(
-                    progress_pb2.DeleteSessionEventsRequest(session_id=session_id)
+                await ctx.clients.progress_internal.DeleteSessionEvents(
+                    progress_internal_pb2.DeleteSessionEventsRequest(session_id=session_id)
                 )
             except grpc.RpcError as rpc_error:
                 out.error_code = error_from_rpc_error(rpc_error).code

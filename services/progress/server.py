@@ -5,8 +5,7 @@ from __future__ import annotations
 import grpc
 
 from libs.common.clients import MeshClients
-from libs.common.grpc_server import ServiceWiring, full_method, run_service
-from libs.common.identity import Access
+from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import MeshSettings
 from services.progress.broker import Broker
@@ -14,15 +13,15 @@ from services.progress.config import ProgressSettings
 from services.progress.event_log import EventLog
 from services.progress.redis_live import RedisLiveFeed
 from services.progress.redis_store import RedisEventStore
-from services.progress.servicer import ProgressService
+from services.progress.servicer import ProgressInternalService, ProgressService
 from services.progress.store import SqliteEventStore
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2
 
-SERVICE_NAME = progress_pb2.DESCRIPTOR.services_by_name["ProgressService"].full_name
-ACCESS = {
-    full_method(SERVICE_NAME, "PublishEvents"): Access.INTERNAL,
-    full_method(SERVICE_NAME, "DeleteSessionEvents"): Access.INTERNAL,
-}
+SERVICES = [
+    progress_pb2.DESCRIPTOR.services_by_name["ProgressService"],
+    progress_internal_pb2.DESCRIPTOR.services_by_name["ProgressInternalService"],
+]
 
 
 def session_owner_check(clients: MeshClients):
@@ -55,6 +54,11 @@ async def build(settings: MeshSettings, progress_settings: ProgressSettings | No
     log = EventLog(store, broker, progress_settings.progress_replay_page_size, live)
     clients = MeshClients(settings)
     servicer = ProgressService(log, progress_settings, session_owner_check(clients))
+    internal = ProgressInternalService(log, progress_settings)
+
+    def register(server) -> None:
+        progress_pb2_grpc.add_ProgressServiceServicer_to_server(servicer, server)
+        progress_internal_pb2_grpc.add_ProgressInternalServiceServicer_to_server(internal, server)
 
     async def on_stopping() -> None:
         # Live streams never end by themselves: end them now so clients resume elsewhere.
@@ -68,9 +72,8 @@ async def build(settings: MeshSettings, progress_settings: ProgressSettings | No
         await clients.close()
 
     wiring = ServiceWiring(
-        service_names=[SERVICE_NAME],
-        register=lambda server: progress_pb2_grpc.add_ProgressServiceServicer_to_server(servicer, server),
-        access=ACCESS,
+        services=SERVICES,
+        register=register,
         on_stopping=on_stopping,
     )
     wiring.event_log = log  # type: ignore[attr-defined]  # tests and bench inspect subscribers

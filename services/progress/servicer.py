@@ -1,4 +1,5 @@
-"""ProgressService RPC handlers: argument checks, ownership, then the event log."""
+"""ProgressService and ProgressInternalService RPC handlers: argument checks, ownership,
+then the event log."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from libs.common.progress_events import EVENT_TYPE_NAMES, STAGE_NAMES
 from services.progress.config import ProgressSettings
 from services.progress.event_log import EventLog
 from services.progress.snapshot import compute_snapshot
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc
 
 log = structlog.get_logger("vidsynth.progress")
@@ -29,7 +31,7 @@ def check_ids(session_id: str, job_id: str) -> None:
         check_id("job", job_id)
 
 
-def check_publish_request(request: progress_pb2.PublishEventsRequest, max_events: int) -> None:
+def check_publish_request(request: progress_internal_pb2.PublishEventsRequest, max_events: int) -> None:
     check_id("session", request.session_id)
     if not request.events:
         raise VidsynthError(
@@ -71,13 +73,6 @@ class ProgressService(progress_pb2_grpc.ProgressServiceServicer):
         self._weights = settings.stage_weights
         self._check_owner = check_owner
 
-    async def PublishEvents(self, request, context):
-        check_publish_request(request, self._settings.progress_max_events_per_publish)
-        bind_context(session_id=request.session_id)
-        stored = await self._log.publish(request.session_id, request.events)
-        log.debug("events.published", count=len(stored), last_seq=stored[-1].seq)
-        return progress_pb2.PublishEventsResponse(seqs=[event.seq for event in stored])
-
     async def Subscribe(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
         check_ids(request.session_id, request.job_id)
         if request.after_seq < 0:
@@ -116,12 +111,27 @@ class ProgressService(progress_pb2_grpc.ProgressServiceServicer):
             request.session_id, 0, self._settings.progress_max_events_per_session, job_id=job_id
         )
         if not events:
-            raise VidsynthError("JOB_NOT_FOUND")
+            raise VidsynthError("JOB_NOT_FOUND", metadata={"job_id": job_id})
         return compute_snapshot(request.session_id, job_id, events, self._weights, time.time())
+
+
+class ProgressInternalService(progress_internal_pb2_grpc.ProgressInternalServiceServicer):
+    """The mesh's own calls (mesh credential only, declared in progress_internal.proto)."""
+
+    def __init__(self, log: EventLog, settings: ProgressSettings) -> None:
+        self._log = log
+        self._settings = settings
+
+    async def PublishEvents(self, request, context):
+        check_publish_request(request, self._settings.progress_max_events_per_publish)
+        bind_context(session_id=request.session_id)
+        stored = await self._log.publish(request.session_id, request.events)
+        log.debug("events.published", count=len(stored), last_seq=stored[-1].seq)
+        return progress_internal_pb2.PublishEventsResponse(seqs=[event.seq for event in stored])
 
     async def DeleteSessionEvents(self, request, context):
         check_id("session", request.session_id)
         bind_context(session_id=request.session_id)
         deleted = await self._log.delete_session(request.session_id)
         log.info("session_events.deleted", count=deleted)
-        return progress_pb2.DeleteSessionEventsResponse(events_deleted=deleted)
+        return progress_internal_pb2.DeleteSessionEventsResponse(events_deleted=deleted)

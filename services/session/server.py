@@ -5,24 +5,21 @@ from __future__ import annotations
 import asyncio
 
 from libs.common.clients import MeshClients
-from libs.common.grpc_server import ServiceWiring, full_method, run_service
-from libs.common.identity import Access
+from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.settings import MeshSettings
 from services.session.active_gauge import refresh_active_sessions
 from services.session.config import SessionSettings
 from services.session.redis_store import RedisSessionStore
-from services.session.servicer import SessionService
+from services.session.servicer import SessionInternalService, SessionService
 from services.session.sessions import SessionManager
 from services.session.store import SessionStore, SqliteSessionStore
+from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import session_pb2, session_pb2_grpc, stage_runner_pb2
 
-SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
-ACCESS = {
-    full_method(SERVICE_NAME, "RegisterAsset"): Access.INTERNAL,
-    full_method(SERVICE_NAME, "UpdateSessionState"): Access.INTERNAL,
-    full_method(SERVICE_NAME, "SweepExpiredSessions"): Access.INTERNAL,
-    full_method(SERVICE_NAME, "BatchGetSessions"): Access.INTERNAL,
-}
+SERVICES = [
+    session_pb2.DESCRIPTOR.services_by_name["SessionService"],
+    session_internal_pb2.DESCRIPTOR.services_by_name["SessionInternalService"],
+]
 CANCEL_TIMEOUT_SECONDS = 3.0
 DATABASE_FILE = "session.sqlite3"
 
@@ -47,6 +44,11 @@ async def build(settings: MeshSettings, session_settings: SessionSettings | None
 
     manager = SessionManager(store, session_settings, settings.sessions_dir, cancel_job=cancel_job)
     servicer = SessionService(manager)
+    internal = SessionInternalService(manager)
+
+    def register(server) -> None:
+        session_pb2_grpc.add_SessionServiceServicer_to_server(servicer, server)
+        session_internal_pb2_grpc.add_SessionInternalServiceServicer_to_server(internal, server)
 
     gauge: asyncio.Task | None = None
 
@@ -63,9 +65,8 @@ async def build(settings: MeshSettings, session_settings: SessionSettings | None
             await store.close()
 
     return ServiceWiring(
-        service_names=[SERVICE_NAME],
-        register=lambda server: session_pb2_grpc.add_SessionServiceServicer_to_server(servicer, server),
-        access=ACCESS,
+        services=SERVICES,
+        register=register,
         on_started=on_started,
         on_stopping=on_stopping,
     )

@@ -1,10 +1,12 @@
-"""SessionService RPC handlers: thin translations between messages and the manager."""
+"""SessionService and SessionInternalService RPC handlers: thin translations between
+messages and the manager."""
 
 from __future__ import annotations
 
 from libs.common.identity import require_identity
 from libs.common.log import bind_context
 from services.session.sessions import SessionManager
+from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import session_pb2, session_pb2_grpc
 
 
@@ -39,6 +41,13 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         freed = await self._manager.delete(require_identity().user_id, request.session_id, request.force)
         return session_pb2.DeleteSessionResponse(session_id=request.session_id, bytes_freed=freed)
 
+
+class SessionInternalService(session_internal_pb2_grpc.SessionInternalServiceServicer):
+    """The mesh's own calls (mesh credential only, declared in session_internal.proto)."""
+
+    def __init__(self, manager: SessionManager) -> None:
+        self._manager = manager
+
     async def RegisterAsset(self, request, context) -> session_pb2.Session:
         bind_context(session_id=request.session_id)
         record = await self._manager.register_asset(
@@ -53,12 +62,16 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         )
         return self._manager.to_proto(record)
 
-    async def SweepExpiredSessions(self, request, context) -> session_pb2.SweepExpiredSessionsResponse:
+    async def SweepExpiredSessions(
+        self, request, context
+    ) -> session_internal_pb2.SweepExpiredSessionsResponse:
         result = await self._manager.sweep(request.limit)
-        return session_pb2.SweepExpiredSessionsResponse(
+        return session_internal_pb2.SweepExpiredSessionsResponse(
             session_ids=result.session_ids, bytes_freed=result.bytes_freed
         )
 
-    async def BatchGetSessions(self, request, context) -> session_pb2.BatchGetSessionsResponse:
+    async def BatchGetSessions(self, request, context) -> session_internal_pb2.BatchGetSessionsResponse:
         records = await self._manager.batch_get(list(request.session_ids))
-        return session_pb2.BatchGetSessionsResponse(sessions=[self._manager.to_proto(r) for r in records])
+        return session_internal_pb2.BatchGetSessionsResponse(
+            sessions=[self._manager.to_proto(r) for r in records]
+        )

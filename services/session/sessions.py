@@ -211,9 +211,9 @@ class SessionManager:
         ids.check_id("session", session_id)
         record = await self._store.get(session_id)
         if record is None or (user_id is not None and record.user_id != user_id):
-            raise VidsynthError("SESSION_NOT_FOUND")
+            raise VidsynthError("SESSION_NOT_FOUND", metadata={"session_id": session_id})
         if record.is_expired(self._clock()):
-            raise VidsynthError("SESSION_EXPIRED")
+            raise VidsynthError("SESSION_EXPIRED", metadata={"session_id": session_id})
         return record
 
     async def _refresh_activity(self, user_id: str, session_id: str, fresh_since: float) -> SessionRecord:
@@ -243,11 +243,14 @@ class SessionManager:
         earliest = await self._store.earliest_expiry(user_id, now)
         wait = (earliest - now) if earliest is not None else self.ttl.idle_seconds
         scope = "You have" if user_id is not None else "The server has"
+        limit = (
+            self._settings.session_max_per_user if user_id is not None else self._settings.session_max_global
+        )
         return VidsynthError(
             "SESSION_LIMIT_REACHED",
             f"{scope} too many active sessions; delete one or try again later.",
             retry_after_seconds=max(1.0, round(wait, 3)),
-            metadata={"scope": "user" if user_id is not None else "global"},
+            metadata={"scope": "user" if user_id is not None else "global", "limit": str(limit)},
         )
 
     async def _cancel_active_job(self, record: SessionRecord) -> None:

@@ -235,11 +235,11 @@ class JobManager:
         live = self.live.get(job_id)
         if live is not None:
             if live.user_id != identity.user_id:
-                raise VidsynthError("JOB_NOT_FOUND")
+                raise VidsynthError("JOB_NOT_FOUND", metadata={"job_id": job_id})
             return StoredJob(live.job, live.user_id, 0)
         stored = await self._store.get(job_id)
         if stored is None or stored.user_id != identity.user_id:
-            raise VidsynthError("JOB_NOT_FOUND")
+            raise VidsynthError("JOB_NOT_FOUND", metadata={"job_id": job_id})
         return stored
 
     async def get(self, job_id: str) -> stage_runner_pb2.Job:

@@ -12,6 +12,7 @@ import grpc
 import structlog
 
 from libs.common.clients import MeshClients
+from vidsynth.internal.v1 import progress_internal_pb2
 from vidsynth.v1 import progress_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.publisher")
@@ -95,8 +96,8 @@ class ProgressPublisher:
                 continue
             session_id, batch = self._next_batch()
             try:
-                await self._clients.progress.PublishEvents(
-                    progress_pb2.PublishEventsRequest(session_id=session_id, events=batch),
+                await self._clients.progress_internal.PublishEvents(
+                    progress_internal_pb2.PublishEventsRequest(session_id=session_id, events=batch),
                     timeout=PUBLISH_TIMEOUT_SECONDS,
                 )
             except grpc.RpcError as error:

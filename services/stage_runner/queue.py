@@ -23,6 +23,7 @@ def queue_full(waiting: int, retry_after_seconds: float) -> VidsynthError:
         "QUEUE_FULL",
         f"{waiting} jobs are already waiting; try again later.",
         retry_after_seconds=max(MIN_RETRY_AFTER_SECONDS, retry_after_seconds),
+        metadata={"waiting": str(waiting)},
     )
 
 

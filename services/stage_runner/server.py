@@ -6,8 +6,7 @@ import asyncio
 
 from libs.common.backpressure import ResourceGate
 from libs.common.clients import MeshClients
-from libs.common.grpc_server import ServiceWiring, full_method, run_service
-from libs.common.identity import Access
+from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.metrics import JOBS, QUEUE_LENGTH
 from libs.common.settings import MeshSettings
 from services.stage_runner.backends.base import STAGE_ORDER, stage_from_name
@@ -32,10 +31,7 @@ from services.stage_runner.store import SqliteJobStore
 from services.stage_runner.webhooks import WebhookSender
 from vidsynth.v1 import stage_runner_pb2, stage_runner_pb2_grpc
 
-SERVICE_NAME = stage_runner_pb2.DESCRIPTOR.services_by_name["StageRunnerService"].full_name
-ACCESS = {
-    full_method(SERVICE_NAME, "SetProcessingMode"): Access.ADMIN,
-}
+SERVICES = [stage_runner_pb2.DESCRIPTOR.services_by_name["StageRunnerService"]]
 
 
 async def build(
@@ -125,7 +121,9 @@ async def build(
     )
     jobs.admission_checks.append(ResourceGate(clients).check_new_job)
     observe_queue(jobs)
-    servicer = StageRunnerService(jobs, registry, store, scripts, settings.processing_mode)
+    servicer = StageRunnerService(
+        jobs, registry, store, scripts, settings.processing_mode, settings.sessions_dir
+    )
 
     async def on_started() -> None:
         publisher.start()
@@ -139,11 +137,10 @@ async def build(
         await store.close()
 
     wiring = ServiceWiring(
-        service_names=[SERVICE_NAME],
+        services=SERVICES,
         register=lambda server: stage_runner_pb2_grpc.add_StageRunnerServiceServicer_to_server(
             servicer, server
         ),
-        access=ACCESS,
         on_started=on_started,
         on_stopping=on_stopping,
     )

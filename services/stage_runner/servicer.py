@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
+from libs.common.log import bind_context
 from services.stage_runner.capabilities import BackendRegistry, remember_mode
 from services.stage_runner.jobs import JobManager
+from services.stage_runner.output_reader import check_read_request, read_output
 from services.stage_runner.scripts import ScriptService
 from services.stage_runner.store import JobStore
 from vidsynth.v1 import common_pb2, stage_runner_pb2, stage_runner_pb2_grpc
@@ -19,8 +24,10 @@ class StageRunnerService(stage_runner_pb2_grpc.StageRunnerServiceServicer):
         store: JobStore,
         scripts: ScriptService,
         configured_mode: str,
+        sessions_dir: Path,
     ) -> None:
         self._configured_mode = configured_mode
+        self._sessions_dir = sessions_dir
         self._jobs = jobs
         self._registry = registry
         self._store = store
@@ -57,6 +64,15 @@ class StageRunnerService(stage_runner_pb2_grpc.StageRunnerServiceServicer):
 
     async def CancelJob(self, request, context):
         return await self._jobs.cancel(request.job_id)
+
+    async def ReadJobOutput(self, request, context):
+        span = check_read_request(request)
+        job = await self._jobs.get(request.job_id)  # JOB_NOT_FOUND unless the caller owns it
+        bind_context(job_id=job.job_id, session_id=job.session_id)
+        # Closed at once when the client goes away mid-read, so the file is closed too.
+        async with contextlib.aclosing(read_output(job, request.name, span, self._sessions_dir)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def GenerateScript(self, request, context):
         require_identity()

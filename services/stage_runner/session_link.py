@@ -15,6 +15,7 @@ from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.session_paths import session_paths
+from vidsynth.internal.v1 import session_internal_pb2
 from vidsynth.v1 import common_pb2, session_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.session")
@@ -85,8 +86,10 @@ class SessionLink:
     async def set_state(self, session_id: str, state: int, job_id: str) -> None:
         """Moves the session, raising the catalogued error (used where the caller must know)."""
         try:
-            await self._clients.session.UpdateSessionState(
-                session_pb2.UpdateSessionStateRequest(session_id=session_id, state=state, job_id=job_id)
+            await self._clients.session_internal.UpdateSessionState(
+                session_internal_pb2.UpdateSessionStateRequest(
+                    session_id=session_id, state=state, job_id=job_id
+                )
             )
         except grpc.RpcError as error:
             raise error_from_rpc_error(error) from None

@@ -28,6 +28,7 @@ def check_spec(spec: stage_runner_pb2.JobSpec, max_script_chars: int) -> None:
                 "SCRIPT_TOO_LONG",
                 f"The script has {len(spec.script_text)} characters; the limit is {max_script_chars}.",
                 [FieldViolation("spec.script_text", f"at most {max_script_chars} characters")],
+                metadata={"characters": str(len(spec.script_text)), "limit": str(max_script_chars)},
             )
     else:
         prompt = spec.script_prompt

@@ -5,8 +5,7 @@ from __future__ import annotations
 from libs.common.allocator import keep_large_buffers_in_heap
 from libs.common.backpressure import ResourceGate
 from libs.common.clients import MeshClients
-from libs.common.grpc_server import ServiceWiring, full_method, run_service
-from libs.common.identity import Access
+from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.settings import MeshSettings
 from services.validator.clamd_runner import default_clamd_address
 from services.validator.config import ValidatorSettings, get_validator_settings, quarantine_dir
@@ -15,10 +14,7 @@ from services.validator.servicer import ValidatorService
 from services.validator.uploads import UploadValidator
 from vidsynth.v1 import validator_pb2, validator_pb2_grpc
 
-SERVICE_NAME = validator_pb2.DESCRIPTOR.services_by_name["ValidatorService"].full_name
-ACCESS = {
-    full_method(SERVICE_NAME, "ListQuarantine"): Access.ADMIN,
-}
+SERVICES = [validator_pb2.DESCRIPTOR.services_by_name["ValidatorService"]]
 
 
 async def build(settings: MeshSettings, validator_settings: ValidatorSettings | None = None) -> ServiceWiring:
@@ -39,9 +35,8 @@ async def build(settings: MeshSettings, validator_settings: ValidatorSettings | 
     )
     servicer = ValidatorService(config, uploads, scanner, quarantine_root)
     return ServiceWiring(
-        service_names=[SERVICE_NAME],
+        services=SERVICES,
         register=lambda server: validator_pb2_grpc.add_ValidatorServiceServicer_to_server(servicer, server),
-        access=ACCESS,
         on_stopping=clients.close,
     )
 

@@ -86,7 +86,9 @@ class Spool:
         """Appends a chunk; FILE_TOO_LARGE as soon as the cap would be passed."""
         if self.size + len(chunk) > self.max_bytes:
             raise VidsynthError(
-                "FILE_TOO_LARGE", f"The file is larger than the {self.max_bytes // (1024 * 1024)} MB allowed."
+                "FILE_TOO_LARGE",
+                f"The file is larger than the {self.max_bytes // (1024 * 1024)} MB allowed.",
+                metadata={"limit_bytes": str(self.max_bytes)},
             )
         if self._writer.done():
             await self._writer  # it stopped early: raise its error (e.g. a full disk)

@@ -26,6 +26,7 @@ from services.validator.filetype import detect_mime
 from services.validator.scanner import ClamdScanner, ScannerUnavailable, ScanVerdict, StreamingScan
 from services.validator.spool import Spool
 from services.validator.timings import PhaseTimings
+from vidsynth.internal.v1 import session_internal_pb2
 from vidsynth.v1 import common_pb2, session_pb2, validator_pb2
 
 log = structlog.get_logger("vidsynth.validator")
@@ -58,8 +59,12 @@ def check_header(header: validator_pb2.UploadHeader, settings: ValidatorSettings
             "declared_size must not be negative.",
             [FieldViolation("declared_size", "< 0")],
         )
-    if header.declared_size > policy.max_bytes(settings, header.kind):
-        raise VidsynthError("FILE_TOO_LARGE")
+    limit = policy.max_bytes(settings, header.kind)
+    if header.declared_size > limit:
+        raise VidsynthError(
+            "FILE_TOO_LARGE",
+            metadata={"declared_size": str(header.declared_size), "limit_bytes": str(limit)},
+        )
 
 
 class UploadValidator:
@@ -295,8 +300,8 @@ class UploadValidator:
         asset.create_time.GetCurrentTime()
         try:
             with timings.phase("register"):
-                await self.clients.session.RegisterAsset(
-                    session_pb2.RegisterAssetRequest(session_id=session.session_id, asset=asset)
+                await self.clients.session_internal.RegisterAsset(
+                    session_internal_pb2.RegisterAssetRequest(session_id=session.session_id, asset=asset)
                 )
         except grpc.RpcError as exc:
             await asyncio.to_thread(safe_copies.remove, assets_dir, stored.stored_name)

@@ -9,7 +9,7 @@ import pytest
 
 from services.cleanup.monitor import Level, ResourceMonitor, Thresholds
 from tests.cleanup.conftest import cleanup_settings, expect_error
-from tests.support.identities import user_metadata
+from tests.support.identities import mesh_metadata, user_metadata
 from vidsynth.v1 import cleanup_pb2
 
 
@@ -52,7 +52,7 @@ def test_processes_of_a_supervisor_include_its_children(tmp_path):
 async def test_get_resource_health_over_grpc_critical(start_cleanup):
     stub = await start_cleanup(cleanup_settings(memory="critical", disk="warning"))
     health = await stub.GetResourceHealth(
-        cleanup_pb2.GetResourceHealthRequest(), metadata=user_metadata("alice")
+        cleanup_pb2.GetResourceHealthRequest(), metadata=user_metadata("root")
     )
     assert health.level == cleanup_pb2.HEALTH_LEVEL_CRITICAL
     assert health.memory.level == cleanup_pb2.HEALTH_LEVEL_CRITICAL
@@ -72,6 +72,37 @@ async def test_get_resource_health_over_grpc_ok(start_cleanup):
     assert health.level == cleanup_pb2.HEALTH_LEVEL_OK
     assert not health.immediate_actions_needed
     assert list(health.actions) == []
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [user_metadata("root"), mesh_metadata("system"), mesh_metadata("alice")],
+    ids=["admin-key", "mesh-as-system", "mesh-for-a-user"],
+)
+async def test_admins_and_the_mesh_see_the_hosts_figures(start_cleanup, metadata):
+    stub = await start_cleanup(cleanup_settings())
+    health = await stub.GetResourceHealth(cleanup_pb2.GetResourceHealthRequest(), metadata=metadata)
+    assert health.memory.total_bytes > health.memory.used_bytes > 0
+    assert health.disk.total_bytes > health.disk.used_bytes > 0
+    assert health.open_files > 0
+    assert health.processes and all(p.pid > 0 and p.rss_bytes > 0 for p in health.processes)
+
+
+async def test_users_see_levels_and_percentages_but_not_the_host(start_cleanup):
+    """Issue 15.5: a user's key gets no PIDs, RSS, open files or byte totals of the host."""
+    stub = await start_cleanup(cleanup_settings(memory="critical", disk="warning"))
+    health = await stub.GetResourceHealth(
+        cleanup_pb2.GetResourceHealthRequest(), metadata=user_metadata("alice")
+    )
+    assert health.level == cleanup_pb2.HEALTH_LEVEL_CRITICAL
+    assert health.memory.level == cleanup_pb2.HEALTH_LEVEL_CRITICAL
+    assert health.disk.level == cleanup_pb2.HEALTH_LEVEL_WARNING
+    assert 0 < health.memory.used_percent <= 100 and 0 < health.disk.used_percent <= 100
+    assert any("Memory critical" in a for a in health.actions)
+    assert list(health.processes) == []
+    assert health.open_files == 0
+    for usage in (health.memory, health.disk):
+        assert usage.used_bytes == 0 and usage.total_bytes == 0
 
 
 async def test_get_resource_health_needs_a_key(start_cleanup):

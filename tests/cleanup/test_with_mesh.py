@@ -18,11 +18,16 @@ from services.session.config import SessionSettings
 from services.session.server import build as build_session
 from tests.cleanup.conftest import DAY, cleanup_settings, write_file
 from tests.support.identities import mesh_metadata, user_metadata
+from vidsynth.internal.v1 import (
+    progress_internal_pb2,
+    progress_internal_pb2_grpc,
+    session_internal_pb2,
+    session_internal_pb2_grpc,
+)
 from vidsynth.v1 import (
     cleanup_pb2,
     common_pb2,
     progress_pb2,
-    progress_pb2_grpc,
     session_pb2,
     session_pb2_grpc,
 )
@@ -34,7 +39,9 @@ EVENTS = 3
 @dataclass
 class Mesh:
     sessions: session_pb2_grpc.SessionServiceStub
-    progress: progress_pb2_grpc.ProgressServiceStub
+    session_internal: session_internal_pb2_grpc.SessionInternalServiceStub
+    # Only the mesh-only RPCs: publishing and deleting events.
+    progress: progress_internal_pb2_grpc.ProgressInternalServiceStub
     sessions_dir: Path
 
     def root_of(self, session_id: str) -> Path:
@@ -58,15 +65,15 @@ class Mesh:
         )
         for kind, name in assets:
             write_file(paths.assets / name, 2048, age_seconds=2 * DAY)
-            await self.sessions.RegisterAsset(
-                session_pb2.RegisterAssetRequest(
+            await self.session_internal.RegisterAsset(
+                session_internal_pb2.RegisterAssetRequest(
                     session_id=session_id,
                     asset=common_pb2.Asset(kind=kind, stored_name=name, size_bytes=2048),
                 ),
                 metadata=mesh_metadata(user),
             )
-        await self.sessions.UpdateSessionState(
-            session_pb2.UpdateSessionStateRequest(
+        await self.session_internal.UpdateSessionState(
+            session_internal_pb2.UpdateSessionStateRequest(
                 session_id=session_id, state=session_pb2.SESSION_STATE_PROCESSING, job_id=ids.new_id("job")
             ),
             metadata=mesh_metadata(user),
@@ -81,7 +88,8 @@ async def start_mesh(in_process_mesh, idle_ttl_seconds: float) -> Mesh:
     progress = await in_process_mesh.start("progress", build_progress)
     return Mesh(
         session_pb2_grpc.SessionServiceStub(session.channel()),
-        progress_pb2_grpc.ProgressServiceStub(progress.channel()),
+        session_internal_pb2_grpc.SessionInternalServiceStub(session.channel()),
+        progress_internal_pb2_grpc.ProgressInternalServiceStub(progress.channel()),
         in_process_mesh.settings.sessions_dir,
     )
 
@@ -89,7 +97,7 @@ async def start_mesh(in_process_mesh, idle_ttl_seconds: float) -> Mesh:
 async def publish_events(progress, session_id: str) -> None:
     job_id = ids.new_id("job")
     await progress.PublishEvents(
-        progress_pb2.PublishEventsRequest(
+        progress_internal_pb2.PublishEventsRequest(
             session_id=session_id,
             events=[progress_pb2.ProgressEvent(type=progress_pb2.EVENT_TYPE_JOB_QUEUED, job_id=job_id)]
             * EVENTS,
@@ -134,7 +142,7 @@ async def test_expired_sessions_vanish_with_files_and_events(in_process_mesh, st
     assert not mesh.root_of(expiring).exists()
     # Its events are gone: deleting them again finds none; the processing session's remain.
     again = await progress.DeleteSessionEvents(
-        progress_pb2.DeleteSessionEventsRequest(session_id=expiring), metadata=mesh_metadata()
+        progress_internal_pb2.DeleteSessionEventsRequest(session_id=expiring), metadata=mesh_metadata()
     )
     assert again.events_deleted == 0
     # A processing session never expires: its row, files and events all survive.
@@ -145,7 +153,7 @@ async def test_expired_sessions_vanish_with_files_and_events(in_process_mesh, st
     root = mesh.root_of(processing)
     assert (root / "work" / "voice.wav").exists() and (root / "output" / "video.mp4").exists()
     kept = await progress.DeleteSessionEvents(
-        progress_pb2.DeleteSessionEventsRequest(session_id=processing), metadata=mesh_metadata()
+        progress_internal_pb2.DeleteSessionEventsRequest(session_id=processing), metadata=mesh_metadata()
     )
     assert kept.events_deleted == EVENTS
 

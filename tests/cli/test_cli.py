@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from tests.support.identities import API_KEYS
 from tests.support.mesh_process import MeshProcess
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,13 +31,19 @@ def mesh(tmp_path_factory):
     mesh.stop()
 
 
-def vidsynth(mesh: MeshProcess, *args: str, user: str = "alice") -> subprocess.CompletedProcess:
+def vidsynth(
+    mesh: MeshProcess | None, *args: str, user: str = "alice", **env_overrides: str
+) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "VIDSYNTH_API_KEY": API_KEYS[user],
-        "VIDSYNTH_GRPC_TARGET": f"127.0.0.1:{mesh.grpc_port}",
-        "VIDSYNTH_URL": mesh.url,
         "COLUMNS": "120",
+        **(
+            {"VIDSYNTH_GRPC_TARGET": f"127.0.0.1:{mesh.grpc_port}", "VIDSYNTH_URL": mesh.url}
+            if mesh is not None
+            else {}
+        ),
+        **env_overrides,
     }
     return subprocess.run(
         [sys.executable, "-m", "vidsynth.cli", *args],
@@ -116,3 +124,62 @@ def test_admin_commands(mesh) -> None:
     cleaned = vidsynth(mesh, "cleanup", "--json", user="root")
     assert cleaned.returncode == 0, cleaned.stderr[-2000:]
     assert "results" in json.loads(cleaned.stdout)
+
+
+def test_submit_without_json_names_the_session_and_job_and_says_ready_once(mesh, tmp_path) -> None:
+    out = tmp_path / "plain.mp4"
+    args = ["submit", "--face", str(FACE), "--voice", str(VOICE), "--script", "Plain words."]
+    result = vidsynth(mesh, *args, "--follow", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    session_id = re.search(r"\bsession (ses_[0-9a-f]{24})\b", result.stderr)
+    job_id = re.search(r"\bjob (job_[0-9a-f]{24}) queued in session (ses_[0-9a-f]{24})", result.stderr)
+    assert session_id and job_id, result.stderr
+    assert job_id.group(2) == session_id.group(1)
+    assert f"job {job_id.group(1)} completed" in result.stderr
+    assert result.stderr.count("video ready") == 1, result.stderr
+    assert out.read_bytes()[4:8] == b"ftyp"
+
+    queued = vidsynth(mesh, *args)  # without --follow: the ids, then back to the shell
+    assert queued.returncode == 0, queued.stderr[-3000:]
+    assert re.search(r"job job_[0-9a-f]{24} queued in session ses_[0-9a-f]{24}", queued.stderr), queued.stderr
+
+
+def test_status_prints_a_table_for_people(mesh) -> None:
+    submitted = vidsynth(
+        mesh, "submit", "--face", str(FACE), "--voice", str(VOICE), "--script", "Status.", "--json"
+    )
+    job_id = json.loads(submitted.stdout)["job_id"]
+    watched = vidsynth(mesh, "watch", json.loads(submitted.stdout)["session_id"], "--json")
+    assert watched.returncode == 0, watched.stderr[-2000:]
+    status = vidsynth(mesh, "status", job_id)
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert f"job {job_id}" in status.stderr and "completed" in status.stderr
+    assert "assemble" in status.stderr and "output video: video/mp4" in status.stderr
+
+
+def test_health_follows_the_documented_environment(mesh) -> None:
+    """VIDSYNTH_GRPC_TARGET and VIDSYNTH_URL point it at this mesh (not the default ports)."""
+    here = vidsynth(mesh, "health")
+    assert here.returncode == 0, here.stdout + here.stderr
+    assert here.stdout.count("SERVING") == 6  # five services and the gateway
+    elsewhere = free_port()
+    wrong_gateway = vidsynth(mesh, "health", VIDSYNTH_URL=f"http://127.0.0.1:{elsewhere}")
+    assert wrong_gateway.returncode == 1
+    assert re.search(r"gateway\s.*UNREACHABLE", wrong_gateway.stdout), wrong_gateway.stdout
+    assert wrong_gateway.stdout.count("SERVING") == 5
+    by_flag = vidsynth(None, "health", "--grpc", f"127.0.0.1:{mesh.grpc_port}", "--url", mesh.url)
+    assert by_flag.returncode == 0, by_flag.stdout
+    refused = vidsynth(None, "health", "--grpc", "no-port-here")
+    assert refused.returncode == 5 and "INVALID_ARGUMENT" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "command", ["", "up", "demo", "health", "submit", "status", "watch", "download", "caps", "cleanup"]
+)
+def test_help_shows_no_value_after_flags(command) -> None:
+    result = vidsynth(None, *([command] if command else []), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--help" in result.stdout
+    assert "<bool>" not in result.stdout, result.stdout
+    flag_lines = [line.split() for line in result.stdout.splitlines() if line.strip().startswith("--help")]
+    assert flag_lines and flag_lines[0][1] == "Show", flag_lines

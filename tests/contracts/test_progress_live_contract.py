@@ -19,6 +19,7 @@ from libs.common.grpc_server import ServiceWiring, keyring_from_settings, start_
 from libs.common.rpc_status import error_from_rpc_error
 from tests.support.identities import mesh_metadata, user_metadata
 from tests.support.synthetic_events import progress_ticks, publish
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2, session_pb2_grpc
 
 BIG_MESSAGE = "x" * 64 * 1024
@@ -139,8 +140,12 @@ async def test_delete_ends_live_subscribers_everywhere(replicas):
     calls = [replicas.a.subscribe(session_id), replicas.b.subscribe(session_id)]
     for call in calls:
         assert [(await call.read()).seq for _ in range(3)] == [1, 2, 3]
-    deleted = await replicas.b.stub.DeleteSessionEvents(
-        progress_pb2.DeleteSessionEventsRequest(session_id=session_id), metadata=mesh_metadata(), timeout=10
+    deleted = await progress_internal_pb2_grpc.ProgressInternalServiceStub(
+        replicas.b.channel
+    ).DeleteSessionEvents(
+        progress_internal_pb2.DeleteSessionEventsRequest(session_id=session_id),
+        metadata=mesh_metadata(),
+        timeout=10,
     )
     assert deleted.events_deleted == 3
     for call in calls:

@@ -27,6 +27,7 @@ from tests.support.identities import bearer, mesh_metadata, user_metadata
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 from tests.support.synthetic_events import progress_ticks
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2, session_pb2_grpc
 
 
@@ -177,8 +178,10 @@ async def test_redis_going_away_is_service_unavailable_over_grpc_and_http(tmp_pa
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
             assert error_from_rpc_error(caught.value).code == "SERVICE_UNAVAILABLE"
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await events.PublishEvents(
-                    progress_pb2.PublishEventsRequest(session_id=made.session_id, events=progress_ticks(1)),
+                await progress_internal_pb2_grpc.ProgressInternalServiceStub(p_channel).PublishEvents(
+                    progress_internal_pb2.PublishEventsRequest(
+                        session_id=made.session_id, events=progress_ticks(1)
+                    ),
                     metadata=mesh_metadata(),
                 )
             assert error_from_rpc_error(caught.value).code == "SERVICE_UNAVAILABLE"

@@ -35,6 +35,15 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+async def _group_gone(pgid: int) -> bool:
+    """SIGKILL is delivered at once but a loaded machine may take a moment to finish the exit."""
+    for _ in range(100):
+        if not _group_members(pgid):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
 async def test_run_returns_output_and_status() -> None:
     done = await children.run(["sh", "-c", "cat; echo err >&2; exit 3"], input=b"hello", time_limit=10)
     assert (done.returncode, done.stdout, done.stderr) == (3, b"hello", b"err\n")
@@ -66,7 +75,7 @@ async def test_cancel_mid_run_leaves_no_process_of_its_group() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert _group_members(pids[0]) == []
+    assert await _group_gone(pids[0])
     assert not _running(pids[0])
     assert children.live_children() == []
 
@@ -86,7 +95,7 @@ async def test_a_child_ignoring_sigterm_is_killed_after_the_grace() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert _group_members(pids[0]) == []
+    assert await _group_gone(pids[0])
 
 
 async def test_output_over_the_limit_ends_the_child() -> None:
@@ -121,4 +130,4 @@ async def test_end_all_children_at_shutdown() -> None:
 def test_popen_twin_ends_its_group() -> None:
     proc = children.popen_in_group(["sh", "-c", "sleep 60 & sleep 60"])
     assert children.end_popen(proc, grace=0.2) != 0
-    assert _group_members(proc.pid) == []
+    assert asyncio.run(_group_gone(proc.pid))

@@ -1,4 +1,5 @@
-"""Identity, access levels and error translation, as every service gets them."""
+"""Identity, access levels (declared in the protos) and error translation, as every
+service gets them."""
 
 from __future__ import annotations
 
@@ -8,21 +9,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from libs.common.errors import VidsynthError
-from libs.common.grpc_server import (
-    ServiceWiring,
-    full_method,
-    keyring_from_settings,
-    start_wiring,
-    stop_wiring,
-)
-from libs.common.identity import Access, require_identity
+from libs.common.grpc_server import ServiceWiring, keyring_from_settings, start_wiring, stop_wiring
+from libs.common.identity import require_identity
 from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.rpc_status import error_from_rpc_error
 from tests.support.identities import mesh_metadata, user_metadata
-from vidsynth.v1 import session_pb2, session_pb2_grpc
+from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
+from vidsynth.v1 import cleanup_pb2, cleanup_pb2_grpc, session_pb2, session_pb2_grpc
 
-SERVICE = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+SESSION_SERVICE = session_pb2.DESCRIPTOR.services_by_name["SessionService"]
+SERVICE = SESSION_SERVICE.full_name
 SECRET = "do-not-leak-this-detail"
+UNLISTED_METHOD = f"/{SERVICE}/NotInTheProtos"
 
 
 class ProbeServicer(session_pb2_grpc.SessionServiceServicer):
@@ -35,23 +33,41 @@ class ProbeServicer(session_pb2_grpc.SessionServiceServicer):
     async def ListSessions(self, request, context):
         raise RuntimeError(SECRET)
 
+
+class ProbeInternalServicer(session_internal_pb2_grpc.SessionInternalServiceServicer):
     async def RegisterAsset(self, request, context):
         return session_pb2.Session(user_id=require_identity().user_id)
 
-    async def SweepExpiredSessions(self, request, context):
-        return session_pb2.SweepExpiredSessionsResponse()
+
+class ProbeCleanupServicer(cleanup_pb2_grpc.CleanupServiceServicer):
+    async def RunCleanup(self, request, context):
+        return cleanup_pb2.RunCleanupResponse()
+
+
+def _register(server: grpc.aio.Server) -> None:
+    session_pb2_grpc.add_SessionServiceServicer_to_server(ProbeServicer(), server)
+    session_internal_pb2_grpc.add_SessionInternalServiceServicer_to_server(ProbeInternalServicer(), server)
+    cleanup_pb2_grpc.add_CleanupServiceServicer_to_server(ProbeCleanupServicer(), server)
+
+    # A vidsynth method registered behind the wiring's back, with no declared access.
+    async def unlisted(request: bytes, context) -> bytes:
+        return b"served"
+
+    handler = grpc.unary_unary_rpc_method_handler(unlisted)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, {"NotInTheProtos": handler}),)
+    )
 
 
 def probe_wiring() -> ServiceWiring:
+    # Access levels come from the protos: RegisterAsset is INTERNAL, RunCleanup ADMIN.
     return ServiceWiring(
-        service_names=[SERVICE],
-        register=lambda server: session_pb2_grpc.add_SessionServiceServicer_to_server(
-            ProbeServicer(), server
-        ),
-        access={
-            full_method(SERVICE, "RegisterAsset"): Access.INTERNAL,
-            full_method(SERVICE, "SweepExpiredSessions"): Access.ADMIN,
-        },
+        services=[
+            SESSION_SERVICE,
+            session_internal_pb2.DESCRIPTOR.services_by_name["SessionInternalService"],
+            cleanup_pb2.DESCRIPTOR.services_by_name["CleanupService"],
+        ],
+        register=_register,
     )
 
 
@@ -91,8 +107,8 @@ async def test_missing_or_wrong_key_is_unauthenticated(probe, metadata) -> None:
 
 
 async def test_internal_rpc_refuses_user_keys_and_accepts_the_mesh(probe) -> None:
-    stub = session_pb2_grpc.SessionServiceStub(probe)
-    request = session_pb2.RegisterAssetRequest(session_id="s")
+    stub = session_internal_pb2_grpc.SessionInternalServiceStub(probe)
+    request = session_internal_pb2.RegisterAssetRequest(session_id="s")
     error = await _error(stub.RegisterAsset(request, metadata=user_metadata("alice")))
     assert error.code == "PERMISSION_DENIED"
     bad_mesh = (("x-vidsynth-mesh-token", "forged"), ("x-vidsynth-user-id", "alice"))
@@ -102,12 +118,21 @@ async def test_internal_rpc_refuses_user_keys_and_accepts_the_mesh(probe) -> Non
 
 
 async def test_admin_rpc_needs_the_admin_role(probe) -> None:
-    stub = session_pb2_grpc.SessionServiceStub(probe)
-    request = session_pb2.SweepExpiredSessionsRequest()
-    assert (await _error(stub.SweepExpiredSessions(request, metadata=user_metadata("bob")))).code == (
+    stub = cleanup_pb2_grpc.CleanupServiceStub(probe)
+    request = cleanup_pb2.RunCleanupRequest()
+    assert (await _error(stub.RunCleanup(request, metadata=user_metadata("bob")))).code == (
         "PERMISSION_DENIED"
     )
-    await stub.SweepExpiredSessions(request, metadata=user_metadata("root"))
+    await stub.RunCleanup(request, metadata=user_metadata("root"))
+
+
+async def test_a_method_with_no_declared_access_is_refused_to_everyone(probe) -> None:
+    call = probe.unary_unary(UNLISTED_METHOD)
+    for metadata in (user_metadata("root"), mesh_metadata("root")):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call(b"", metadata=metadata, timeout=10)
+        assert caught.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert error_from_rpc_error(caught.value).code == "PERMISSION_DENIED"
 
 
 async def test_catalogued_errors_travel_with_their_code(probe) -> None:

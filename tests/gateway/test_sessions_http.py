@@ -13,8 +13,8 @@ from services.session.config import SessionSettings
 from tests.gateway.problems import assert_problem
 from tests.session.helpers import FACE, VOICE, asset
 from tests.support.identities import bearer, mesh_metadata
+from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import session_pb2 as pb
-from vidsynth.v1 import session_pb2_grpc
 
 ALICE = bearer("alice")
 BOB = bearer("bob")
@@ -66,10 +66,12 @@ async def test_create_get_list_delete(client, in_process_mesh):
 async def test_assets_show_in_the_session_json(client, session_service):
     session = await create(client)
     async with session_service.channel() as channel:
-        stub = session_pb2_grpc.SessionServiceStub(channel)
+        stub = session_internal_pb2_grpc.SessionInternalServiceStub(channel)
         for kind in (FACE, VOICE):
             await stub.RegisterAsset(
-                pb.RegisterAssetRequest(session_id=session["session_id"], asset=asset(kind)),
+                session_internal_pb2.RegisterAssetRequest(
+                    session_id=session["session_id"], asset=asset(kind)
+                ),
                 metadata=mesh_metadata("alice"),
             )
     body = (await client.get(f"/v1/sessions/{session['session_id']}", headers=ALICE)).json()
@@ -224,13 +226,14 @@ async def test_illegal_transition_is_409(client, session_service):
     session = await create(client)
     sid = session["session_id"]
     async with session_service.channel() as channel:
-        stub = session_pb2_grpc.SessionServiceStub(channel)
+        stub = session_internal_pb2_grpc.SessionInternalServiceStub(channel)
         for kind in (FACE, VOICE):
             await stub.RegisterAsset(
-                pb.RegisterAssetRequest(session_id=sid, asset=asset(kind)), metadata=mesh_metadata("alice")
+                session_internal_pb2.RegisterAssetRequest(session_id=sid, asset=asset(kind)),
+                metadata=mesh_metadata("alice"),
             )
         await stub.UpdateSessionState(
-            pb.UpdateSessionStateRequest(
+            session_internal_pb2.UpdateSessionStateRequest(
                 session_id=sid, state=pb.SESSION_STATE_PROCESSING, job_id=ids.new_id("job")
             ),
             metadata=mesh_metadata("alice"),
@@ -293,9 +296,9 @@ class TestExpiry:
         listed = (await client.get("/v1/sessions", headers=ALICE)).json()["sessions"]
         assert [(s["session_id"], s["state"]) for s in listed] == [(sid, "expired")]
         async with session_service.channel() as channel:
-            stub = session_pb2_grpc.SessionServiceStub(channel)
+            stub = session_internal_pb2_grpc.SessionInternalServiceStub(channel)
             swept = await stub.SweepExpiredSessions(
-                pb.SweepExpiredSessionsRequest(), metadata=mesh_metadata()
+                session_internal_pb2.SweepExpiredSessionsRequest(), metadata=mesh_metadata()
             )
         assert list(swept.session_ids) == [sid]
         assert_problem(await client.get(f"/v1/sessions/{sid}", headers=ALICE), 404, "SESSION_NOT_FOUND")

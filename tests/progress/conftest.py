@@ -21,7 +21,8 @@ from services.progress.event_log import EventLog
 from services.session.config import SessionSettings
 from tests.support.identities import mesh_metadata, user_metadata
 from tests.support.ports import free_port
-from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2, session_pb2_grpc
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
+from vidsynth.v1 import progress_pb2_grpc, session_pb2, session_pb2_grpc
 
 
 @dataclass
@@ -37,6 +38,10 @@ class ProgressMesh:
     def progress(self) -> progress_pb2_grpc.ProgressServiceStub:
         return progress_pb2_grpc.ProgressServiceStub(self.channel)
 
+    @property
+    def progress_internal(self) -> progress_internal_pb2_grpc.ProgressInternalServiceStub:
+        return progress_internal_pb2_grpc.ProgressInternalServiceStub(self.channel)
+
     async def create_session(self, user: str = "alice") -> str:
         async with grpc.aio.insecure_channel(self.session_address) as channel:
             session = await session_pb2_grpc.SessionServiceStub(channel).CreateSession(
@@ -50,8 +55,8 @@ class ProgressMesh:
         """One session per mesh, its events dropped: a fresh seq space for each hypothesis example."""
         if self._shared_session is None:
             self._shared_session = await self.create_session(user)
-        await self.progress.DeleteSessionEvents(
-            progress_pb2.DeleteSessionEventsRequest(session_id=self._shared_session),
+        await self.progress_internal.DeleteSessionEvents(
+            progress_internal_pb2.DeleteSessionEventsRequest(session_id=self._shared_session),
             metadata=mesh_metadata(),
             timeout=10,
         )

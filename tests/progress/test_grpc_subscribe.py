@@ -12,6 +12,7 @@ from libs.common.ids import new_id
 from libs.common.rpc_status import error_from_rpc_error
 from tests.support.identities import mesh_metadata, user_metadata
 from tests.support.synthetic_events import job_events, progress_ticks, publish
+from vidsynth.internal.v1 import progress_internal_pb2
 from vidsynth.v1 import progress_pb2
 
 
@@ -109,8 +110,8 @@ async def test_malformed_ids_are_invalid(progress_mesh):
         await call_read(progress_mesh, "not-a-session")
     assert rpc_code(caught.value) == "INVALID_ID"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await progress_mesh.progress.PublishEvents(
-            progress_pb2.PublishEventsRequest(session_id="../etc", events=progress_ticks(1)),
+        await progress_mesh.progress_internal.PublishEvents(
+            progress_internal_pb2.PublishEventsRequest(session_id="../etc", events=progress_ticks(1)),
             metadata=mesh_metadata(),
             timeout=10,
         )
@@ -127,15 +128,15 @@ async def call_read(progress_mesh, session_id: str):
 async def test_publish_is_internal(progress_mesh):
     session_id = await progress_mesh.create_session()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await progress_mesh.progress.PublishEvents(
-            progress_pb2.PublishEventsRequest(session_id=session_id, events=progress_ticks(1)),
+        await progress_mesh.progress_internal.PublishEvents(
+            progress_internal_pb2.PublishEventsRequest(session_id=session_id, events=progress_ticks(1)),
             metadata=user_metadata("alice"),
             timeout=10,
         )
     assert rpc_code(caught.value) == "PERMISSION_DENIED"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await progress_mesh.progress.DeleteSessionEvents(
-            progress_pb2.DeleteSessionEventsRequest(session_id=session_id),
+        await progress_mesh.progress_internal.DeleteSessionEvents(
+            progress_internal_pb2.DeleteSessionEventsRequest(session_id=session_id),
             metadata=user_metadata("alice"),
             timeout=10,
         )
@@ -157,8 +158,8 @@ async def test_publish_is_internal(progress_mesh):
 async def test_publish_rejects_bad_events(progress_mesh, events, field):
     session_id = await progress_mesh.create_session()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await progress_mesh.progress.PublishEvents(
-            progress_pb2.PublishEventsRequest(session_id=session_id, events=events),
+        await progress_mesh.progress_internal.PublishEvents(
+            progress_internal_pb2.PublishEventsRequest(session_id=session_id, events=events),
             metadata=mesh_metadata(),
             timeout=10,
         )
@@ -174,8 +175,10 @@ async def test_delete_session_events_ends_live_subscribers(progress_mesh):
         progress_pb2.SubscribeRequest(session_id=session_id), metadata=user_metadata("alice"), timeout=30
     )
     assert len(await collect(call, 4)) == 4
-    deleted = await progress_mesh.progress.DeleteSessionEvents(
-        progress_pb2.DeleteSessionEventsRequest(session_id=session_id), metadata=mesh_metadata(), timeout=10
+    deleted = await progress_mesh.progress_internal.DeleteSessionEvents(
+        progress_internal_pb2.DeleteSessionEventsRequest(session_id=session_id),
+        metadata=mesh_metadata(),
+        timeout=10,
     )
     assert deleted.events_deleted == 4
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -222,6 +225,7 @@ async def test_shutdown_ends_live_streams_with_service_unavailable(progress_mesh
 async def test_remaining_argument_errors(progress_mesh):
     session_id = await progress_mesh.create_session()
     stub, alice, mesh = progress_mesh.progress, user_metadata("alice"), mesh_metadata()
+    internal = progress_mesh.progress_internal
 
     async def first_read(request):
         call = stub.Subscribe(request, metadata=alice, timeout=10)
@@ -239,22 +243,24 @@ async def test_remaining_argument_errors(progress_mesh):
             "INVALID_ID",
         ),
         (
-            stub.DeleteSessionEvents(
-                progress_pb2.DeleteSessionEventsRequest(session_id="ses_"), metadata=mesh, timeout=10
+            internal.DeleteSessionEvents(
+                progress_internal_pb2.DeleteSessionEventsRequest(session_id="ses_"), metadata=mesh, timeout=10
             ),
             "INVALID_ID",
         ),
         (
-            stub.PublishEvents(
-                progress_pb2.PublishEventsRequest(session_id=session_id, events=progress_ticks(1001)),
+            internal.PublishEvents(
+                progress_internal_pb2.PublishEventsRequest(
+                    session_id=session_id, events=progress_ticks(1001)
+                ),
                 metadata=mesh,
                 timeout=10,
             ),
             "INVALID_ARGUMENT",
         ),
         (
-            stub.PublishEvents(
-                progress_pb2.PublishEventsRequest(
+            internal.PublishEvents(
+                progress_internal_pb2.PublishEventsRequest(
                     session_id=session_id,
                     events=[
                         progress_pb2.ProgressEvent(

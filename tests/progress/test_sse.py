@@ -12,7 +12,7 @@ from tests.progress.conftest import eventually
 from tests.progress.sse_client import events, frames
 from tests.support.identities import bearer, mesh_metadata
 from tests.support.synthetic_events import job_events, progress_ticks, publish
-from vidsynth.v1 import progress_pb2
+from vidsynth.internal.v1 import progress_internal_pb2
 
 
 def events_url(base: str, session_id: str) -> str:
@@ -159,8 +159,8 @@ async def test_stream_error_is_an_sse_error_event(progress_mesh, gateway_url):
         async for frame in events(response):
             received.append(frame)
             if len(received) == 1:
-                await progress_mesh.progress.DeleteSessionEvents(
-                    progress_pb2.DeleteSessionEventsRequest(session_id=session_id),
+                await progress_mesh.progress_internal.DeleteSessionEvents(
+                    progress_internal_pb2.DeleteSessionEventsRequest(session_id=session_id),
                     metadata=mesh_metadata(),
                     timeout=10,
                 )

@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support.identities import bearer, mesh_metadata
 from tests.support.synthetic_events import job_events, progress_ticks, publish
-from vidsynth.v1 import progress_pb2
+from vidsynth.internal.v1 import progress_internal_pb2
 
 
 def ws_url(base: str, session_id: str, **params: str) -> str:
@@ -75,8 +75,8 @@ async def test_websocket_stream_error_then_close(progress_mesh, gateway_url):
     await publish(progress_mesh.channel, session_id, progress_ticks(1))
     async with connect(ws_url(gateway_url, session_id), additional_headers=bearer("alice")) as ws:
         assert json.loads(await ws.recv())["seq"] == 1
-        await progress_mesh.progress.DeleteSessionEvents(
-            progress_pb2.DeleteSessionEventsRequest(session_id=session_id),
+        await progress_mesh.progress_internal.DeleteSessionEvents(
+            progress_internal_pb2.DeleteSessionEventsRequest(session_id=session_id),
             metadata=mesh_metadata(),
             timeout=10,
         )

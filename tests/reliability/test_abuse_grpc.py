@@ -1,6 +1,7 @@
 """Issue 11, item 4 over gRPC, straight to the services with API keys: hostile ids, other
-users' ids on every public RPC, internal and admin RPCs with a user key, slow-drip
-uploads, private webhook targets and the per-key rate limit of a service process."""
+users' ids on every public RPC, internal and admin RPCs with a user key (the list read from
+the .proto files themselves, issue 15.5), slow-drip uploads, private webhook targets and
+the per-key rate limit of a service process."""
 
 from __future__ import annotations
 
@@ -17,14 +18,10 @@ import pytest
 from libs.common.errors import CATALOG
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import SERVICE_PORT_OFFSETS
-from services.cleanup.server import ACCESS as CLEANUP_ACCESS
-from services.progress.server import ACCESS as PROGRESS_ACCESS
-from services.session.server import ACCESS as SESSION_ACCESS
-from services.stage_runner.server import ACCESS as STAGE_RUNNER_ACCESS
-from services.validator.server import ACCESS as VALIDATOR_ACCESS
 from tests.reliability.conftest import MAX_CONCURRENT_UPLOADS, UPLOAD_IDLE_SECONDS
 from tests.reliability.owned import HOSTILE_IDS, make_owned
 from tests.reliability.test_abuse_http import PRIVATE_WEBHOOKS
+from tests.support.declared_access import DeclaredRpc, declared_rpcs
 from tests.support.identities import bearer, mesh_env, mesh_metadata, user_metadata
 from tests.support.ports import free_port_block
 from vidsynth.v1 import (
@@ -42,13 +39,18 @@ from vidsynth.v1 import (
 pytestmark = pytest.mark.slow
 NOT_FOUND = {"SESSION_NOT_FOUND", "JOB_NOT_FOUND", "NOT_FOUND"}
 ID_REFUSALS = {"INVALID_ID", "INVALID_ARGUMENT", *NOT_FOUND}
-PRIVILEGED = {
-    **SESSION_ACCESS,
-    **PROGRESS_ACCESS,
-    **STAGE_RUNNER_ACCESS,
-    **VALIDATOR_ACCESS,
-    **CLEANUP_ACCESS,
-}
+DECLARED = declared_rpcs()
+INTERNAL_RPCS = [rpc for rpc in DECLARED if rpc.access == "ACCESS_INTERNAL"]
+ADMIN_RPCS = [rpc for rpc in DECLARED if rpc.access == "ACCESS_ADMIN"]
+# The mesh-only RPCs that used to sit in the public services (issue 16.2).
+MOVED_FROM_PUBLIC = [
+    "/vidsynth.v1.SessionService/RegisterAsset",
+    "/vidsynth.v1.SessionService/UpdateSessionState",
+    "/vidsynth.v1.SessionService/SweepExpiredSessions",
+    "/vidsynth.v1.SessionService/BatchGetSessions",
+    "/vidsynth.v1.ProgressService/PublishEvents",
+    "/vidsynth.v1.ProgressService/DeleteSessionEvents",
+]
 
 
 @pytest.fixture(scope="module")
@@ -114,18 +116,57 @@ async def test_other_users_ids_answer_not_found_on_every_rpc(channels, owned):
     assert mine.user_id == "alice" and len(mine.assets) == 2
 
 
-async def test_internal_and_admin_rpcs_refuse_a_user_key(channels):
-    assert len(PRIVILEGED) >= 8
-    for method, access in PRIVILEGED.items():
-        service = next(
-            name
-            for name in SERVICE_PORT_OFFSETS
-            if method.lower().startswith(f"/vidsynth.v1.{name.replace('_', '')}")
-        )
-        call = channels[service].unary_unary(method)
+def channel_for(channels, method: str) -> grpc.aio.Channel:
+    """The channel of the process serving `/package.FooService/Rpc` (internal services share
+    their public service's process: SessionInternalService -> session)."""
+    service = method.split("/")[1].rsplit(".", 1)[-1].lower()
+    return next(channels[name] for name in SERVICE_PORT_OFFSETS if service.startswith(name.replace("_", "")))
+
+
+async def call_raw(channels, rpc: DeclaredRpc, metadata) -> None:
+    """Calls `rpc` with an empty request, whatever its shape."""
+    channel = channel_for(channels, rpc.path)
+    if rpc.client_streaming:
+        make = channel.stream_stream if rpc.server_streaming else channel.stream_unary
+        call = make(rpc.path)(iter([b""]), metadata=metadata, timeout=10)
+    else:
+        make = channel.unary_stream if rpc.server_streaming else channel.unary_unary
+        call = make(rpc.path)(b"", metadata=metadata, timeout=10)
+    if rpc.server_streaming:
+        async for _ in call:
+            pass
+    else:
+        await call
+
+
+def test_every_rpc_in_the_protos_declares_its_access():
+    undeclared = [rpc.path for rpc in DECLARED if rpc.access == "ACCESS_UNSPECIFIED"]
+    assert not undeclared
+    assert len(INTERNAL_RPCS) >= 6 and len(ADMIN_RPCS) >= 4  # the protos were really read
+
+
+async def test_internal_rpcs_refuse_user_and_admin_keys(channels):
+    for rpc in INTERNAL_RPCS:
+        for user in ("alice", "root"):
+            with pytest.raises(grpc.RpcError) as caught:
+                await call_raw(channels, rpc, user_metadata(user))
+            assert error_from_rpc_error(caught.value).code == "PERMISSION_DENIED", (rpc.path, user)
+
+
+async def test_admin_rpcs_refuse_a_non_admin_key(channels):
+    for rpc in ADMIN_RPCS:
+        for metadata in (user_metadata("alice"), mesh_metadata("bob")):
+            with pytest.raises(grpc.RpcError) as caught:
+                await call_raw(channels, rpc, metadata)
+            assert error_from_rpc_error(caught.value).code == "PERMISSION_DENIED", (rpc.path, metadata)
+
+
+async def test_mesh_only_rpcs_are_gone_from_the_public_services(channels):
+    for method in MOVED_FROM_PUBLIC:
+        call = channel_for(channels, method).unary_unary(method)
         with pytest.raises(grpc.RpcError) as caught:
-            await call(b"", metadata=user_metadata("alice"), timeout=10)
-        assert error_from_rpc_error(caught.value).code == "PERMISSION_DENIED", (method, access)
+            await call(b"", metadata=mesh_metadata("alice"), timeout=10)
+        assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED, method
 
 
 async def test_slow_drip_upload_is_cut_with_deadline_exceeded(channels, ready_mesh):

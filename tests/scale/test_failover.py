@@ -14,6 +14,7 @@ import redis
 from tests.progress.sse_client import events
 from tests.support.identities import bearer, mesh_metadata, user_metadata
 from tests.validator.corpus import PORTRAIT, VOICE
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc
 
 ALICE = bearer("alice")
@@ -80,8 +81,8 @@ async def test_events_published_on_one_progress_replica_reach_a_subscriber_on_th
 
         reader = asyncio.create_task(read())
         await asyncio.sleep(0.5)  # the subscriber is live before anything is published
-        await progress_pb2_grpc.ProgressServiceStub(a).PublishEvents(
-            progress_pb2.PublishEventsRequest(
+        await progress_internal_pb2_grpc.ProgressInternalServiceStub(a).PublishEvents(
+            progress_internal_pb2.PublishEventsRequest(
                 session_id=session_id,
                 events=[
                     progress_pb2.ProgressEvent(type=progress_pb2.EVENT_TYPE_WARNING, message=f"m{i}")

@@ -11,6 +11,7 @@ from libs.common.errors import VidsynthError
 from libs.common.rpc_status import error_from_rpc_error
 from services.session.config import SessionSettings
 from services.session.server import build
+from vidsynth.internal.v1 import session_internal_pb2_grpc
 from vidsynth.v1 import session_pb2_grpc
 
 
@@ -33,6 +34,13 @@ async def session_service(in_process_mesh, session_settings):
 async def stub(session_service):
     async with session_service.channel() as channel:
         yield session_pb2_grpc.SessionServiceStub(channel)
+
+
+@pytest.fixture
+async def internal(session_service):
+    """The session service's mesh-only RPCs (same port)."""
+    async with session_service.channel() as channel:
+        yield session_internal_pb2_grpc.SessionInternalServiceStub(channel)
 
 
 async def rpc_error(call) -> VidsynthError:

@@ -15,6 +15,7 @@ from services.session.config import SessionSettings
 from tests.session.conftest import rpc_error
 from tests.session.helpers import FACE, VOICE, asset
 from tests.support.identities import mesh_metadata, user_metadata
+from vidsynth.internal.v1 import session_internal_pb2
 from vidsynth.v1 import session_pb2 as pb
 
 ALICE = user_metadata("alice")
@@ -25,12 +26,14 @@ async def create(stub, metadata=ALICE, name: str = "") -> pb.Session:
     return await stub.CreateSession(pb.CreateSessionRequest(display_name=name), metadata=metadata)
 
 
-async def make_ready(stub, session_id: str, user: str = "alice") -> pb.Session:
-    await stub.RegisterAsset(
-        pb.RegisterAssetRequest(session_id=session_id, asset=asset(FACE)), metadata=mesh_metadata(user)
+async def make_ready(internal, session_id: str, user: str = "alice") -> pb.Session:
+    await internal.RegisterAsset(
+        session_internal_pb2.RegisterAssetRequest(session_id=session_id, asset=asset(FACE)),
+        metadata=mesh_metadata(user),
     )
-    return await stub.RegisterAsset(
-        pb.RegisterAssetRequest(session_id=session_id, asset=asset(VOICE)), metadata=mesh_metadata(user)
+    return await internal.RegisterAsset(
+        session_internal_pb2.RegisterAssetRequest(session_id=session_id, asset=asset(VOICE)),
+        metadata=mesh_metadata(user),
     )
 
 
@@ -79,18 +82,19 @@ async def test_missing_and_wrong_keys_are_unauthenticated(stub):
     assert error.code == "UNAUTHENTICATED"
 
 
-async def test_another_users_session_is_not_found(stub):
+async def test_another_users_session_is_not_found(stub, internal):
     created = await create(stub)
     sid = created.session_id
     for call in (
         stub.GetSession(pb.GetSessionRequest(session_id=sid), metadata=BOB),
         stub.TouchSession(pb.TouchSessionRequest(session_id=sid), metadata=BOB),
         stub.DeleteSession(pb.DeleteSessionRequest(session_id=sid), metadata=BOB),
-        stub.RegisterAsset(
-            pb.RegisterAssetRequest(session_id=sid, asset=asset(FACE)), metadata=mesh_metadata("bob")
+        internal.RegisterAsset(
+            session_internal_pb2.RegisterAssetRequest(session_id=sid, asset=asset(FACE)),
+            metadata=mesh_metadata("bob"),
         ),
-        stub.UpdateSessionState(
-            pb.UpdateSessionStateRequest(
+        internal.UpdateSessionState(
+            session_internal_pb2.UpdateSessionStateRequest(
                 session_id=sid, state=pb.SESSION_STATE_PROCESSING, job_id=ids.new_id("job")
             ),
             metadata=mesh_metadata("bob"),
@@ -98,6 +102,7 @@ async def test_another_users_session_is_not_found(stub):
     ):
         error = await rpc_error(call)
         assert error.code == "SESSION_NOT_FOUND"
+        assert error.metadata == {"session_id": sid}  # ErrorInfo names the id it did not find
     listed = await stub.ListSessions(pb.ListSessionsRequest(), metadata=BOB)
     assert list(listed.sessions) == []
     # A well-formed id that exists nowhere answers the same as another user's.
@@ -132,32 +137,37 @@ async def test_invalid_arguments(stub):
     assert error.field_violations[0].field == "page_token"
 
 
-async def test_internal_rpcs_need_the_mesh_credential(stub):
+async def test_internal_rpcs_need_the_mesh_credential(stub, internal):
     created = await create(stub)
     for call in (
-        stub.RegisterAsset(
-            pb.RegisterAssetRequest(session_id=created.session_id, asset=asset(FACE)), metadata=ALICE
-        ),
-        stub.UpdateSessionState(
-            pb.UpdateSessionStateRequest(session_id=created.session_id, state=pb.SESSION_STATE_READY),
+        internal.RegisterAsset(
+            session_internal_pb2.RegisterAssetRequest(session_id=created.session_id, asset=asset(FACE)),
             metadata=ALICE,
         ),
-        stub.SweepExpiredSessions(pb.SweepExpiredSessionsRequest(), metadata=ALICE),
+        internal.UpdateSessionState(
+            session_internal_pb2.UpdateSessionStateRequest(
+                session_id=created.session_id, state=pb.SESSION_STATE_READY
+            ),
+            metadata=ALICE,
+        ),
+        internal.SweepExpiredSessions(session_internal_pb2.SweepExpiredSessionsRequest(), metadata=ALICE),
     ):
         error = await rpc_error(call)
         assert error.code == "PERMISSION_DENIED"
 
 
-async def test_assets_make_it_ready_and_jobs_move_it(stub):
+async def test_assets_make_it_ready_and_jobs_move_it(stub, internal):
     created = await create(stub)
     sid = created.session_id
-    ready = await make_ready(stub, sid)
+    ready = await make_ready(internal, sid)
     assert ready.state == pb.SESSION_STATE_READY
     assert [a.kind for a in ready.assets] == [FACE, VOICE]
     job = ids.new_id("job")
     runner = mesh_metadata("alice")
-    processing = await stub.UpdateSessionState(
-        pb.UpdateSessionStateRequest(session_id=sid, state=pb.SESSION_STATE_PROCESSING, job_id=job),
+    processing = await internal.UpdateSessionState(
+        session_internal_pb2.UpdateSessionStateRequest(
+            session_id=sid, state=pb.SESSION_STATE_PROCESSING, job_id=job
+        ),
         metadata=runner,
     )
     assert processing.state == pb.SESSION_STATE_PROCESSING
@@ -165,37 +175,42 @@ async def test_assets_make_it_ready_and_jobs_move_it(stub):
     assert processing.expire_time.seconds - processing.last_active_time.seconds == 7200
 
     error = await rpc_error(
-        stub.RegisterAsset(pb.RegisterAssetRequest(session_id=sid, asset=asset(FACE)), metadata=runner)
+        internal.RegisterAsset(
+            session_internal_pb2.RegisterAssetRequest(session_id=sid, asset=asset(FACE)), metadata=runner
+        )
     )
     assert error.code == "INVALID_SESSION_STATE"
     error = await rpc_error(stub.DeleteSession(pb.DeleteSessionRequest(session_id=sid), metadata=ALICE))
     assert error.code == "INVALID_SESSION_STATE"
 
     # A background runner (no user id) may finish the job.
-    completed = await stub.UpdateSessionState(
-        pb.UpdateSessionStateRequest(session_id=sid, state=pb.SESSION_STATE_COMPLETED, job_id=job),
+    completed = await internal.UpdateSessionState(
+        session_internal_pb2.UpdateSessionStateRequest(
+            session_id=sid, state=pb.SESSION_STATE_COMPLETED, job_id=job
+        ),
         metadata=mesh_metadata(),
     )
     assert completed.state == pb.SESSION_STATE_COMPLETED
     assert completed.active_job_id == ""
     error = await rpc_error(
-        stub.UpdateSessionState(
-            pb.UpdateSessionStateRequest(session_id=sid, state=pb.SESSION_STATE_FAILED), metadata=runner
+        internal.UpdateSessionState(
+            session_internal_pb2.UpdateSessionStateRequest(session_id=sid, state=pb.SESSION_STATE_FAILED),
+            metadata=runner,
         )
     )
     assert error.code == "INVALID_SESSION_STATE"
     # New inputs after a finished job make it ready again.
-    again = await stub.RegisterAsset(
-        pb.RegisterAssetRequest(session_id=sid, asset=asset(VOICE)), metadata=runner
+    again = await internal.RegisterAsset(
+        session_internal_pb2.RegisterAssetRequest(session_id=sid, asset=asset(VOICE)), metadata=runner
     )
     assert again.state == pb.SESSION_STATE_READY
 
 
-async def test_illegal_transition_from_created(stub):
+async def test_illegal_transition_from_created(stub, internal):
     created = await create(stub)
     error = await rpc_error(
-        stub.UpdateSessionState(
-            pb.UpdateSessionStateRequest(
+        internal.UpdateSessionState(
+            session_internal_pb2.UpdateSessionStateRequest(
                 session_id=created.session_id, state=pb.SESSION_STATE_PROCESSING, job_id=ids.new_id("job")
             ),
             metadata=mesh_metadata("alice"),
@@ -227,6 +242,7 @@ async def test_fifty_concurrent_creates_against_a_cap_of_ten(stub):
     error = await rpc_error(create(stub))
     assert error.code == "SESSION_LIMIT_REACHED"
     assert error.retry_after_seconds is not None
+    assert error.metadata == {"scope": "user", "limit": "10"}  # session_max_per_user
     # Another user still has room; deleting one makes room again.
     await create(stub, metadata=BOB)
     await stub.DeleteSession(pb.DeleteSessionRequest(session_id=created[0].session_id), metadata=ALICE)
@@ -244,12 +260,12 @@ class TestTinyTtl:
             session_activity_write_interval_seconds=0,
         )
 
-    async def test_expired_answers_expired_until_swept(self, stub, mesh_settings):
+    async def test_expired_answers_expired_until_swept(self, stub, internal, mesh_settings):
         first = await create(stub)
         processing = await create(stub)
-        await make_ready(stub, processing.session_id)
-        await stub.UpdateSessionState(
-            pb.UpdateSessionStateRequest(
+        await make_ready(internal, processing.session_id)
+        await internal.UpdateSessionState(
+            session_internal_pb2.UpdateSessionStateRequest(
                 session_id=processing.session_id, state=pb.SESSION_STATE_PROCESSING, job_id=ids.new_id("job")
             ),
             metadata=mesh_metadata("alice"),
@@ -269,7 +285,9 @@ class TestTinyTtl:
         # The expired one no longer counts against the cap of 2.
         await create(stub)
 
-        swept = await stub.SweepExpiredSessions(pb.SweepExpiredSessionsRequest(), metadata=mesh_metadata())
+        swept = await internal.SweepExpiredSessions(
+            session_internal_pb2.SweepExpiredSessionsRequest(), metadata=mesh_metadata()
+        )
         assert first.session_id in swept.session_ids
         assert processing.session_id not in swept.session_ids
         assert not (mesh_settings.sessions_dir / first.session_id).exists()

@@ -143,11 +143,11 @@ async def test_user_and_global_caps_with_retry_hint(manager, clock):
     error = await expect("SESSION_LIMIT_REACHED", manager.create("alice", ""))
     # The oldest of alice's sessions expires 60 s after it was made, 30 s ago.
     assert error.retry_after_seconds == pytest.approx(30.0)
-    assert error.metadata == {"scope": "user"}
+    assert error.metadata == {"scope": "user", "limit": "3"}  # session_max_per_user
     await manager.create("bob", "")
     await manager.create("bob", "")
     error = await expect("SESSION_LIMIT_REACHED", manager.create("carol", ""))
-    assert error.metadata == {"scope": "global"}
+    assert error.metadata == {"scope": "global", "limit": "5"}  # session_max_global
     clock.now += 31  # alice's first session expires and no longer counts
     await manager.create("alice", "")
 

@@ -14,6 +14,7 @@ from tests.session.helpers import FACE, asset
 from tests.support.identities import mesh_env, mesh_metadata, user_metadata
 from tests.support.ports import free_port_block
 from tests.support.service_process import start_service_process, wait_serving
+from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import session_pb2 as pb
 from vidsynth.v1 import session_pb2_grpc
 
@@ -44,8 +45,8 @@ async def test_sigkill_and_restart_keeps_sessions(service_env, tmp_path):
                 pb.CreateSessionRequest(display_name="survivor"), metadata=user_metadata("alice")
             )
             face = asset(FACE)
-            await stub.RegisterAsset(
-                pb.RegisterAssetRequest(session_id=created.session_id, asset=face),
+            await session_internal_pb2_grpc.SessionInternalServiceStub(channel).RegisterAsset(
+                session_internal_pb2.RegisterAssetRequest(session_id=created.session_id, asset=face),
                 metadata=mesh_metadata("alice"),
             )
     finally:

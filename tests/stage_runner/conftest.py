@@ -22,6 +22,7 @@ from libs.common.settings import MeshSettings
 from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.media.config import MediaSettings
 from tests.support.identities import mesh_metadata, user_metadata
+from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import (
     common_pb2,
     progress_pb2,
@@ -105,6 +106,10 @@ class RunnerMesh:
         return session_pb2_grpc.SessionServiceStub(self._channel(self.session_address))
 
     @property
+    def session_internal(self) -> session_internal_pb2_grpc.SessionInternalServiceStub:
+        return session_internal_pb2_grpc.SessionInternalServiceStub(self._channel(self.session_address))
+
+    @property
     def progress(self) -> progress_pb2_grpc.ProgressServiceStub:
         return progress_pb2_grpc.ProgressServiceStub(self._channel(self.progress_address))
 
@@ -138,8 +143,8 @@ class RunnerMesh:
                 size_bytes=source.stat().st_size,
                 report=common_pb2.ValidationReport(accepted=True, kind=kind, width=320, height=320),
             )
-            await self.sessions.RegisterAsset(
-                session_pb2.RegisterAssetRequest(session_id=session_id, asset=asset),
+            await self.session_internal.RegisterAsset(
+                session_internal_pb2.RegisterAssetRequest(session_id=session_id, asset=asset),
                 metadata=mesh_metadata(user),
                 timeout=10,
             )

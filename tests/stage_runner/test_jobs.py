@@ -135,3 +135,13 @@ async def test_invalid_requests_are_refused(start_mesh, spec, code):
         code,
     )
     assert await mesh.session_state(session_id) == session_pb2.SESSION_STATE_READY
+
+
+async def test_script_too_long_names_its_length_and_the_limit(start_mesh):
+    mesh = await start_mesh(stage_runner_max_script_chars=500)
+    session_id = await mesh.ready_session()
+    with pytest.raises(grpc.RpcError) as caught:
+        await mesh.start(session_id, text="y" * 501)
+    refused = error_from_rpc_error(caught.value)
+    assert refused.code == "SCRIPT_TOO_LONG"
+    assert refused.metadata == {"characters": "501", "limit": "500"}

@@ -9,7 +9,8 @@ import grpc
 from libs.common.ids import new_id
 from libs.common.progress_events import STAGES_BY_NAME
 from tests.support.identities import mesh_metadata
-from vidsynth.v1 import common_pb2, progress_pb2, progress_pb2_grpc
+from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
+from vidsynth.v1 import common_pb2, progress_pb2
 
 E = progress_pb2
 PIPELINE = ("script", "voice", "face", "animate", "enhance", "assemble")
@@ -104,12 +105,14 @@ async def publish(
     user: str = "",
 ) -> list[int]:
     """Publishes `events` as the mesh would (mesh credential), `batch_size` per call; returns the seqs."""
-    stub = progress_pb2_grpc.ProgressServiceStub(channel)
+    stub = progress_internal_pb2_grpc.ProgressInternalServiceStub(channel)
     pending = list(events)
     seqs: list[int] = []
     for start in range(0, len(pending), batch_size):
         response = await stub.PublishEvents(
-            E.PublishEventsRequest(session_id=session_id, events=pending[start : start + batch_size]),
+            progress_internal_pb2.PublishEventsRequest(
+                session_id=session_id, events=pending[start : start + batch_size]
+            ),
             metadata=mesh_metadata(user),
             timeout=30,
         )

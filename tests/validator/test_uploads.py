@@ -169,7 +169,9 @@ class TestOversize:
 
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await mesh.validator.ValidateUpload(requests(), metadata=user_metadata("alice"))
-        assert error_from_rpc_error(err.value).code == "FILE_TOO_LARGE"
+        refused = error_from_rpc_error(err.value)
+        assert refused.code == "FILE_TOO_LARGE"
+        assert refused.metadata == {"limit_bytes": str(cap)}
         assert files_under(mesh.settings.sessions_dir / session_id) == []
 
     async def test_grpc_declared_size_over_cap(self, mesh, validator_settings):
@@ -181,7 +183,10 @@ class TestOversize:
             await mesh.validator.ValidateUpload(
                 iter([validator_pb2.ValidateUploadRequest(header=header)]), metadata=user_metadata("alice")
             )
-        assert error_from_rpc_error(err.value).code == "FILE_TOO_LARGE"
+        refused = error_from_rpc_error(err.value)
+        assert refused.code == "FILE_TOO_LARGE"
+        cap = validator_settings.validator_face_max_bytes
+        assert refused.metadata == {"declared_size": str(cap + 1), "limit_bytes": str(cap)}
 
     async def test_http_content_length_over_cap_refused_before_reading(self, mesh, validator_settings):
         session_id = await mesh.new_session()

@@ -10,6 +10,7 @@ from vidsynth.cli.remote import EXIT_HELP
 app = typer.Typer(
     help=f"vidsynth: talking-head videos from a photo, a voice sample and a script.\n\n{EXIT_HELP}",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.command("up")(up.up)
 app.command("demo")(demo.demo)

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from libs.common.progress_events import event_to_json, is_terminal, stage_name
 from libs.common.rpc_status import error_from_rpc_error
@@ -42,12 +43,15 @@ def events(remote: Remote, session_id: str, job_id: str = "") -> Iterator[progre
 
 
 class StageBars:
-    """One bar per stage plus the overall percent, ETA and queue position."""
+    """One bar per stage plus the overall percent, ETA and queue position; each distinct
+    event message printed once (stages repeat theirs on every progress tick, and the job's
+    last stage and the job itself both say "video ready")."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.overall: TaskID = progress.add_task("overall", total=100)
         self.stages: dict[str, TaskID] = {}
+        self.printed: set[str] = set()
 
     def update(self, event: progress_pb2.ProgressEvent) -> None:
         stage = stage_name(event.stage)
@@ -60,8 +64,9 @@ class StageBars:
                 self.stages[stage] = self.progress.add_task(f"  {stage}", total=100)
             done = 100 if event.type == progress_pb2.EVENT_TYPE_STAGE_COMPLETED else event.stage_percent
             self.progress.update(self.stages[stage], completed=done)
-        if event.message:
-            self.progress.console.print(f"[dim]{event.message}[/]")
+        if event.message and event.message not in self.printed:
+            self.printed.add(event.message)
+            self.progress.console.print(Text(event.message, style="dim"))
 
 
 def new_progress() -> Progress:

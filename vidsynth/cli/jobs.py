@@ -114,6 +114,8 @@ def submit(
     remote = Remote(grpc_target, api_key, url)
     with catalogued_errors(as_json):
         session = remote.session.CreateSession(session_pb2.CreateSessionRequest(), metadata=remote.metadata)
+        if not as_json:
+            console.print(f"session {session.session_id}")
         upload(remote, session.session_id, common_pb2.ASSET_KIND_FACE_IMAGE, face)
         upload(remote, session.session_id, common_pb2.ASSET_KIND_VOICE_AUDIO, voice)
         job = remote.stage_runner.StartJob(
@@ -122,8 +124,11 @@ def submit(
             ),
             metadata=remote.metadata,
         )
+        if not as_json:
+            console.print(f"job {job.job_id} queued in session {session.session_id}")
         if not (follow_progress or out):
-            print_json(as_dict(job)) if as_json else console.print(f"job {job.job_id} queued")
+            if as_json:
+                print_json(as_dict(job))
             return
         last = follow(remote, session.session_id, job.job_id, as_json)
         if last is None or last.type != progress_pb2.EVENT_TYPE_JOB_COMPLETED:
@@ -132,6 +137,8 @@ def submit(
             )
             console.print(f"[red]job {job.job_id} {reason}[/]")
             raise typer.Exit(EXIT_JOB_FAILED)
+        if not as_json:
+            console.print(f"[green]job {job.job_id} completed[/]")
         if out:
             download_output(remote, job.job_id, "video", out)
             console.print(f"[green]video written to[/] {out}")
@@ -154,7 +161,7 @@ def status(
     if as_json:
         print_json(as_dict(job))
         return
-    state = enum_label(stage_runner_pb2.JobState, job.state)
+    state = enum_label(common_pb2.JobState, job.state)
     console.print(f"job {job.job_id} ({job.session_id}): [bold]{state}[/] {job.overall_percent:.0f}%")
     for stage in job.stages:
         name = enum_label(common_pb2.Stage, stage.stage)

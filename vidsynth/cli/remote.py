@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
 import typer
@@ -55,7 +55,7 @@ GrpcOption = Annotated[
         help="host:port of the mesh's public gRPC address (the edge).",
     ),
 ]
-UrlOption = Annotated[str, typer.Option("--url", envvar="VIDSYNTH_URL", help="Gateway base URL (downloads).")]
+UrlOption = Annotated[str, typer.Option("--url", envvar="VIDSYNTH_URL", help="The gateway's base URL.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
 console = Console(stderr=True)
@@ -88,7 +88,6 @@ def client_settings() -> ClientSettings:
         return ClientSettings()
     except ValidationError as error:
         fail(VidsynthError("INVALID_ARGUMENT", error.errors()[0]["msg"].removeprefix("Value error, ")))
-        raise  # unreachable: fail() exits
 
 
 @dataclass
@@ -103,6 +102,7 @@ class Remote(ServiceStubs):
     def __post_init__(self) -> None:
         if not self.api_key:
             fail(VidsynthError("UNAUTHENTICATED", "Pass --api-key or set VIDSYNTH_API_KEY."))
+        grpc_host_and_port(self.grpc_target)  # a usage error now, not at the first call
         self._settings = client_settings()
         self._channel: grpc.Channel | None = None
 
@@ -138,7 +138,15 @@ class Remote(ServiceStubs):
         return self._channel
 
 
-def fail(error: VidsynthError, as_json: bool = False) -> None:
+def grpc_host_and_port(target: str) -> tuple[str, int]:
+    """`host:port` of the mesh's gRPC address; a usage error (exit 5) when it is not one."""
+    host, _, port = target.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        fail(VidsynthError("INVALID_ARGUMENT", f"--grpc must look like host:port, not {target!r}."))
+    return host or "127.0.0.1", int(port)
+
+
+def fail(error: VidsynthError, as_json: bool = False) -> NoReturn:
     """Print a catalogued error in plain words and exit with its code."""
     if as_json:
         print(json.dumps({"error": {"code": error.code, "message": error.message}}))

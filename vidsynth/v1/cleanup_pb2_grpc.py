@@ -62,7 +62,10 @@ class CleanupServiceServicer:
     """
 
     def GetResourceHealth(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """How full memory and disk are. Users see levels and percentages only; the
+        figures that describe the host (byte totals, open files, each process's PID
+        and RSS) go to admins and to the mesh itself.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -82,7 +85,9 @@ class CleanupServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListCleanupTasks(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The scheduled tasks and their last results. Users see counts and times; the paths
+        a task removed (other users' session ids) go to admins only.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

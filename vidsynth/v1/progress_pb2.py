@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from vidsynth.v1 import access_pb2 as vidsynth_dot_v1_dot_access__pb2
 from vidsynth.v1 import common_pb2 as vidsynth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avidsynth/v1/progress.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/common.proto\"\xe1\x02\n\rProgressEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.vidsynth.v1.EventType\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12!\n\x05stage\x18\x05 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12\x15\n\rstage_percent\x18\x06 \x01(\x01\x12\x17\n\x0foverall_percent\x18\x07 \x01(\x01\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12\x16\n\x0equeue_position\x18\n \x01(\x05\x12-\n\ttimestamp\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x19.vidsynth.v1.ErrorSummary\x12\x0f\n\x07\x62\x61\x63kend\x18\r \x01(\t\"V\n\x14PublishEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.vidsynth.v1.ProgressEvent\"%\n\x15PublishEventsResponse\x12\x0c\n\x04seqs\x18\x01 \x03(\x03\"a\n\x10SubscribeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\x16\n\x0euntil_terminal\x18\x03 \x01(\x08\x12\x0e\n\x06job_id\x18\x04 \x01(\t\"8\n\x12GetProgressRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"~\n\rStageProgress\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.vidsynth.v1.StageStatus\x12\x0f\n\x07percent\x18\x03 \x01(\x01\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\"\xf5\x01\n\x10ProgressSnapshot\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\tjob_state\x18\x03 \x01(\x0e\x32\x15.vidsynth.v1.JobState\x12\x17\n\x0foverall_percent\x18\x04 \x01(\x01\x12*\n\x06stages\x18\x05 \x03(\x0b\x32\x1a.vidsynth.v1.StageProgress\x12\x13\n\x0b\x65ta_seconds\x18\x06 \x01(\x01\x12\x16\n\x0equeue_position\x18\x07 \x01(\x05\x12\x10\n\x08last_seq\x18\x08 \x01(\x03\x12\x0f\n\x07message\x18\t \x01(\t\"0\n\x1a\x44\x65leteSessionEventsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"5\n\x1b\x44\x65leteSessionEventsResponse\x12\x16\n\x0e\x65vents_deleted\x18\x01 \x01(\x03*\xc7\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_TYPE_JOB_QUEUED\x10\x01\x12\x1a\n\x16\x45VENT_TYPE_JOB_STARTED\x10\x02\x12\x1c\n\x18\x45VENT_TYPE_STAGE_STARTED\x10\x03\x12\x1d\n\x19\x45VENT_TYPE_STAGE_PROGRESS\x10\x04\x12\x1e\n\x1a\x45VENT_TYPE_STAGE_COMPLETED\x10\x05\x12\x1b\n\x17\x45VENT_TYPE_STAGE_FAILED\x10\x06\x12\x1c\n\x18\x45VENT_TYPE_JOB_COMPLETED\x10\x07\x12\x19\n\x15\x45VENT_TYPE_JOB_FAILED\x10\x08\x12\x1c\n\x18\x45VENT_TYPE_JOB_CANCELLED\x10\t\x12\x16\n\x12\x45VENT_TYPE_WARNING\x10\n2\xec\x02\n\x0fProgressService\x12V\n\rPublishEvents\x12!.vidsynth.v1.PublishEventsRequest\x1a\".vidsynth.v1.PublishEventsResponse\x12H\n\tSubscribe\x12\x1d.vidsynth.v1.SubscribeRequest\x1a\x1a.vidsynth.v1.ProgressEvent0\x01\x12M\n\x0bGetProgress\x12\x1f.vidsynth.v1.GetProgressRequest\x1a\x1d.vidsynth.v1.ProgressSnapshot\x12h\n\x13\x44\x65leteSessionEvents\x12\'.vidsynth.v1.DeleteSessionEventsRequest\x1a(.vidsynth.v1.DeleteSessionEventsResponseBN\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avidsynth/v1/progress.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/access.proto\x1a\x18vidsynth/v1/common.proto\"\xe1\x02\n\rProgressEvent\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12$\n\x04type\x18\x02 \x01(\x0e\x32\x16.vidsynth.v1.EventType\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12!\n\x05stage\x18\x05 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12\x15\n\rstage_percent\x18\x06 \x01(\x01\x12\x17\n\x0foverall_percent\x18\x07 \x01(\x01\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12\x16\n\x0equeue_position\x18\n \x01(\x05\x12-\n\ttimestamp\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x19.vidsynth.v1.ErrorSummary\x12\x0f\n\x07\x62\x61\x63kend\x18\r \x01(\t\"a\n\x10SubscribeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\x16\n\x0euntil_terminal\x18\x03 \x01(\x08\x12\x0e\n\x06job_id\x18\x04 \x01(\t\"8\n\x12GetProgressRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"~\n\rStageProgress\x12!\n\x05stage\x18\x01 \x01(\x0e\x32\x12.vidsynth.v1.Stage\x12(\n\x06status\x18\x02 \x01(\x0e\x32\x18.vidsynth.v1.StageStatus\x12\x0f\n\x07percent\x18\x03 \x01(\x01\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\"\xf5\x01\n\x10ProgressSnapshot\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12(\n\tjob_state\x18\x03 \x01(\x0e\x32\x15.vidsynth.v1.JobState\x12\x17\n\x0foverall_percent\x18\x04 \x01(\x01\x12*\n\x06stages\x18\x05 \x03(\x0b\x32\x1a.vidsynth.v1.StageProgress\x12\x13\n\x0b\x65ta_seconds\x18\x06 \x01(\x01\x12\x16\n\x0equeue_position\x18\x07 \x01(\x05\x12\x10\n\x08last_seq\x18\x08 \x01(\x03\x12\x0f\n\x07message\x18\t \x01(\t*\xc7\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_TYPE_JOB_QUEUED\x10\x01\x12\x1a\n\x16\x45VENT_TYPE_JOB_STARTED\x10\x02\x12\x1c\n\x18\x45VENT_TYPE_STAGE_STARTED\x10\x03\x12\x1d\n\x19\x45VENT_TYPE_STAGE_PROGRESS\x10\x04\x12\x1e\n\x1a\x45VENT_TYPE_STAGE_COMPLETED\x10\x05\x12\x1b\n\x17\x45VENT_TYPE_STAGE_FAILED\x10\x06\x12\x1c\n\x18\x45VENT_TYPE_JOB_COMPLETED\x10\x07\x12\x19\n\x15\x45VENT_TYPE_JOB_FAILED\x10\x08\x12\x1c\n\x18\x45VENT_TYPE_JOB_CANCELLED\x10\t\x12\x16\n\x12\x45VENT_TYPE_WARNING\x10\n2\xbc\x01\n\x0fProgressService\x12Q\n\tSubscribe\x12\x1d.vidsynth.v1.SubscribeRequest\x1a\x1a.vidsynth.v1.ProgressEvent\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x30\x01\x12V\n\x0bGetProgress\x12\x1f.vidsynth.v1.GetProgressRequest\x1a\x1d.vidsynth.v1.ProgressSnapshot\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x42N\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,26 +35,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vidsynth.v1.progress_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.vidsynth.v1P\001Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1'
-  _globals['_EVENTTYPE']._serialized_start=1224
-  _globals['_EVENTTYPE']._serialized_end=1551
-  _globals['_PROGRESSEVENT']._serialized_start=103
-  _globals['_PROGRESSEVENT']._serialized_end=456
-  _globals['_PUBLISHEVENTSREQUEST']._serialized_start=458
-  _globals['_PUBLISHEVENTSREQUEST']._serialized_end=544
-  _globals['_PUBLISHEVENTSRESPONSE']._serialized_start=546
-  _globals['_PUBLISHEVENTSRESPONSE']._serialized_end=583
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=585
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=682
-  _globals['_GETPROGRESSREQUEST']._serialized_start=684
-  _globals['_GETPROGRESSREQUEST']._serialized_end=740
-  _globals['_STAGEPROGRESS']._serialized_start=742
-  _globals['_STAGEPROGRESS']._serialized_end=868
-  _globals['_PROGRESSSNAPSHOT']._serialized_start=871
-  _globals['_PROGRESSSNAPSHOT']._serialized_end=1116
-  _globals['_DELETESESSIONEVENTSREQUEST']._serialized_start=1118
-  _globals['_DELETESESSIONEVENTSREQUEST']._serialized_end=1166
-  _globals['_DELETESESSIONEVENTSRESPONSE']._serialized_start=1168
-  _globals['_DELETESESSIONEVENTSRESPONSE']._serialized_end=1221
-  _globals['_PROGRESSSERVICE']._serialized_start=1554
-  _globals['_PROGRESSSERVICE']._serialized_end=1918
+  _globals['_PROGRESSSERVICE'].methods_by_name['Subscribe']._loaded_options = None
+  _globals['_PROGRESSSERVICE'].methods_by_name['Subscribe']._serialized_options = b'\220\002\001\350\340\030\001'
+  _globals['_PROGRESSSERVICE'].methods_by_name['GetProgress']._loaded_options = None
+  _globals['_PROGRESSSERVICE'].methods_by_name['GetProgress']._serialized_options = b'\220\002\001\350\340\030\001'
+  _globals['_EVENTTYPE']._serialized_start=1018
+  _globals['_EVENTTYPE']._serialized_end=1345
+  _globals['_PROGRESSEVENT']._serialized_start=129
+  _globals['_PROGRESSEVENT']._serialized_end=482
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=484
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=581
+  _globals['_GETPROGRESSREQUEST']._serialized_start=583
+  _globals['_GETPROGRESSREQUEST']._serialized_end=639
+  _globals['_STAGEPROGRESS']._serialized_start=641
+  _globals['_STAGEPROGRESS']._serialized_end=767
+  _globals['_PROGRESSSNAPSHOT']._serialized_start=770
+  _globals['_PROGRESSSNAPSHOT']._serialized_end=1015
+  _globals['_PROGRESSSERVICE']._serialized_start=1348
+  _globals['_PROGRESSSERVICE']._serialized_end=1536
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from vidsynth.v1 import access_pb2 as _access_pb2
 from vidsynth.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -66,20 +67,6 @@ class ProgressEvent(_message.Message):
     backend: str
     def __init__(self, seq: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., session_id: _Optional[str] = ..., job_id: _Optional[str] = ..., stage: _Optional[_Union[_common_pb2.Stage, str]] = ..., stage_percent: _Optional[float] = ..., overall_percent: _Optional[float] = ..., message: _Optional[str] = ..., eta_seconds: _Optional[float] = ..., queue_position: _Optional[int] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ErrorSummary, _Mapping]] = ..., backend: _Optional[str] = ...) -> None: ...
 
-class PublishEventsRequest(_message.Message):
-    __slots__ = ("session_id", "events")
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    EVENTS_FIELD_NUMBER: _ClassVar[int]
-    session_id: str
-    events: _containers.RepeatedCompositeFieldContainer[ProgressEvent]
-    def __init__(self, session_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[ProgressEvent, _Mapping]]] = ...) -> None: ...
-
-class PublishEventsResponse(_message.Message):
-    __slots__ = ("seqs",)
-    SEQS_FIELD_NUMBER: _ClassVar[int]
-    seqs: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, seqs: _Optional[_Iterable[int]] = ...) -> None: ...
-
 class SubscribeRequest(_message.Message):
     __slots__ = ("session_id", "after_seq", "until_terminal", "job_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -133,15 +120,3 @@ class ProgressSnapshot(_message.Message):
     last_seq: int
     message: str
     def __init__(self, session_id: _Optional[str] = ..., job_id: _Optional[str] = ..., job_state: _Optional[_Union[_common_pb2.JobState, str]] = ..., overall_percent: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageProgress, _Mapping]]] = ..., eta_seconds: _Optional[float] = ..., queue_position: _Optional[int] = ..., last_seq: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
-
-class DeleteSessionEventsRequest(_message.Message):
-    __slots__ = ("session_id",)
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    session_id: str
-    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
-
-class DeleteSessionEventsResponse(_message.Message):
-    __slots__ = ("events_deleted",)
-    EVENTS_DELETED_FIELD_NUMBER: _ClassVar[int]
-    events_deleted: int
-    def __init__(self, events_deleted: _Optional[int] = ...) -> None: ...

@@ -27,6 +27,8 @@ if _version_not_supported:
 
 class ProgressServiceStub:
     """Per-session event log with sequence numbers: replay and live delivery.
+    Only the owner of a session reads its events; another user's session answers
+    SESSION_NOT_FOUND.
     """
 
     def __init__(self, channel):
@@ -35,11 +37,6 @@ class ProgressServiceStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.PublishEvents = channel.unary_unary(
-                '/vidsynth.v1.ProgressService/PublishEvents',
-                request_serializer=vidsynth_dot_v1_dot_progress__pb2.PublishEventsRequest.SerializeToString,
-                response_deserializer=vidsynth_dot_v1_dot_progress__pb2.PublishEventsResponse.FromString,
-                _registered_method=True)
         self.Subscribe = channel.unary_stream(
                 '/vidsynth.v1.ProgressService/Subscribe',
                 request_serializer=vidsynth_dot_v1_dot_progress__pb2.SubscribeRequest.SerializeToString,
@@ -50,39 +47,24 @@ class ProgressServiceStub:
                 request_serializer=vidsynth_dot_v1_dot_progress__pb2.GetProgressRequest.SerializeToString,
                 response_deserializer=vidsynth_dot_v1_dot_progress__pb2.ProgressSnapshot.FromString,
                 _registered_method=True)
-        self.DeleteSessionEvents = channel.unary_unary(
-                '/vidsynth.v1.ProgressService/DeleteSessionEvents',
-                request_serializer=vidsynth_dot_v1_dot_progress__pb2.DeleteSessionEventsRequest.SerializeToString,
-                response_deserializer=vidsynth_dot_v1_dot_progress__pb2.DeleteSessionEventsResponse.FromString,
-                _registered_method=True)
 
 
 class ProgressServiceServicer:
     """Per-session event log with sequence numbers: replay and live delivery.
+    Only the owner of a session reads its events; another user's session answers
+    SESSION_NOT_FOUND.
     """
-
-    def PublishEvents(self, request, context):
-        """Internal (mesh credential): assigns each event the session's next seq.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def Subscribe(self, request, context):
         """Replays stored events after after_seq, then live ones: no gap, no duplicate.
+        A dropped stream resumes with after_seq = the last seq received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetProgress(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeleteSessionEvents(self, request, context):
-        """Internal (mesh credential): drops a swept session's events.
+        """Where a job stands now, computed from its events.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,11 +73,6 @@ class ProgressServiceServicer:
 
 def add_ProgressServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'PublishEvents': grpc.unary_unary_rpc_method_handler(
-                    servicer.PublishEvents,
-                    request_deserializer=vidsynth_dot_v1_dot_progress__pb2.PublishEventsRequest.FromString,
-                    response_serializer=vidsynth_dot_v1_dot_progress__pb2.PublishEventsResponse.SerializeToString,
-            ),
             'Subscribe': grpc.unary_stream_rpc_method_handler(
                     servicer.Subscribe,
                     request_deserializer=vidsynth_dot_v1_dot_progress__pb2.SubscribeRequest.FromString,
@@ -105,11 +82,6 @@ def add_ProgressServiceServicer_to_server(servicer, server):
                     servicer.GetProgress,
                     request_deserializer=vidsynth_dot_v1_dot_progress__pb2.GetProgressRequest.FromString,
                     response_serializer=vidsynth_dot_v1_dot_progress__pb2.ProgressSnapshot.SerializeToString,
-            ),
-            'DeleteSessionEvents': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteSessionEvents,
-                    request_deserializer=vidsynth_dot_v1_dot_progress__pb2.DeleteSessionEventsRequest.FromString,
-                    response_serializer=vidsynth_dot_v1_dot_progress__pb2.DeleteSessionEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -121,34 +93,9 @@ def add_ProgressServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ProgressService:
     """Per-session event log with sequence numbers: replay and live delivery.
+    Only the owner of a session reads its events; another user's session answers
+    SESSION_NOT_FOUND.
     """
-
-    @staticmethod
-    def PublishEvents(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/vidsynth.v1.ProgressService/PublishEvents',
-            vidsynth_dot_v1_dot_progress__pb2.PublishEventsRequest.SerializeToString,
-            vidsynth_dot_v1_dot_progress__pb2.PublishEventsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def Subscribe(request,
@@ -194,33 +141,6 @@ class ProgressService:
             '/vidsynth.v1.ProgressService/GetProgress',
             vidsynth_dot_v1_dot_progress__pb2.GetProgressRequest.SerializeToString,
             vidsynth_dot_v1_dot_progress__pb2.ProgressSnapshot.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeleteSessionEvents(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/vidsynth.v1.ProgressService/DeleteSessionEvents',
-            vidsynth_dot_v1_dot_progress__pb2.DeleteSessionEventsRequest.SerializeToString,
-            vidsynth_dot_v1_dot_progress__pb2.DeleteSessionEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

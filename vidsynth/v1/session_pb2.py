@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from vidsynth.v1 import access_pb2 as vidsynth_dot_v1_dot_access__pb2
 from vidsynth.v1 import common_pb2 as vidsynth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19vidsynth/v1/session.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/common.proto\"\xf2\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.vidsynth.v1.SessionState\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\"\n\x06\x61ssets\x18\x05 \x03(\x0b\x32\x12.vidsynth.v1.Asset\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_active_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ractive_job_id\x18\n \x01(\t\",\n\x14\x43reateSessionRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"<\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.vidsynth.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x13TouchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"9\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\x15\x44\x65leteSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\"M\n\x14RegisterAssetRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12!\n\x05\x61sset\x18\x02 \x01(\x0b\x32\x12.vidsynth.v1.Asset\"i\n\x19UpdateSessionStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.vidsynth.v1.SessionState\x12\x0e\n\x06job_id\x18\x03 \x01(\t\",\n\x1bSweepExpiredSessionsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"H\n\x1cSweepExpiredSessionsResponse\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\".\n\x17\x42\x61tchGetSessionsRequest\x12\x13\n\x0bsession_ids\x18\x01 \x03(\t\"B\n\x18\x42\x61tchGetSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.vidsynth.v1.Session*\xec\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATE_CREATED\x10\x01\x12\x17\n\x13SESSION_STATE_READY\x10\x02\x12\x1c\n\x18SESSION_STATE_PROCESSING\x10\x03\x12\x1b\n\x17SESSION_STATE_COMPLETED\x10\x04\x12\x18\n\x14SESSION_STATE_FAILED\x10\x05\x12\x19\n\x15SESSION_STATE_EXPIRED\x10\x06\x12\x19\n\x15SESSION_STATE_DELETED\x10\x07\x32\xff\x05\n\x0eSessionService\x12H\n\rCreateSession\x12!.vidsynth.v1.CreateSessionRequest\x1a\x14.vidsynth.v1.Session\x12\x42\n\nGetSession\x12\x1e.vidsynth.v1.GetSessionRequest\x1a\x14.vidsynth.v1.Session\x12S\n\x0cListSessions\x12 .vidsynth.v1.ListSessionsRequest\x1a!.vidsynth.v1.ListSessionsResponse\x12\x46\n\x0cTouchSession\x12 .vidsynth.v1.TouchSessionRequest\x1a\x14.vidsynth.v1.Session\x12V\n\rDeleteSession\x12!.vidsynth.v1.DeleteSessionRequest\x1a\".vidsynth.v1.DeleteSessionResponse\x12H\n\rRegisterAsset\x12!.vidsynth.v1.RegisterAssetRequest\x1a\x14.vidsynth.v1.Session\x12R\n\x12UpdateSessionState\x12&.vidsynth.v1.UpdateSessionStateRequest\x1a\x14.vidsynth.v1.Session\x12k\n\x14SweepExpiredSessions\x12(.vidsynth.v1.SweepExpiredSessionsRequest\x1a).vidsynth.v1.SweepExpiredSessionsResponse\x12_\n\x10\x42\x61tchGetSessions\x12$.vidsynth.v1.BatchGetSessionsRequest\x1a%.vidsynth.v1.BatchGetSessionsResponseBN\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19vidsynth/v1/session.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/access.proto\x1a\x18vidsynth/v1/common.proto\"\xf2\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.vidsynth.v1.SessionState\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\"\n\x06\x61ssets\x18\x05 \x03(\x0b\x32\x12.vidsynth.v1.Asset\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_active_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ractive_job_id\x18\n \x01(\t\",\n\x14\x43reateSessionRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"<\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.vidsynth.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x13TouchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"9\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\x15\x44\x65leteSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03*\xec\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATE_CREATED\x10\x01\x12\x17\n\x13SESSION_STATE_READY\x10\x02\x12\x1c\n\x18SESSION_STATE_PROCESSING\x10\x03\x12\x1b\n\x17SESSION_STATE_COMPLETED\x10\x04\x12\x18\n\x14SESSION_STATE_FAILED\x10\x05\x12\x19\n\x15SESSION_STATE_EXPIRED\x10\x06\x12\x19\n\x15SESSION_STATE_DELETED\x10\x07\x32\xba\x03\n\x0eSessionService\x12N\n\rCreateSession\x12!.vidsynth.v1.CreateSessionRequest\x1a\x14.vidsynth.v1.Session\"\x04\xe8\xe0\x18\x01\x12K\n\nGetSession\x12\x1e.vidsynth.v1.GetSessionRequest\x1a\x14.vidsynth.v1.Session\"\x07\x90\x02\x02\xe8\xe0\x18\x01\x12\\\n\x0cListSessions\x12 .vidsynth.v1.ListSessionsRequest\x1a!.vidsynth.v1.ListSessionsResponse\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x12O\n\x0cTouchSession\x12 .vidsynth.v1.TouchSessionRequest\x1a\x14.vidsynth.v1.Session\"\x07\x90\x02\x02\xe8\xe0\x18\x01\x12\\\n\rDeleteSession\x12!.vidsynth.v1.DeleteSessionRequest\x1a\".vidsynth.v1.DeleteSessionResponse\"\x04\xe8\xe0\x18\x01\x42N\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,36 +35,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vidsynth.v1.session_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.vidsynth.v1P\001Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1'
-  _globals['_SESSIONSTATE']._serialized_start=1303
-  _globals['_SESSIONSTATE']._serialized_end=1539
-  _globals['_SESSION']._serialized_start=102
-  _globals['_SESSION']._serialized_end=472
-  _globals['_CREATESESSIONREQUEST']._serialized_start=474
-  _globals['_CREATESESSIONREQUEST']._serialized_end=518
-  _globals['_GETSESSIONREQUEST']._serialized_start=520
-  _globals['_GETSESSIONREQUEST']._serialized_end=559
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=561
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=621
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=623
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=710
-  _globals['_TOUCHSESSIONREQUEST']._serialized_start=712
-  _globals['_TOUCHSESSIONREQUEST']._serialized_end=753
-  _globals['_DELETESESSIONREQUEST']._serialized_start=755
-  _globals['_DELETESESSIONREQUEST']._serialized_end=812
-  _globals['_DELETESESSIONRESPONSE']._serialized_start=814
-  _globals['_DELETESESSIONRESPONSE']._serialized_end=878
-  _globals['_REGISTERASSETREQUEST']._serialized_start=880
-  _globals['_REGISTERASSETREQUEST']._serialized_end=957
-  _globals['_UPDATESESSIONSTATEREQUEST']._serialized_start=959
-  _globals['_UPDATESESSIONSTATEREQUEST']._serialized_end=1064
-  _globals['_SWEEPEXPIREDSESSIONSREQUEST']._serialized_start=1066
-  _globals['_SWEEPEXPIREDSESSIONSREQUEST']._serialized_end=1110
-  _globals['_SWEEPEXPIREDSESSIONSRESPONSE']._serialized_start=1112
-  _globals['_SWEEPEXPIREDSESSIONSRESPONSE']._serialized_end=1184
-  _globals['_BATCHGETSESSIONSREQUEST']._serialized_start=1186
-  _globals['_BATCHGETSESSIONSREQUEST']._serialized_end=1232
-  _globals['_BATCHGETSESSIONSRESPONSE']._serialized_start=1234
-  _globals['_BATCHGETSESSIONSRESPONSE']._serialized_end=1300
-  _globals['_SESSIONSERVICE']._serialized_start=1542
-  _globals['_SESSIONSERVICE']._serialized_end=2309
+  _globals['_SESSIONSERVICE'].methods_by_name['CreateSession']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['CreateSession']._serialized_options = b'\350\340\030\001'
+  _globals['_SESSIONSERVICE'].methods_by_name['GetSession']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['GetSession']._serialized_options = b'\220\002\002\350\340\030\001'
+  _globals['_SESSIONSERVICE'].methods_by_name['ListSessions']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['ListSessions']._serialized_options = b'\220\002\001\350\340\030\001'
+  _globals['_SESSIONSERVICE'].methods_by_name['TouchSession']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['TouchSession']._serialized_options = b'\220\002\002\350\340\030\001'
+  _globals['_SESSIONSERVICE'].methods_by_name['DeleteSession']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['DeleteSession']._serialized_options = b'\350\340\030\001'
+  _globals['_SESSIONSTATE']._serialized_start=907
+  _globals['_SESSIONSTATE']._serialized_end=1143
+  _globals['_SESSION']._serialized_start=128
+  _globals['_SESSION']._serialized_end=498
+  _globals['_CREATESESSIONREQUEST']._serialized_start=500
+  _globals['_CREATESESSIONREQUEST']._serialized_end=544
+  _globals['_GETSESSIONREQUEST']._serialized_start=546
+  _globals['_GETSESSIONREQUEST']._serialized_end=585
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=587
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=647
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=649
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=736
+  _globals['_TOUCHSESSIONREQUEST']._serialized_start=738
+  _globals['_TOUCHSESSIONREQUEST']._serialized_end=779
+  _globals['_DELETESESSIONREQUEST']._serialized_start=781
+  _globals['_DELETESESSIONREQUEST']._serialized_end=838
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=840
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=904
+  _globals['_SESSIONSERVICE']._serialized_start=1146
+  _globals['_SESSIONSERVICE']._serialized_end=1588
 # @@protoc_insertion_point(module_scope)

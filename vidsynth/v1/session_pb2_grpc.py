@@ -62,26 +62,6 @@ class SessionServiceStub:
                 request_serializer=vidsynth_dot_v1_dot_session__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=vidsynth_dot_v1_dot_session__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
-        self.RegisterAsset = channel.unary_unary(
-                '/vidsynth.v1.SessionService/RegisterAsset',
-                request_serializer=vidsynth_dot_v1_dot_session__pb2.RegisterAssetRequest.SerializeToString,
-                response_deserializer=vidsynth_dot_v1_dot_session__pb2.Session.FromString,
-                _registered_method=True)
-        self.UpdateSessionState = channel.unary_unary(
-                '/vidsynth.v1.SessionService/UpdateSessionState',
-                request_serializer=vidsynth_dot_v1_dot_session__pb2.UpdateSessionStateRequest.SerializeToString,
-                response_deserializer=vidsynth_dot_v1_dot_session__pb2.Session.FromString,
-                _registered_method=True)
-        self.SweepExpiredSessions = channel.unary_unary(
-                '/vidsynth.v1.SessionService/SweepExpiredSessions',
-                request_serializer=vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsRequest.SerializeToString,
-                response_deserializer=vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsResponse.FromString,
-                _registered_method=True)
-        self.BatchGetSessions = channel.unary_unary(
-                '/vidsynth.v1.SessionService/BatchGetSessions',
-                request_serializer=vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsRequest.SerializeToString,
-                response_deserializer=vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsResponse.FromString,
-                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -91,13 +71,15 @@ class SessionServiceServicer:
     """
 
     def CreateSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Creates an empty session owned by the caller (SESSION_LIMIT_REACHED past the cap).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One of the caller's sessions; reading it counts as activity (refreshes the idle TTL).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -117,36 +99,7 @@ class SessionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSession(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RegisterAsset(self, request, context):
-        """Internal (mesh credential): the validator registers an accepted asset.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def UpdateSessionState(self, request, context):
-        """Internal (mesh credential): the stage runner moves a session through its states.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def SweepExpiredSessions(self, request, context):
-        """Internal (mesh credential): the cleanup service sweeps expired sessions.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def BatchGetSessions(self, request, context):
-        """Internal (mesh credential): sessions by id whoever owns them, without refreshing
-        their activity (AIP-231). Unknown ids are left out of the response. The cleanup
-        service uses it to keep its hands off processing sessions.
+        """Removes the session, its files and its events (force: cancel a running job first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,26 +132,6 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.DeleteSession,
                     request_deserializer=vidsynth_dot_v1_dot_session__pb2.DeleteSessionRequest.FromString,
                     response_serializer=vidsynth_dot_v1_dot_session__pb2.DeleteSessionResponse.SerializeToString,
-            ),
-            'RegisterAsset': grpc.unary_unary_rpc_method_handler(
-                    servicer.RegisterAsset,
-                    request_deserializer=vidsynth_dot_v1_dot_session__pb2.RegisterAssetRequest.FromString,
-                    response_serializer=vidsynth_dot_v1_dot_session__pb2.Session.SerializeToString,
-            ),
-            'UpdateSessionState': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateSessionState,
-                    request_deserializer=vidsynth_dot_v1_dot_session__pb2.UpdateSessionStateRequest.FromString,
-                    response_serializer=vidsynth_dot_v1_dot_session__pb2.Session.SerializeToString,
-            ),
-            'SweepExpiredSessions': grpc.unary_unary_rpc_method_handler(
-                    servicer.SweepExpiredSessions,
-                    request_deserializer=vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsRequest.FromString,
-                    response_serializer=vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsResponse.SerializeToString,
-            ),
-            'BatchGetSessions': grpc.unary_unary_rpc_method_handler(
-                    servicer.BatchGetSessions,
-                    request_deserializer=vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsRequest.FromString,
-                    response_serializer=vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -339,114 +272,6 @@ class SessionService:
             '/vidsynth.v1.SessionService/DeleteSession',
             vidsynth_dot_v1_dot_session__pb2.DeleteSessionRequest.SerializeToString,
             vidsynth_dot_v1_dot_session__pb2.DeleteSessionResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RegisterAsset(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/vidsynth.v1.SessionService/RegisterAsset',
-            vidsynth_dot_v1_dot_session__pb2.RegisterAssetRequest.SerializeToString,
-            vidsynth_dot_v1_dot_session__pb2.Session.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def UpdateSessionState(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/vidsynth.v1.SessionService/UpdateSessionState',
-            vidsynth_dot_v1_dot_session__pb2.UpdateSessionStateRequest.SerializeToString,
-            vidsynth_dot_v1_dot_session__pb2.Session.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def SweepExpiredSessions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/vidsynth.v1.SessionService/SweepExpiredSessions',
-            vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsRequest.SerializeToString,
-            vidsynth_dot_v1_dot_session__pb2.SweepExpiredSessionsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def BatchGetSessions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/vidsynth.v1.SessionService/BatchGetSessions',
-            vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsRequest.SerializeToString,
-            vidsynth_dot_v1_dot_session__pb2.BatchGetSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.rpc import status_pb2 as _status_pb2
+from vidsynth.v1 import access_pb2 as _access_pb2
 from vidsynth.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -280,3 +281,27 @@ class GenerateScriptResponse(_message.Message):
     word_count: int
     estimated_seconds: float
     def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., word_count: _Optional[int] = ..., estimated_seconds: _Optional[float] = ...) -> None: ...
+
+class ReadJobOutputRequest(_message.Message):
+    __slots__ = ("job_id", "name", "offset", "limit")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    offset: int
+    limit: int
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ReadJobOutputResponse(_message.Message):
+    __slots__ = ("data", "offset", "total_size", "content_type")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    total_size: int
+    content_type: str
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., content_type: _Optional[str] = ...) -> None: ...

@@ -27,6 +27,7 @@ if _version_not_supported:
 
 class StageRunnerServiceStub:
     """Jobs, the queue, stage backends, the processing mode and time estimates.
+    A user sees only their own jobs; another user's job answers NOT_FOUND (JOB_NOT_FOUND).
     """
 
     def __init__(self, channel):
@@ -75,27 +76,35 @@ class StageRunnerServiceStub:
                 request_serializer=vidsynth_dot_v1_dot_stage__runner__pb2.GenerateScriptRequest.SerializeToString,
                 response_deserializer=vidsynth_dot_v1_dot_stage__runner__pb2.GenerateScriptResponse.FromString,
                 _registered_method=True)
+        self.ReadJobOutput = channel.unary_stream(
+                '/vidsynth.v1.StageRunnerService/ReadJobOutput',
+                request_serializer=vidsynth_dot_v1_dot_stage__runner__pb2.ReadJobOutputRequest.SerializeToString,
+                response_deserializer=vidsynth_dot_v1_dot_stage__runner__pb2.ReadJobOutputResponse.FromString,
+                _registered_method=True)
 
 
 class StageRunnerServiceServicer:
     """Jobs, the queue, stage backends, the processing mode and time estimates.
+    A user sees only their own jobs; another user's job answers NOT_FOUND (JOB_NOT_FOUND).
     """
 
     def GetCapabilities(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Which backends are installed, what each stage would use and whether production is ready.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetProcessingMode(self, request, context):
-        """Admin only.
+        """Admin only: switches the processing mode for every job started after it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EstimateJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """How long a job would take per stage, and what it would produce; starts nothing.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -108,25 +117,37 @@ class StageRunnerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One of the caller's jobs.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The caller's jobs, oldest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Cancels a queued or running job (JOB_NOT_CANCELLABLE once it has ended).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GenerateScript(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Writes a script with Gemini (SCRIPT_GENERATION_FAILED when it is not configured).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadJobOutput(self, request, context):
+        """Streams one output of a finished job (Job.outputs names them) in chunks of 64 KiB
+        to 1 MiB. A dropped read resumes with offset = the bytes already received.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -174,6 +195,11 @@ def add_StageRunnerServiceServicer_to_server(servicer, server):
                     request_deserializer=vidsynth_dot_v1_dot_stage__runner__pb2.GenerateScriptRequest.FromString,
                     response_serializer=vidsynth_dot_v1_dot_stage__runner__pb2.GenerateScriptResponse.SerializeToString,
             ),
+            'ReadJobOutput': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadJobOutput,
+                    request_deserializer=vidsynth_dot_v1_dot_stage__runner__pb2.ReadJobOutputRequest.FromString,
+                    response_serializer=vidsynth_dot_v1_dot_stage__runner__pb2.ReadJobOutputResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'vidsynth.v1.StageRunnerService', rpc_method_handlers)
@@ -184,6 +210,7 @@ def add_StageRunnerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class StageRunnerService:
     """Jobs, the queue, stage backends, the processing mode and time estimates.
+    A user sees only their own jobs; another user's job answers NOT_FOUND (JOB_NOT_FOUND).
     """
 
     @staticmethod
@@ -392,6 +419,33 @@ class StageRunnerService:
             '/vidsynth.v1.StageRunnerService/GenerateScript',
             vidsynth_dot_v1_dot_stage__runner__pb2.GenerateScriptRequest.SerializeToString,
             vidsynth_dot_v1_dot_stage__runner__pb2.GenerateScriptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadJobOutput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vidsynth.v1.StageRunnerService/ReadJobOutput',
+            vidsynth_dot_v1_dot_stage__runner__pb2.ReadJobOutputRequest.SerializeToString,
+            vidsynth_dot_v1_dot_stage__runner__pb2.ReadJobOutputResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from vidsynth.v1 import access_pb2 as vidsynth_dot_v1_dot_access__pb2
 from vidsynth.v1 import common_pb2 as vidsynth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvidsynth/v1/validator.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/common.proto\"\x90\x01\n\x0cUploadHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.vidsynth.v1.AssetKind\x12\x19\n\x11original_filename\x18\x03 \x01(\t\x12\x15\n\rdeclared_size\x18\x04 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\"`\n\x15ValidateUploadRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.vidsynth.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"j\n\x16ValidateUploadResponse\x12!\n\x05\x61sset\x18\x01 \x01(\x0b\x32\x12.vidsynth.v1.Asset\x12-\n\x06report\x18\x02 \x01(\x0b\x32\x1d.vidsynth.v1.ValidationReport\"\x18\n\x16GetUploadPolicyRequest\"\x9e\x02\n\nKindPolicy\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.vidsynth.v1.AssetKind\x12\x11\n\tmax_bytes\x18\x02 \x01(\x03\x12\x1d\n\x15\x61llowed_content_types\x18\x03 \x03(\t\x12\x1a\n\x12\x61llowed_extensions\x18\x04 \x03(\t\x12\x11\n\tmin_width\x18\x05 \x01(\x05\x12\x12\n\nmin_height\x18\x06 \x01(\x05\x12\x11\n\tmax_width\x18\x07 \x01(\x05\x12\x12\n\nmax_height\x18\x08 \x01(\x05\x12\x12\n\nmax_pixels\x18\t \x01(\x03\x12\x1c\n\x14min_duration_seconds\x18\n \x01(\x01\x12\x1c\n\x14max_duration_seconds\x18\x0b \x01(\x01\"\xaf\x01\n\x0cUploadPolicy\x12&\n\x05kinds\x18\x01 \x03(\x0b\x32\x17.vidsynth.v1.KindPolicy\x12,\n\x0bscan_policy\x18\x02 \x01(\x0e\x32\x17.vidsynth.v1.ScanPolicy\x12\x19\n\x11scanner_available\x18\x03 \x01(\x08\x12\x14\n\x0csignature_db\x18\x04 \x01(\t\x12\x18\n\x10\x63hunk_size_bytes\x18\x05 \x01(\x05\">\n\x15ListQuarantineRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xe5\x01\n\x0fQuarantineEntry\x12\x15\n\rquarantine_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x19\n\x11original_filename\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\x12\x11\n\tsignature\x18\x07 \x01(\t\x12\x13\n\x0breason_code\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x16ListQuarantineResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.vidsynth.v1.QuarantineEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*]\n\nScanPolicy\x12\x1b\n\x17SCAN_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14SCAN_POLICY_REQUIRED\x10\x01\x12\x18\n\x14SCAN_POLICY_OPTIONAL\x10\x02\x32\x9d\x02\n\x10ValidatorService\x12[\n\x0eValidateUpload\x12\".vidsynth.v1.ValidateUploadRequest\x1a#.vidsynth.v1.ValidateUploadResponse(\x01\x12Q\n\x0fGetUploadPolicy\x12#.vidsynth.v1.GetUploadPolicyRequest\x1a\x19.vidsynth.v1.UploadPolicy\x12Y\n\x0eListQuarantine\x12\".vidsynth.v1.ListQuarantineRequest\x1a#.vidsynth.v1.ListQuarantineResponseBN\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvidsynth/v1/validator.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/access.proto\x1a\x18vidsynth/v1/common.proto\"\x90\x01\n\x0cUploadHeader\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.vidsynth.v1.AssetKind\x12\x19\n\x11original_filename\x18\x03 \x01(\t\x12\x15\n\rdeclared_size\x18\x04 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\"`\n\x15ValidateUploadRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x19.vidsynth.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"j\n\x16ValidateUploadResponse\x12!\n\x05\x61sset\x18\x01 \x01(\x0b\x32\x12.vidsynth.v1.Asset\x12-\n\x06report\x18\x02 \x01(\x0b\x32\x1d.vidsynth.v1.ValidationReport\"\x18\n\x16GetUploadPolicyRequest\"\x9e\x02\n\nKindPolicy\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.vidsynth.v1.AssetKind\x12\x11\n\tmax_bytes\x18\x02 \x01(\x03\x12\x1d\n\x15\x61llowed_content_types\x18\x03 \x03(\t\x12\x1a\n\x12\x61llowed_extensions\x18\x04 \x03(\t\x12\x11\n\tmin_width\x18\x05 \x01(\x05\x12\x12\n\nmin_height\x18\x06 \x01(\x05\x12\x11\n\tmax_width\x18\x07 \x01(\x05\x12\x12\n\nmax_height\x18\x08 \x01(\x05\x12\x12\n\nmax_pixels\x18\t \x01(\x03\x12\x1c\n\x14min_duration_seconds\x18\n \x01(\x01\x12\x1c\n\x14max_duration_seconds\x18\x0b \x01(\x01\"\xaf\x01\n\x0cUploadPolicy\x12&\n\x05kinds\x18\x01 \x03(\x0b\x32\x17.vidsynth.v1.KindPolicy\x12,\n\x0bscan_policy\x18\x02 \x01(\x0e\x32\x17.vidsynth.v1.ScanPolicy\x12\x19\n\x11scanner_available\x18\x03 \x01(\x08\x12\x14\n\x0csignature_db\x18\x04 \x01(\t\x12\x18\n\x10\x63hunk_size_bytes\x18\x05 \x01(\x05\">\n\x15ListQuarantineRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xe5\x01\n\x0fQuarantineEntry\x12\x15\n\rquarantine_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x19\n\x11original_filename\x18\x04 \x01(\t\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x12\n\nsize_bytes\x18\x06 \x01(\x03\x12\x11\n\tsignature\x18\x07 \x01(\t\x12\x13\n\x0breason_code\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"`\n\x16ListQuarantineResponse\x12-\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1c.vidsynth.v1.QuarantineEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*]\n\nScanPolicy\x12\x1b\n\x17SCAN_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14SCAN_POLICY_REQUIRED\x10\x01\x12\x18\n\x14SCAN_POLICY_OPTIONAL\x10\x02\x32\xb5\x02\n\x10ValidatorService\x12\x61\n\x0eValidateUpload\x12\".vidsynth.v1.ValidateUploadRequest\x1a#.vidsynth.v1.ValidateUploadResponse\"\x04\xe8\xe0\x18\x01(\x01\x12Z\n\x0fGetUploadPolicy\x12#.vidsynth.v1.GetUploadPolicyRequest\x1a\x19.vidsynth.v1.UploadPolicy\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x12\x62\n\x0eListQuarantine\x12\".vidsynth.v1.ListQuarantineRequest\x1a#.vidsynth.v1.ListQuarantineResponse\"\x07\x90\x02\x01\xe8\xe0\x18\x02\x42N\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,26 +35,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vidsynth.v1.validator_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.vidsynth.v1P\001Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1'
-  _globals['_SCANPOLICY']._serialized_start=1343
-  _globals['_SCANPOLICY']._serialized_end=1436
-  _globals['_UPLOADHEADER']._serialized_start=104
-  _globals['_UPLOADHEADER']._serialized_end=248
-  _globals['_VALIDATEUPLOADREQUEST']._serialized_start=250
-  _globals['_VALIDATEUPLOADREQUEST']._serialized_end=346
-  _globals['_VALIDATEUPLOADRESPONSE']._serialized_start=348
-  _globals['_VALIDATEUPLOADRESPONSE']._serialized_end=454
-  _globals['_GETUPLOADPOLICYREQUEST']._serialized_start=456
-  _globals['_GETUPLOADPOLICYREQUEST']._serialized_end=480
-  _globals['_KINDPOLICY']._serialized_start=483
-  _globals['_KINDPOLICY']._serialized_end=769
-  _globals['_UPLOADPOLICY']._serialized_start=772
-  _globals['_UPLOADPOLICY']._serialized_end=947
-  _globals['_LISTQUARANTINEREQUEST']._serialized_start=949
-  _globals['_LISTQUARANTINEREQUEST']._serialized_end=1011
-  _globals['_QUARANTINEENTRY']._serialized_start=1014
-  _globals['_QUARANTINEENTRY']._serialized_end=1243
-  _globals['_LISTQUARANTINERESPONSE']._serialized_start=1245
-  _globals['_LISTQUARANTINERESPONSE']._serialized_end=1341
-  _globals['_VALIDATORSERVICE']._serialized_start=1439
-  _globals['_VALIDATORSERVICE']._serialized_end=1724
+  _globals['_VALIDATORSERVICE'].methods_by_name['ValidateUpload']._loaded_options = None
+  _globals['_VALIDATORSERVICE'].methods_by_name['ValidateUpload']._serialized_options = b'\350\340\030\001'
+  _globals['_VALIDATORSERVICE'].methods_by_name['GetUploadPolicy']._loaded_options = None
+  _globals['_VALIDATORSERVICE'].methods_by_name['GetUploadPolicy']._serialized_options = b'\220\002\001\350\340\030\001'
+  _globals['_VALIDATORSERVICE'].methods_by_name['ListQuarantine']._loaded_options = None
+  _globals['_VALIDATORSERVICE'].methods_by_name['ListQuarantine']._serialized_options = b'\220\002\001\350\340\030\002'
+  _globals['_SCANPOLICY']._serialized_start=1369
+  _globals['_SCANPOLICY']._serialized_end=1462
+  _globals['_UPLOADHEADER']._serialized_start=130
+  _globals['_UPLOADHEADER']._serialized_end=274
+  _globals['_VALIDATEUPLOADREQUEST']._serialized_start=276
+  _globals['_VALIDATEUPLOADREQUEST']._serialized_end=372
+  _globals['_VALIDATEUPLOADRESPONSE']._serialized_start=374
+  _globals['_VALIDATEUPLOADRESPONSE']._serialized_end=480
+  _globals['_GETUPLOADPOLICYREQUEST']._serialized_start=482
+  _globals['_GETUPLOADPOLICYREQUEST']._serialized_end=506
+  _globals['_KINDPOLICY']._serialized_start=509
+  _globals['_KINDPOLICY']._serialized_end=795
+  _globals['_UPLOADPOLICY']._serialized_start=798
+  _globals['_UPLOADPOLICY']._serialized_end=973
+  _globals['_LISTQUARANTINEREQUEST']._serialized_start=975
+  _globals['_LISTQUARANTINEREQUEST']._serialized_end=1037
+  _globals['_QUARANTINEENTRY']._serialized_start=1040
+  _globals['_QUARANTINEENTRY']._serialized_end=1269
+  _globals['_LISTQUARANTINERESPONSE']._serialized_start=1271
+  _globals['_LISTQUARANTINERESPONSE']._serialized_end=1367
+  _globals['_VALIDATORSERVICE']._serialized_start=1465
+  _globals['_VALIDATORSERVICE']._serialized_end=1774
 # @@protoc_insertion_point(module_scope)

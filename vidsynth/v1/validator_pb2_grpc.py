@@ -60,19 +60,21 @@ class ValidatorServiceServicer:
 
     def ValidateUpload(self, request_iterator, context):
         """Client-streaming: the first message is the header, the rest are chunks.
+        The upload is stored in the header's session (its owner only) when every check passes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetUploadPolicy(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sizes, types and limits uploads must meet, and whether the scanner answers.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListQuarantine(self, request, context):
-        """Admin only.
+        """Admin only: refused uploads kept in quarantine.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

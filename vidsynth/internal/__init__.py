@@ -1,0 +1,1 @@
+"""The mesh-only gRPC API (package vidsynth.internal.v1)."""
