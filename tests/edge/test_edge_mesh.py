@@ -27,9 +27,10 @@ from grpc_reflection.v1alpha import reflection_pb2
 
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import SERVICE_PORT_OFFSETS
-from tests.support.identities import API_KEYS, bearer, user_metadata
+from tests.support.identities import API_KEYS, bearer, mesh_metadata, user_metadata
 from tests.support.mesh_process import MeshProcess
 from tests.support.synthetic_events import job_events, publish
+from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import (
     cleanup_pb2,
     cleanup_pb2_grpc,
@@ -175,6 +176,28 @@ def test_unknown_and_internal_paths_are_refused_at_once(channel, path, code) -> 
     assert error.code == code
     assert caught.value.code() == error.spec.grpc_code
     assert time.monotonic() - started < 2.0
+
+
+async def test_an_internal_rpc_is_refused_at_the_edge_even_with_the_mesh_credential(mesh) -> None:
+    """The backend serves it (to the mesh); the edge never routes it."""
+    async with (
+        grpc.aio.insecure_channel(mesh.grpc_target) as edge,
+        grpc.aio.insecure_channel(backend(mesh, "session")) as session_backend,
+    ):
+        session = await session_pb2_grpc.SessionServiceStub(edge).CreateSession(
+            session_pb2.CreateSessionRequest(), metadata=user_metadata("alice"), timeout=10
+        )
+        request = session_internal_pb2.BatchGetSessionsRequest(session_ids=[session.session_id])
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await session_internal_pb2_grpc.SessionInternalServiceStub(edge).BatchGetSessions(
+                request, metadata=mesh_metadata(), timeout=10
+            )
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert error_from_rpc_error(caught.value).code == "NOT_IMPLEMENTED"
+        direct = await session_internal_pb2_grpc.SessionInternalServiceStub(session_backend).BatchGetSessions(
+            request, metadata=mesh_metadata(), timeout=10
+        )
+        assert [s.session_id for s in direct.sessions] == [session.session_id]
 
 
 def reflection_call(channel: grpc.Channel, version: str, request: reflection_pb2.ServerReflectionRequest):

@@ -1,6 +1,7 @@
 """The whole job flow as a gRPC client in another process would do it, against one address
 (the edge): create a session, upload both files (client-streaming ValidateUpload), start a
-job, follow its progress to the end. Used by the TLS tests and the README's examples."""
+job, follow its progress to the end, read the video with ReadJobOutput (a dropped read,
+then the rest from where it stopped). Used by the TLS tests."""
 
 from __future__ import annotations
 
@@ -36,6 +37,35 @@ class FlowResult:
     job_id: str = ""
     reports: list[validator_pb2.ValidateUploadResponse] = field(default_factory=list)
     events: list[progress_pb2.ProgressEvent] = field(default_factory=list)
+    job: stage_runner_pb2.Job | None = None
+    video: bytes = b""
+    first_read: int = 0  # bytes the dropped read had received before the rest was read
+
+
+def read_output(
+    stub: stage_runner_pb2_grpc.StageRunnerServiceStub,
+    metadata: tuple,
+    job_id: str,
+    name: str,
+    offset: int = 0,
+    limit: int = 0,
+    stop_after_chunks: int = 0,
+) -> bytes:
+    """The output's bytes from `offset` (`limit` 0: to the end); with `stop_after_chunks`,
+    the call is cancelled after that many chunks, as a dropped connection would end it."""
+    call = stub.ReadJobOutput(
+        stage_runner_pb2.ReadJobOutputRequest(job_id=job_id, name=name, offset=offset, limit=limit),
+        metadata=metadata,
+        timeout=120,
+    )
+    parts: list[bytes] = []
+    for chunk in call:
+        assert chunk.offset == offset + sum(map(len, parts)), "chunks arrive in order, without gaps"
+        parts.append(chunk.data)
+        if stop_after_chunks and len(parts) >= stop_after_chunks:
+            call.cancel()
+            break
+    return b"".join(parts)
 
 
 def upload_messages(session_id: str, kind: int, path: Path) -> Iterator[validator_pb2.ValidateUploadRequest]:
@@ -79,4 +109,13 @@ def run_job(channel: grpc.Channel, api_key: str, face: Path, voice: Path, script
         result.events.append(event)
         if event.type in TERMINAL:
             break
+    runner = stage_runner_pb2_grpc.StageRunnerServiceStub(channel)
+    result.job = runner.GetJob(
+        stage_runner_pb2.GetJobRequest(job_id=job.job_id), metadata=metadata, timeout=30
+    )
+    size = next(o.size_bytes for o in result.job.outputs if o.name == "video")
+    # Dropped after one chunk of at most a third of the file, then resumed from there.
+    first = read_output(runner, metadata, job.job_id, "video", limit=size // 3, stop_after_chunks=1)
+    result.first_read = len(first)
+    result.video = first + read_output(runner, metadata, job.job_id, "video", offset=len(first))
     return result

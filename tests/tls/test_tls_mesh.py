@@ -4,6 +4,7 @@ reused on the next start."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import ssl
@@ -88,6 +89,11 @@ def test_the_grpc_flow_runs_over_tls_against_g_alone(mesh) -> None:
         assert result.events[-1].type == progress_pb2.EVENT_TYPE_JOB_COMPLETED
         seqs = [e.seq for e in result.events]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        listed = next(o for o in result.job.outputs if o.name == "video")
+        assert 0 < result.first_read < listed.size_bytes  # the resumed read had work left
+        assert len(result.video) == listed.size_bytes
+        assert hashlib.sha256(result.video).hexdigest() == listed.sha256
+        assert result.video[4:8] == b"ftyp"
         with pytest.raises(grpc.RpcError) as caught:
             session_pb2_grpc.SessionServiceStub(channel).GetSession(
                 session_pb2.GetSessionRequest(session_id="ses_000000000000000000000000"),
