@@ -261,6 +261,30 @@ def test_the_node_block_follows_a_job(meshes, mapping) -> None:
     assert lines[0].startswith("EVENT_TYPE_JOB_QUEUED") and lines[-1] == "EVENT_TYPE_JOB_COMPLETED 100"
 
 
+def test_the_cli_block_runs_as_written(meshes, mapping, tmp_path) -> None:
+    for name, sample in (("me.jpg", "portrait.jpg"), ("me.wav", "voice.wav")):
+        (tmp_path / name).write_bytes((ROOT / "samples" / sample).read_bytes())
+    target = {
+        "VIDSYNTH_GRPC_TARGET": f"127.0.0.1:{mapping.grpc_port}",
+        "VIDSYNTH_URL": f"http://127.0.0.1:{mapping.http_port}",
+        "VIDSYNTH_API_KEY": API_KEYS["root"],  # an admin, for the cleanup line
+    }
+    result = run_shell("\n".join(block("cli").lines()), mapping, cwd=tmp_path, **target)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "hello.mp4").read_bytes()[4:8] == b"ftyp"
+    thumbnails = list(tmp_path.glob("job_*-thumbnail.jpg"))
+    assert len(thumbnails) == 1 and thumbnails[0].read_bytes()[:3] == b"\xff\xd8\xff"
+    assert "quarantine" in result.stdout + result.stderr
+
+    health = next(line for line in block("up").lines() if "vidsynth health" in line)
+    checked = run_shell(mapping.apply(health), mapping, **target)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rows = dict(re.findall(r"│ (\w+)\s+│ (\w+)\s+│", checked.stdout))
+    assert rows == dict.fromkeys(
+        ["session", "validator", "stage_runner", "progress", "cleanup", "gateway"], "SERVING"
+    )
+
+
 def test_the_tls_block_reaches_the_tls_mesh(meshes, mapping) -> None:
     result = run_shell(mapping.apply(block("tls").text), mapping)
     assert result.returncode == 0, result.stderr
