@@ -29,6 +29,7 @@ from libs.common.errors import VidsynthError
 from libs.common.rpc_status import to_status_proto
 from libs.common.settings import PUBLIC_SERVICES, MeshSettings, VidsynthSettings
 from libs.common.tls import CertificateFiles, TlsFileError, check_certificate_files
+from services.gateway.problems import problem_body
 from services.validator.config import ValidatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,8 +150,8 @@ class EdgeConfig:
     rendered_by: str = "vidsynth up"
 
 
-def _gateway_reachable(address: str) -> str:
-    """An address to connect to for one that is listened on (0.0.0.0 is every interface)."""
+def _connectable(address: str) -> str:
+    """An address to connect to for one listened on (0.0.0.0 is every interface: take loopback)."""
     host, _, port = address.rpartition(":")
     return f"127.0.0.1:{port}" if host in ("0.0.0.0", "::", "[::]", "") else address
 
@@ -158,7 +159,7 @@ def _gateway_reachable(address: str) -> str:
 def grpc_backends(addresses: dict[str, str]) -> list[GrpcBackend]:
     """One upstream per public service, at `addresses[name]` (session, validator, ...)."""
     return [
-        GrpcBackend(full_name, f"grpc_{name}", _gateway_reachable(addresses[name]))
+        GrpcBackend(full_name, f"grpc_{name}", _connectable(addresses[name]))
         for name, full_name in PUBLIC_SERVICES.items()
     ]
 
@@ -169,19 +170,10 @@ def max_upload_bytes(validator: ValidatorSettings | None = None) -> int:
 
 
 def _problem(code: str, status: int, detail: str | None = None, retry_after: int = 0) -> dict:
-    """problem+json as the gateway writes it (services/gateway/problems.py), with nginx's
-    request id; `status` is the one the edge answers with."""
-    error = VidsynthError(code, detail)
-    body = {
-        "type": f"urn:vidsynth:error:{code}",
-        "code": code,
-        "title": error.spec.title,
-        "status": status,
-        "detail": error.message,
-        "request_id": "$request_id",
-    }
-    if retry_after:
-        body["retry_after"] = retry_after
+    """problem+json exactly as the gateway writes it, with nginx's request id; `status` is
+    the one the edge answers with."""
+    error = VidsynthError(code, detail, retry_after_seconds=retry_after or None)
+    body = {**problem_body(error, "$request_id"), "status": status}
     text = json.dumps(body, separators=(",", ":"))
     if "'" in text or text.count("$") != 1:
         raise ValueError(f"{code}: the message cannot go in an nginx string as is")
@@ -286,8 +278,8 @@ def config_for_mesh(
     return EdgeConfig(
         http_listen=f"{mesh.http_host}:{mesh.http_port}",
         grpc_listen=f"{mesh.grpc_host}:{mesh.grpc_port}",
-        gateway_http=_gateway_reachable(f"{mesh.http_host}:{mesh.gateway_listen_port}"),
-        gateway_grpc=_gateway_reachable(mesh.gateway_grpc_address),
+        gateway_http=_connectable(f"{mesh.http_host}:{mesh.gateway_listen_port}"),
+        gateway_grpc=_connectable(mesh.gateway_grpc_address),
         grpc_backends=grpc_backends(addresses),
         max_body_bytes=max_upload_bytes() + MULTIPART_SLACK_BYTES,
         header_timeout=edge.edge_header_timeout_seconds,
