@@ -8,6 +8,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psutil
+
 from libs.common import children
 from libs.common.settings import GATEWAY_HTTP_PORT_OFFSET, MeshSettings
 from vidsynth.cli import edge
@@ -23,8 +25,30 @@ def bench_env(grpc_port: int, http_port: int) -> dict[str, str]:
     }
 
 
+class CpuMeter:
+    """CPU seconds used so far by each named process and its children (nginx's workers are
+    the master's children), to show where each request's time goes."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self._processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def snapshot(self) -> dict[str, float]:
+        usage: dict[str, float] = {}
+        for name, process in self._processes.items():
+            total = 0.0
+            for member in [process, *process.children(recursive=True)]:
+                try:
+                    times = member.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += times.user + times.system
+            usage[name] = total
+        return usage
+
+
 @contextlib.asynccontextmanager
-async def running_edge(data_dir: Path, grpc_port: int, http_port: int) -> AsyncIterator[None]:
+async def running_edge(data_dir: Path, grpc_port: int, http_port: int) -> AsyncIterator[int]:
+    """Runs the edge until the block ends; yields nginx's (master) pid."""
     mesh = MeshSettings(
         grpc_port=grpc_port, http_port=http_port, gateway_http_port=grpc_port + GATEWAY_HTTP_PORT_OFFSET
     )
@@ -32,6 +56,6 @@ async def running_edge(data_dir: Path, grpc_port: int, http_port: int) -> AsyncI
     config = edge.config_for_mesh(mesh, settings, data_dir, None)
     argv = edge.nginx_argv(edge.nginx_binary(), edge.write_config(config, edge.edge_dir(data_dir)))
     await edge.check_config(argv)
-    async with children.child_process(argv):
+    async with children.child_process(argv) as process:
         await asyncio.sleep(0.3)  # binds at once; the workers are up by the first request
-        yield
+        yield process.pid

@@ -44,7 +44,7 @@ import httpx
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.edge_process import bench_env, running_edge
+from bench.edge_process import CpuMeter, bench_env, running_edge
 from libs.common.heap import freeze_startup_heap
 from libs.common.settings import GATEWAY_HTTP_PORT_OFFSET, SERVICE_PORT_OFFSETS
 from tests.support.identities import bearer, mesh_env, user_metadata
@@ -65,6 +65,13 @@ class Run:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"create": [], "get": []})
     errors: int = 0
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds during the run
+
+    def cpu_line(self) -> str:
+        per_request = ", ".join(
+            f"{name} {1e6 * seconds / max(self.requests, 1):.0f}" for name, seconds in self.cpu.items()
+        )
+        return f"{self.name:<12} CPU µs per request: {per_request}"
 
     @property
     def requests(self) -> int:
@@ -225,7 +232,7 @@ async def gateway_target(host: str, port: int, clients: int, name: str = "gatewa
 
 
 async def compare(
-    targets: list[Target], clients: int, seconds: float, warmup: float, rounds: int
+    targets: list[Target], clients: int, seconds: float, warmup: float, rounds: int, meter: CpuMeter
 ) -> list[Run]:
     """Warms each target up, then alternates between them in short rounds, so load from
     anything else on the machine falls on both alike."""
@@ -234,7 +241,10 @@ async def compare(
     runs = [Run(target.name) for target in targets]
     for _ in range(rounds):
         for target, run in zip(targets, runs, strict=True):
+            before = meter.snapshot()
             await drive(run, target.create, target.get, clients, seconds / rounds)
+            for name, used in meter.snapshot().items():
+                run.cpu[name] = run.cpu.get(name, 0.0) + used - before[name]
     return runs
 
 
@@ -297,7 +307,7 @@ async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
             gateway_port = grpc_port + GATEWAY_HTTP_PORT_OFFSET
             await wait_until_ready(session_address, f"http://127.0.0.1:{gateway_port}", processes)
             async with (
-                running_edge(Path(data_dir), grpc_port, http_port),
+                running_edge(Path(data_dir), grpc_port, http_port) as edge_pid,
                 grpc_target(session_address) as direct_target,
                 grpc_target(f"127.0.0.1:{grpc_port}", "grpc/edge") as edge_grpc_target,
                 gateway_target("127.0.0.1", gateway_port, clients) as gateway_target_,
@@ -305,9 +315,10 @@ async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
             ):
                 targets = [direct_target, edge_grpc_target, gateway_target_, edge_http_target]
                 freeze_startup_heap()  # the load generator's own GC pauses are not the services'
-                direct, edge_grpc, gateway, edge_http = await compare(
-                    targets, clients, seconds, warmup, rounds
-                )
+                pids = {"session": processes[0].pid, "gateway": processes[1].pid, "edge": edge_pid}
+                meter = CpuMeter({**pids, "bench": os.getpid()})
+                runs = await compare(targets, clients, seconds, warmup, rounds, meter)
+                direct, edge_grpc, gateway, edge_http = runs
                 rate = RATIO_TARGET * direct.rps
                 loaded = await compare_at_rate(targets[2:], clients, rate, seconds, max(1, rounds // 2))
                 gateway_loaded, edge_loaded = loaded
@@ -329,6 +340,8 @@ async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
     print("capacity (closed loop, every client sends as soon as it is answered):")
     for run in (direct, edge_grpc, gateway, edge_http):
         print(run.line())
+    for run in (direct, edge_grpc, gateway, edge_http):
+        print(run.cpu_line())
     print(f"latency under load (open loop, {rate:.0f} req/s offered = {RATIO_TARGET}x direct capacity):")
     print(gateway_loaded.line())
     print(edge_loaded.line())

@@ -17,6 +17,7 @@ import grp
 import json
 import os
 import pwd
+import resource
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,7 @@ class EdgeConfig:
     max_connections_per_address: int = 128
     worker_processes: str = "auto"
     worker_connections: int = 8192
+    worker_files: int = 16384  # each proxied connection holds two descriptors
     tls: CertificateFiles | None = None
     error_log_to_stderr: bool = False
     access_log: str = ""
@@ -257,6 +259,14 @@ def edge_dir(data_dir: Path) -> Path:
     return data_dir.resolve() / "edge"
 
 
+def open_file_budget() -> tuple[int, int]:
+    """(files, connections) per worker: what this user may open (the hard limit, which an
+    unprivileged nginx may raise its workers to), and half of it, at most 8192, as connections."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    files = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    return files, max(256, min(8192, files // 2))
+
+
 def worker_user() -> str:
     """As root nginx's workers would switch to `nobody`, who cannot reach the temp paths
     under the 0700 data dir: keep them as the user `up` runs as (the services run as it too).
@@ -275,6 +285,7 @@ def config_for_mesh(
     """The edge of a `vidsynth up` mesh: P and G public, everything else behind."""
     base = edge_dir(data_dir)
     addresses = {name: mesh.service_address(name) for name in PUBLIC_SERVICES}
+    files, connections = open_file_budget()
     return EdgeConfig(
         http_listen=f"{mesh.http_host}:{mesh.http_port}",
         grpc_listen=f"{mesh.grpc_host}:{mesh.grpc_port}",
@@ -288,6 +299,8 @@ def config_for_mesh(
         stream_timeout=edge.edge_stream_timeout_seconds,
         max_connections_per_address=edge.edge_max_connections_per_address,
         worker_processes=str(edge.edge_worker_processes or "auto"),
+        worker_connections=connections,
+        worker_files=files,
         tls=tls,
         pid_file=str(base / "nginx.pid"),
         error_log=str(base / "error.log"),
