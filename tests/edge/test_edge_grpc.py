@@ -80,12 +80,12 @@ def test_every_public_service_answers_at_the_one_grpc_address(mesh, channel) -> 
         ("/no.such.Service/Method", "NOT_IMPLEMENTED"),
         ("/vidsynth.v1.SessionService%2FCreateSession", "NOT_IMPLEMENTED"),
         ("/vidsynth.v1.SessionService/./CreateSession", "NOT_IMPLEMENTED"),
-        # A path climbing above the root is refused by nginx's parser before any routing
-        # (HTTP 400, which gRPC clients read as INTERNAL): refused at once all the same.
+        # Paths nginx cannot even parse (above the root, a NUL) answer the same.
         (
             "/vidsynth.v1.SessionService/../../vidsynth.internal.v1.SessionInternalService/X",
-            "INTERNAL",
+            "NOT_IMPLEMENTED",
         ),
+        ("/vidsynth.v1.SessionService/%00", "NOT_IMPLEMENTED"),
     ],
 )
 def test_unknown_and_internal_paths_are_refused_at_once(channel, path, code) -> None:

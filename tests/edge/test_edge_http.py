@@ -45,6 +45,21 @@ def test_a_body_over_the_upload_cap_is_refused_before_it_is_sent(mesh) -> None:
     assert problem["request_id"] == headers["x-request-id"] and len(problem["request_id"]) == 32
 
 
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/v1/sessions/ses_%00", 400, "INVALID_ARGUMENT"),  # nginx refuses a NUL before any route
+        ("/v1/sessions/%2e%2e%2f%2e%2e%2f%2e%2e%2fx", 400, "INVALID_ARGUMENT"),  # above the root
+        ("/__vidsynth_edge/bad_request", 404, "NOT_FOUND"),  # the edge's own error page, from outside
+        ("/v1/sessions/ses_x", 400, "INVALID_ID"),  # parsed by nginx: the gateway's answer
+    ],
+)
+def test_requests_nginx_refuses_itself_answer_problem_json(mesh, path, status, code) -> None:
+    answer, headers, body = get(mesh, "127.0.0.1", path, f"Authorization: Bearer {API_KEYS['alice']}\r\n")
+    assert (answer, headers["content-type"]) == (status, "application/problem+json")
+    assert json.loads(body)["code"] == code
+
+
 def test_an_overlong_header_line_answers_431(mesh) -> None:
     status, _, body = get(mesh, "127.0.0.1", "/healthz", f"X-Filler: {'a' * 20000}\r\n")
     assert status == 431

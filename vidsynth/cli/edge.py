@@ -193,6 +193,7 @@ def _grpc_refusal(code: str, detail: str | None = None, retry_after: int = 0) ->
 def refusals(config: EdgeConfig) -> tuple[dict, dict]:
     """The HTTP problems and gRPC statuses the edge answers itself."""
     problems = {
+        "not_found": _problem("NOT_FOUND", 404),
         "timed_out": _problem(
             "DEADLINE_EXCEEDED", 408, f"The request body paused for over {config.body_timeout:g} seconds."
         ),
@@ -233,6 +234,8 @@ def render(config: EdgeConfig) -> str:
     problems, grpc_refusals = refusals(config)
     return environment.get_template(TEMPLATE).render(
         **vars(config),
+        # What nginx itself cannot parse: a NUL in the path, a path above the root, ...
+        bad_request=_problem("INVALID_ARGUMENT", 400, "The request line or its headers are malformed."),
         problems=problems,
         grpc_refusals=grpc_refusals,
         gateway_grpc_services=GATEWAY_GRPC_SERVICES,
