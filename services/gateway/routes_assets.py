@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from fastapi import APIRouter, Request
@@ -226,6 +226,15 @@ async def open_source(request: Request, limit: int) -> UploadSource:
 @dataclass
 class _StreamFailure:
     error: VidsynthError | None = None
+    # Set once the whole body went to the validator: from then on the client only waits.
+    body_sent: asyncio.Event = field(default_factory=asyncio.Event)
+    call: grpc.aio.StreamUnaryCall | None = None
+
+    def answered(self) -> bool:
+        """The validator already ended the call (refused mid-stream): send nothing more. A
+        write racing the end of the call fails as a bare INTERNAL instead of the validator's
+        refusal (grpc/grpc#36066)."""
+        return self.call is not None and self.call.done()
 
 
 async def _requests(
@@ -236,6 +245,8 @@ async def _requests(
     try:
         async for data in source.chunks():
             if (ready := rechunker.add(data)) is not None:
+                if failure.answered():
+                    return
                 yield validator_pb2.ValidateUploadRequest(chunk=ready)
     except VidsynthError as error:
         failure.error = error
@@ -245,6 +256,18 @@ async def _requests(
         raise
     if (rest := rechunker.flush()) is not None:
         yield validator_pb2.ValidateUploadRequest(chunk=rest)
+    failure.body_sent.set()
+
+
+async def _cancel_when_abandoned(request: Request, call: grpc.aio.Call, body_sent: asyncio.Event) -> None:
+    """Cancels the validator call when the client hangs up while its upload is being
+    checked, so the checks (a photo's decode worker, ffmpeg, clamd) stop at once instead
+    of running on for nobody. Once the body is read, the next ASGI message is the
+    disconnect."""
+    await body_sent.wait()
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    call.cancel()
 
 
 @router.post(
@@ -270,15 +293,21 @@ async def upload_asset(session_id: str, kind: str, request: Request, user: Curre
         content_type=source.content_type,
     )
     failure = _StreamFailure()
-    call = request.app.state.clients.validator.ValidateUpload(
+    call = failure.call = request.app.state.clients.validator.ValidateUpload(
         _requests(header, source, policy.chunk_size_bytes, failure)
     )
+    watcher = asyncio.ensure_future(_cancel_when_abandoned(request, call, failure.body_sent))
     try:
         response = await call
     except (grpc.RpcError, asyncio.CancelledError):
         if failure.error is not None:
             raise failure.error from None
+        if watcher.done() and not watcher.cancelled():
+            # Answered to nobody: the client is gone.
+            raise VidsynthError("INVALID_ARGUMENT", "The upload was abandoned.") from None
         raise
+    finally:
+        watcher.cancel()
     body = MessageToDict(response, preserving_proto_field_name=True)
     return JSONResponse(body, status_code=201)
 

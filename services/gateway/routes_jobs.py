@@ -43,6 +43,7 @@ class JobOptionsBody(BaseModel):
     upscale_factor: int = Field(0, ge=0, le=4)
     size: int = Field(0, ge=0, le=1024)
     fps: int = Field(0, ge=0, le=60)
+    burn_captions: bool = False
 
 
 class CreateJobBody(BaseModel):
@@ -159,7 +160,10 @@ async def cancel_job(job_id: str, request: Request, user: CurrentUser) -> dict:
     return job_to_dict(await _stub(request).CancelJob(stage_runner_pb2.CancelJobRequest(job_id=job_id)))
 
 
-@router.get("/jobs/{job_id}/outputs/{name}", summary="Download an output (video, thumbnail, audio, script)")
+@router.get(
+    "/jobs/{job_id}/outputs/{name}",
+    summary="Download an output (video, thumbnail, audio, script, captions, captions_srt)",
+)
 async def download_output(job_id: str, name: str, request: Request, user: CurrentUser) -> FileResponse:
     ids.check_id("job", job_id)
     job = await _stub(request).GetJob(stage_runner_pb2.GetJobRequest(job_id=job_id))

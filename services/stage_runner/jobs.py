@@ -15,6 +15,7 @@ from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
 from libs.common.session_paths import session_paths
 from services.stage_runner import spec_checks
+from services.stage_runner.backends.builtin import CAPTION_OUTPUTS, CAPTIONED_VOICES
 from services.stage_runner.capabilities import BackendRegistry
 from services.stage_runner.checkpoints import OUTPUT_FILES
 from services.stage_runner.cost_model import CostModel, work_units
@@ -291,10 +292,11 @@ class JobManager:
         session = await self._sessions.get(request.session_id)
         inputs = self._sessions.inputs(session)
         stages = self._stage_estimates(request.spec, self._registry.mode, inputs.face_megapixels, strict=True)
+        voice = next((s.backend for s in stages if s.stage == common_pb2.STAGE_VOICE), "")
         return stage_runner_pb2.JobEstimate(
             stages=stages,
             total_seconds=sum(s.seconds for s in stages),
-            outputs=list(OUTPUT_FILES),
+            outputs=[n for n in OUTPUT_FILES if n not in CAPTION_OUTPUTS or voice in CAPTIONED_VOICES],
             speech_seconds=expected_speech_seconds(request.spec, self._wpm),
         )
 

@@ -28,7 +28,7 @@ Emit = Callable[..., None]
 Save = Callable[[stage_runner_pb2.Job], Awaitable[None]]
 PROGRESS_EVENT_INTERVAL_SECONDS = 0.25
 TIMEOUT_GRACE_SECONDS = 5.0
-FINAL_OUTPUTS = ("video", "thumbnail", "audio", "script")
+FINAL_OUTPUTS = ("video", "thumbnail", "audio", "script", "captions", "captions_srt")
 
 
 def planned_stages(spec: stage_runner_pb2.JobSpec) -> list[int]:

@@ -21,6 +21,7 @@ from services.stage_runner.detection import detect
 from services.stage_runner.execution import JobRunner
 from services.stage_runner.jobs import JobManager
 from services.stage_runner.media.config import MediaSettings
+from services.stage_runner.media.speech_engine import SpeechEngine
 from services.stage_runner.publisher import ProgressPublisher
 from services.stage_runner.redis_jobs import RedisJobManager
 from services.stage_runner.redis_wiring import redis_job_options, redis_job_store
@@ -54,11 +55,13 @@ async def build(
         return await detect(backends_file.conda_executable, scripts.available()[0])
 
     detection = await redetect()
+    # The Piper worker, started on the first built-in voice stage and kept for the next jobs.
+    speech = SpeechEngine()
     backends = [
         UserScriptBackend(),
         GeminiScriptBackend(scripts),
         *[ExternalBackend(c, detection, backends_file.conda_executable) for c in backends_file.backends],
-        *builtin_backends(detection, media_settings),
+        *builtin_backends(detection, media_settings, speech),
         *[
             SimulationBackend(
                 stage,
@@ -131,6 +134,7 @@ async def build(
 
     async def on_stopping() -> None:
         await jobs.stop()
+        await speech.close()
         await publisher.stop(flush_timeout=2.0)
         await webhooks.close()
         await clients.close()

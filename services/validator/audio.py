@@ -20,6 +20,7 @@ import numpy as np
 
 from libs.common import children
 from libs.common.errors import VidsynthError
+from services.validator import storage
 from services.validator.config import ValidatorSettings
 
 if TYPE_CHECKING:
@@ -56,17 +57,16 @@ def _corrupt(detail: str = "The audio could not be decoded; it is damaged or inc
     return VidsynthError("FILE_CORRUPT", detail)
 
 
-async def _run(argv: list[str], limit_seconds: float) -> tuple[int, bytes]:
+async def _run(argv: list[str], limit_seconds: float) -> children.Completed:
     try:
-        done = await children.run(argv, time_limit=limit_seconds)
+        return await children.run(argv, time_limit=limit_seconds)
     except children.ChildTimeout:
         raise _corrupt("The audio took too long to decode.") from None
-    return done.returncode, done.stdout
 
 
 async def probe(path: Path, demuxer: str, limit_seconds: float) -> dict:
     """What the container's headers claim: format duration and the first audio stream."""
-    code, out = await _run(
+    done = await _run(
         [
             "ffprobe", "-v", "error", *_INPUT_GUARD, "-f", demuxer,
             "-show_entries", "format=duration:stream=codec_type,sample_rate,channels",
@@ -74,9 +74,9 @@ async def probe(path: Path, demuxer: str, limit_seconds: float) -> dict:
         ],
         limit_seconds,
     )  # fmt: skip
-    if code != 0:
+    if done.returncode != 0:
         raise _corrupt()
-    info = json.loads(out or b"{}")
+    info = json.loads(done.stdout or b"{}")
     streams = [s for s in info.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         raise _corrupt("The file holds no audio stream.")
@@ -138,9 +138,12 @@ def decode_argv(source: str, demuxer: str, out_path: Path, max_seconds: float) -
 async def decode_to_wav(
     path: Path, demuxer: str, out_path: Path, max_seconds: float, limit_seconds: float
 ) -> None:
-    """Decodes the spooled upload into the safe copy (FILE_CORRUPT when it does not decode)."""
-    code, _ = await _run(decode_argv(str(path), demuxer, out_path, max_seconds), limit_seconds)
-    if code != 0:
+    """Decodes the spooled upload into the safe copy (FILE_CORRUPT when it does not decode,
+    INSUFFICIENT_STORAGE when the safe copy does not fit on the disk)."""
+    done = await _run(decode_argv(str(path), demuxer, out_path, max_seconds), limit_seconds)
+    if done.returncode != 0:
+        if storage.FFMPEG_OUT_OF_SPACE in done.stderr_tail:
+            raise storage.insufficient_storage()
         raise _corrupt()
 
 

@@ -26,6 +26,40 @@ class ValidatorSettings(VidsynthSettings):
     validator_image_max_pixels: int = Field(
         40_000_000, description="Pixel-bomb guard: most pixels an image header may declare."
     )
+    validator_image_max_scans: int = Field(
+        64,
+        ge=1,
+        description="Most scans (SOS markers) a JPEG may hold; encoders write about 10, while a "
+        "progressive JPEG that repeats a refinement scan hundreds of times costs minutes to decode.",
+    )
+    validator_image_max_expansion: float = Field(
+        100.0,
+        gt=0,
+        description="Most decoded bytes per byte of file for an image decoding to more than "
+        "`VIDSYNTH_VALIDATOR_IMAGE_EXPANSION_FREE_BYTES` (a tiny file that inflates to hundreds of MB is refused).",
+    )
+    validator_image_expansion_free_bytes: int = Field(
+        64 * MB,
+        ge=0,
+        description="Images decoding to at most this many bytes are exempt from the expansion limit.",
+    )
+    validator_decode_cpu_seconds: float = Field(
+        4.0,
+        gt=0,
+        description="CPU time one photo's decode, face detection and re-encode may use (its process "
+        "is killed past it: IMAGE_TOO_COMPLEX); a 40 MP photo needs about 1 s.",
+    )
+    validator_decode_wall_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Wall-clock deadline of one photo's decode process (IMAGE_TOO_COMPLEX past it).",
+    )
+    validator_decode_memory_bytes: int = Field(
+        1024 * MB,
+        ge=64 * MB,
+        description="Address space a photo's decode process may add to the decode worker's it is "
+        "forked from (a MemoryError past it: IMAGE_TOO_COMPLEX).",
+    )
     validator_face_min_size_ratio: float = Field(
         0.08, description="Smallest face the detector looks for, as a fraction of the image's shorter side."
     )
@@ -48,11 +82,33 @@ class ValidatorSettings(VidsynthSettings):
         description="Uploads checked at once; more are refused at once with RATE_LIMITED (Retry-After) "
         "instead of all slowing down until they time out.",
     )
+    validator_max_concurrent_uploads_per_user: int = Field(
+        4,
+        ge=1,
+        description="Uploads one user may have in progress at once (TOO_MANY_UPLOADS with Retry-After "
+        "past it); kept below the global cap so one user never holds every slot.",
+    )
     validator_upload_idle_seconds: float = Field(
         60.0,
         gt=0,
         description="An upload stream that sends nothing for this long is refused (DEADLINE_EXCEEDED) "
         "and its spool freed, so a slow-drip client cannot hold one open forever.",
+    )
+    validator_upload_min_bytes_per_second: int = Field(
+        8 * 1024,
+        ge=0,
+        description="Slowest average transfer rate an upload may keep after its grace period "
+        "(UPLOAD_TOO_SLOW below it), so a trickle of bytes cannot hold a slot; 0 turns it off.",
+    )
+    validator_upload_rate_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds an upload gets before the minimum transfer rate applies.",
+    )
+    validator_upload_max_seconds: float = Field(
+        900.0,
+        gt=0,
+        description="Longest an upload may take to arrive in full (UPLOAD_TOO_SLOW past it).",
     )
     validator_scan_policy: Literal["required", "optional"] = Field(
         "required",

@@ -47,6 +47,11 @@ def _classifier() -> cv2.CascadeClassifier:
     return _local.cascade
 
 
+def warm_up() -> None:
+    """Loads this thread's cascade now (the decode worker does it once, before forking)."""
+    _classifier()
+
+
 def detection_copy(image: Image.Image) -> Image.Image:
     """Blocking: a gray copy about DETECTION_SIDE px long (between ~530 and ~1200 px for
     larger photos). An integer reduce() averages whole pixel blocks in one cheap pass

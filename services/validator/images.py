@@ -1,20 +1,22 @@
 """Image checks: the container must end where its format says (no polyglot tail, no
-truncation), the header's dimensions are bounded before any pixel is decoded, and
-the whole image decodes with Pillow restricted to the allowed formats."""
+truncation), and before any pixel is decoded the header's dimensions, a JPEG's number
+of scans and the decoded size per byte of file are bounded; then the whole image
+decodes with Pillow restricted to the allowed formats. Blocking, and meant to run in
+a decode worker process (decode_worker.py), where CPU time and memory are capped too."""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import mmap
+import os
 import struct
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 from libs.common.errors import VidsynthError
-from services.validator.config import ValidatorSettings
-from services.validator.policy import PILLOW_FORMATS
+from services.validator.decode_limits import DecodeLimits
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG markers without a length field: TEM, RSTn, SOI, EOI.
@@ -22,6 +24,9 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xDA)}
 SAFE_COPY_CONTENT_TYPE = "image/jpeg"
 SAFE_COPY_SUFFIX = ".jpg"
 SAFE_COPY_QUALITY = 90
+# Pillow decoders allowed to touch an upload (Pillow otherwise tries every plugin).
+PILLOW_FORMATS = ("JPEG", "PNG", "WEBP")
+MB = 1024 * 1024
 
 
 def _corrupt(detail: str) -> VidsynthError:
@@ -50,8 +55,16 @@ def png_end(data: bytes | mmap.mmap) -> int:
 
 def jpeg_end(data: bytes | mmap.mmap) -> int:
     """Offset just past the EOI marker, walking segments and entropy-coded scans."""
+    return jpeg_layout(data, max_scans=None)[0]
+
+
+def jpeg_layout(data: bytes | mmap.mmap, max_scans: int | None) -> tuple[int, int]:
+    """(offset just past EOI, number of scans). IMAGE_TOO_COMPLEX as soon as there are
+    more than `max_scans` scans: each one makes the decoder pass over the whole image
+    again, so a few bytes of repeated refinement scans cost minutes of CPU (LJT-01-003)."""
     size = len(data)
     pos = 2
+    scans = 0
     while pos + 1 < size:
         if data[pos] != 0xFF:
             raise _corrupt("The JPEG image is damaged.")
@@ -60,7 +73,7 @@ def jpeg_end(data: bytes | mmap.mmap) -> int:
             pos += 1
             continue
         if marker == 0xD9:
-            return pos + 2
+            return pos + 2, scans
         if marker in _JPEG_STANDALONE:
             pos += 2
             continue
@@ -69,6 +82,12 @@ def jpeg_end(data: bytes | mmap.mmap) -> int:
         (length,) = struct.unpack_from(">H", data, pos + 2)
         pos += 2 + length
         if marker == 0xDA:
+            scans += 1
+            if max_scans is not None and scans > max_scans:
+                raise VidsynthError(
+                    "IMAGE_TOO_COMPLEX",
+                    f"The JPEG image has more than {max_scans} scans; it would take too long to decode.",
+                )
             pos = _end_of_scan(data, pos)
     raise _corrupt("The JPEG image is truncated.")
 
@@ -97,40 +116,62 @@ def webp_end(data: bytes | mmap.mmap) -> int:
     return end
 
 
-_END_FINDERS = {"image/png": png_end, "image/jpeg": jpeg_end, "image/webp": webp_end}
+_END_FINDERS = {"image/png": png_end, "image/webp": webp_end}
 
 
-def check_container_end(path: Path, detected: str) -> None:
-    """Blocking: FILE_CORRUPT when truncated, a polyglot refusal when data follows the end."""
+def check_container(path: Path, detected: str, limits: DecodeLimits) -> None:
+    """Blocking: FILE_CORRUPT when truncated, a polyglot refusal when data follows the end,
+    IMAGE_TOO_COMPLEX for a JPEG with too many scans."""
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        end = _END_FINDERS[detected](data)
+        if detected == "image/jpeg":
+            end, _scans = jpeg_layout(data, limits.max_scans)
+        else:
+            end = _END_FINDERS[detected](data)
         if end < len(data):
             raise _polyglot()
 
 
-def check_dimensions(width: int, height: int, settings: ValidatorSettings) -> None:
-    if width * height > settings.validator_image_max_pixels or max(width, height) > (
-        settings.validator_image_max_side
-    ):
+def check_dimensions(width: int, height: int, limits: DecodeLimits) -> None:
+    if width * height > limits.max_pixels or max(width, height) > limits.max_side:
         raise VidsynthError(
             "IMAGE_TOO_LARGE",
-            f"The image is {width}x{height}; at most {settings.validator_image_max_side} px a side and "
-            f"{settings.validator_image_max_pixels:,} pixels are allowed.",
+            f"The image is {width}x{height}; at most {limits.max_side} px a side and "
+            f"{limits.max_pixels:,} pixels are allowed.",
         )
-    if min(width, height) < settings.validator_image_min_side:
+    if min(width, height) < limits.min_side:
         raise VidsynthError(
             "IMAGE_TOO_SMALL",
-            f"The image is {width}x{height}; at least {settings.validator_image_min_side} px a side is needed.",
+            f"The image is {width}x{height}; at least {limits.min_side} px a side is needed.",
         )
 
 
-def decode_image(path: Path, detected: str, settings: ValidatorSettings) -> Image.Image:
+def decoded_bytes(width: int, height: int, mode: str) -> int:
+    """What Pillow allocates for the decoded pixels: 1 byte a pixel for 1/L/P, 2 for
+    16-bit grey, 4 for every other mode (RGB is stored padded to 4 bytes)."""
+    per_pixel = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    return width * height * per_pixel
+
+
+def check_expansion(width: int, height: int, mode: str, file_size: int, limits: DecodeLimits) -> None:
+    """IMAGE_TOO_COMPLEX when a small file would inflate to far more memory than photos do
+    (a PNG of zeros: 150 KB in, 160 MB out); small images are exempt whatever their ratio."""
+    decoded = decoded_bytes(width, height, mode)
+    if decoded > limits.expansion_free_bytes and decoded > file_size * limits.max_expansion:
+        raise VidsynthError(
+            "IMAGE_TOO_COMPLEX",
+            f"The {width}x{height} image would decode to {decoded / MB:.0f} MB from a "
+            f"{file_size / 1024:.0f} KB file, more than {limits.max_expansion:g} times its size.",
+        )
+
+
+def decode_image(path: Path, detected: str, limits: DecodeLimits) -> Image.Image:
     """Blocking: the fully decoded image, upright (EXIF orientation applied), in RGB."""
     try:
         with Image.open(path, formats=PILLOW_FORMATS) as img:
             # The header alone says how big the pixel buffer would be: check before decoding.
-            check_dimensions(img.width, img.height, settings)
-            check_container_end(path, detected)
+            check_dimensions(img.width, img.height, limits)
+            check_container(path, detected, limits)
+            check_expansion(img.width, img.height, img.mode, path.stat().st_size, limits)
             img.load()
             # In place: a 40 MP photo is not copied just to learn it was already upright.
             ImageOps.exif_transpose(img, in_place=True)
@@ -147,14 +188,24 @@ def decode_image(path: Path, detected: str, settings: ValidatorSettings) -> Imag
     except Image.DecompressionBombError as exc:
         # Pillow's own guard fires in open() for headers far beyond any sane size.
         raise VidsynthError("IMAGE_TOO_LARGE", "The image declares far more pixels than allowed.") from exc
+    except MemoryError as exc:
+        raise VidsynthError(
+            "IMAGE_TOO_COMPLEX", "The image needs more memory to decode than allowed."
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise _corrupt("The image could not be decoded; it is damaged or incomplete.") from exc
 
 
-def encode_safe_copy(image: Image.Image) -> tuple[bytes, str]:
-    """Blocking: a re-encoded JPEG with no metadata at all (EXIF, ICC, comments dropped),
-    and its sha256. Baseline at quality 90: no extra optimize/progressive passes."""
+def encode_safe_copy(image: Image.Image, out_path: Path) -> str:
+    """Blocking: writes a re-encoded JPEG with no metadata at all (EXIF, ICC, comments
+    dropped) to `out_path` (a new 0600 file, flushed to disk); returns its sha256.
+    Baseline at quality 90: no extra optimize/progressive passes."""
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=SAFE_COPY_QUALITY)
     encoded = out.getvalue()
-    return encoded, hashlib.sha256(encoded).hexdigest()
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(encoded)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return hashlib.sha256(encoded).hexdigest()

@@ -48,9 +48,6 @@ ALLOWED_TYPES: dict[int, tuple[AllowedType, ...]] = {
 # A client that does not know the type says so; that is not a disagreement.
 UNDECLARED_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 
-# Pillow decoders allowed to touch an upload (Pillow otherwise tries every plugin).
-PILLOW_FORMATS = ("JPEG", "PNG", "WEBP")
-
 KIND_NAMES = {FACE: "face", VOICE: "voice"}
 KINDS_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
 

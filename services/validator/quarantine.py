@@ -47,12 +47,17 @@ def quarantine(root: Path, payload: Path, record: QuarantineRecord) -> Path:
     root.chmod(DIR_MODE)
     entry = root / record.quarantine_id
     entry.mkdir(mode=DIR_MODE)
-    target = entry / PAYLOAD_NAME
-    shutil.move(payload, target)
-    target.chmod(0o600)
-    fd = os.open(entry / REPORT_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(asdict(record), fh, indent=2)
+    try:
+        target = entry / PAYLOAD_NAME
+        shutil.move(payload, target)
+        target.chmod(0o600)
+        fd = os.open(entry / REPORT_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(asdict(record), fh, indent=2)
+    except OSError:
+        # e.g. a full disk: no entry without its report (the listing could not show it)
+        shutil.rmtree(entry, ignore_errors=True)
+        raise
     return entry
 
 

@@ -17,9 +17,9 @@ PARTIAL_PREFIX = ".partial-"
 
 @dataclass(frozen=True)
 class SafeCopy:
-    """A normalised copy ready to publish: encoded bytes, or a partial file already written."""
+    """A normalised copy ready to publish: a partial file already written."""
 
-    data: bytes | Path
+    partial: Path
     suffix: str
     content_type: str
     # Computed by whoever last read all of `data` anyway; publish() hashes when empty.
@@ -28,17 +28,6 @@ class SafeCopy:
 
 def partial_path(assets_dir: Path, suffix: str) -> Path:
     return assets_dir / f"{PARTIAL_PREFIX}{secrets.token_hex(12)}{suffix}"
-
-
-def write_partial(assets_dir: Path, data: bytes, suffix: str) -> Path:
-    """Blocking: `data` in a fresh 0600 file not yet visible under an asset name."""
-    path = partial_path(assets_dir, suffix)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return path
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.settings import MeshSettings
 from services.validator.clamd_runner import default_clamd_address
 from services.validator.config import ValidatorSettings, get_validator_settings, quarantine_dir
+from services.validator.decode_workers import DecodeWorkers
 from services.validator.scanner import ClamdScanner
 from services.validator.servicer import ValidatorService
 from services.validator.uploads import UploadValidator
@@ -25,19 +26,27 @@ async def build(settings: MeshSettings, validator_settings: ValidatorSettings | 
         timeout=config.validator_clamd_timeout_seconds,
     )
     quarantine_root = quarantine_dir(config, settings)
+    workers = DecodeWorkers.from_settings(config)
     uploads = UploadValidator(
         config,
         settings.sessions_dir,
         quarantine_root,
         clients,
         scanner,
+        workers,
         storage_guard=ResourceGate(clients).check_upload,
     )
     servicer = ValidatorService(config, uploads, scanner, quarantine_root)
+
+    async def stopping() -> None:
+        await workers.close()
+        await clients.close()
+
     return ServiceWiring(
         services=SERVICES,
         register=lambda server: validator_pb2_grpc.add_ValidatorServiceServicer_to_server(servicer, server),
-        on_stopping=clients.close,
+        on_started=workers.start,
+        on_stopping=stopping,
     )
 
 

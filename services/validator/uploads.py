@@ -17,10 +17,11 @@ from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.session_paths import SessionPaths, session_paths
-from services.validator import audio, policy, quarantine, safe_copies
+from services.validator import audio, images, policy, quarantine, safe_copies, storage
 from services.validator.audio_prestart import PrestartedDecode
 from services.validator.config import ValidatorSettings
-from services.validator.content_checks import VoiceOutput, check_content
+from services.validator.content_checks import CopyTarget, check_content
+from services.validator.decode_workers import DecodeWorkers
 from services.validator.filenames import check_filename
 from services.validator.filetype import detect_mime
 from services.validator.scanner import ClamdScanner, ScannerUnavailable, ScanVerdict, StreamingScan
@@ -75,9 +76,11 @@ class UploadValidator:
         quarantine_root: Path,
         clients: MeshClients,
         scanner: ClamdScanner | None,
+        workers: DecodeWorkers,
         storage_guard: StorageGuard | None = None,
     ) -> None:
         self.settings = settings
+        self.workers = workers
         self.sessions_dir = sessions_dir
         self.quarantine_root = quarantine_root
         self.clients = clients
@@ -112,6 +115,22 @@ class UploadValidator:
         header: validator_pb2.UploadHeader,
         chunks: AsyncIterator[bytes],
     ) -> validator_pb2.ValidateUploadResponse:
+        try:
+            return await self._validate(identity, header, chunks)
+        except OSError as error:
+            # A full disk anywhere on the way (spool, safe copy, quarantine): a retryable
+            # refusal; every partial file is already gone by the time it gets here.
+            if storage.out_of_space(error):
+                log.warning("upload.disk_full", error=str(error))
+                raise storage.insufficient_storage() from None
+            raise
+
+    async def _validate(
+        self,
+        identity: Identity,
+        header: validator_pb2.UploadHeader,
+        chunks: AsyncIterator[bytes],
+    ) -> validator_pb2.ValidateUploadResponse:
         timings = PhaseTimings()
         check_header(header, self.settings)
         paths = session_paths(self.sessions_dir, header.session_id)
@@ -141,10 +160,10 @@ class UploadValidator:
         scan: ScanState,
         timings: PhaseTimings,
     ) -> validator_pb2.ValidateUploadResponse:
-        voice = self._voice_output(header, paths)
+        target = self._copy_target(header, paths)
         try:
             async with Spool(paths.root, policy.max_bytes(self.settings, header.kind)) as spool:
-                await self._receive(chunks, spool, scan, voice, timings)
+                await self._receive(chunks, spool, scan, target, timings)
                 if header.declared_size and header.declared_size != spool.size:
                     raise VidsynthError(
                         "FILE_CORRUPT",
@@ -159,7 +178,9 @@ class UploadValidator:
                     timings.timed("scan_verdict", self._verdict(scan)),
                     timings.timed(
                         "content",
-                        check_content(header, spool.path, report, self.settings, timings, voice),
+                        check_content(
+                            header, spool.path, report, self.settings, timings, target, self.workers
+                        ),
                     ),
                     return_exceptions=True,
                 )
@@ -174,24 +195,23 @@ class UploadValidator:
             return await self._store(session, paths.assets, checked, report, timings)
         except BaseException:
             # Refused or cancelled: no decoder keeps writing, no safe copy stays behind.
-            if voice is not None:
-                if voice.early is not None:
-                    await voice.early.abort()
-                await asyncio.to_thread(safe_copies.discard, voice.partial)
+            if target.early is not None:
+                await target.early.abort()
+            await asyncio.to_thread(safe_copies.discard, target.partial)
             raise
 
-    def _voice_output(self, header: validator_pb2.UploadHeader, paths: SessionPaths) -> VoiceOutput | None:
-        if header.kind != policy.VOICE:
-            return None
+    def _copy_target(self, header: validator_pb2.UploadHeader, paths: SessionPaths) -> CopyTarget:
+        if header.kind == policy.FACE:
+            return CopyTarget(safe_copies.partial_path(paths.assets, images.SAFE_COPY_SUFFIX))
         partial = safe_copies.partial_path(paths.assets, audio.SAFE_COPY_SUFFIX)
-        return VoiceOutput(partial, PrestartedDecode(partial, self.settings.validator_audio_max_seconds))
+        return CopyTarget(partial, PrestartedDecode(partial, self.settings.validator_audio_max_seconds))
 
     async def _receive(
         self,
         chunks: AsyncIterator[bytes],
         spool: Spool,
         scan: ScanState,
-        voice: VoiceOutput | None,
+        target: CopyTarget,
         timings: PhaseTimings,
     ) -> None:
         """Spools, hashes, scans and (voice) starts decoding each chunk as it arrives."""
@@ -203,9 +223,9 @@ class UploadValidator:
             with timings.phase("scan_feed"):
                 if scan.stream is not None:
                     await scan.stream.feed(chunk)
-            if voice is not None and voice.early is not None:
+            if target.early is not None:
                 with timings.phase("decode_prestart"):
-                    await voice.early.observe(chunk)
+                    await target.early.observe(chunk)
             waited = time.perf_counter()
         timings.add("recv_wait", time.perf_counter() - waited)
         await spool.finish()
@@ -271,14 +291,7 @@ class UploadValidator:
         timings: PhaseTimings,
     ) -> validator_pb2.ValidateUploadResponse:
         """Publishes the safe copy, registers it, then drops the asset it replaces."""
-        with timings.phase("copy_write"):
-            partial = (
-                safe_copy.data
-                if isinstance(safe_copy.data, Path)
-                else await asyncio.to_thread(
-                    safe_copies.write_partial, assets_dir, safe_copy.data, safe_copy.suffix
-                )
-            )
+        partial = safe_copy.partial
         try:
             with timings.phase("copy_publish"):
                 stored = await asyncio.to_thread(

@@ -10,6 +10,8 @@ from services.stage_runner.media.talking_head import render_talking_head
 async def test_photo_voice_and_script_become_a_verified_talking_head_mp4(
     face_photo, high_voice_sample, tmp_path
 ):
+    """Without the Piper worker (engine None): espeak-ng speaks, and with no phone alignments the
+    mesh rig's mouth follows the loudness envelope."""
     seen: list[float] = []
 
     async def on_progress(percent: float, message: str) -> None:
@@ -26,7 +28,19 @@ async def test_photo_voice_and_script_become_a_verified_talking_head_mp4(
         upscale_factor=2,
         on_progress=on_progress,
     )
-    assert sorted(p.name for p in out_dir.iterdir()) == ["audio.wav", "thumbnail.jpg", "video.mp4"]
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "audio.wav",
+        "captions.srt",
+        "captions.vtt",
+        "thumbnail.jpg",
+        "video.mp4",
+    ]
+    assert result.speech is not None and result.speech.engine == "espeak-ng"
+    assert "not cloning" in result.speech.description
+    assert result.animation is not None
+    assert (result.animation.rig, result.animation.mouth_driver) == ("mesh", "loudness")
+    vtt = (out_dir / "captions.vtt").read_text()
+    assert vtt.startswith("WEBVTT") and "The whole chain runs here." in vtt
     info = await probe(result.outputs["video"])
     video, audio = stream_of(info, "video"), stream_of(info, "audio")
     assert (video["codec_name"], audio["codec_name"]) == ("h264", "aac")

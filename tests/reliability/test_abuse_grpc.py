@@ -18,7 +18,11 @@ import pytest
 from libs.common.errors import CATALOG
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import SERVICE_PORT_OFFSETS
-from tests.reliability.conftest import MAX_CONCURRENT_UPLOADS, UPLOAD_IDLE_SECONDS
+from tests.reliability.conftest import (
+    MAX_CONCURRENT_UPLOADS,
+    MAX_CONCURRENT_UPLOADS_PER_USER,
+    UPLOAD_IDLE_SECONDS,
+)
 from tests.reliability.owned import HOSTILE_IDS, make_owned
 from tests.reliability.test_abuse_http import PRIVATE_WEBHOOKS
 from tests.support.declared_access import DeclaredRpc, declared_rpcs
@@ -248,35 +252,55 @@ async def test_a_service_process_rate_limits_each_key_not_the_mesh(tmp_path):
 
 
 async def test_uploads_past_the_concurrency_cap_are_shed_with_rate_limited(channels, ready_mesh):
-    """Stalled uploads fill every slot; the next is refused at once (429 semantics, with
-    RetryInfo) rather than queued; once the stalls are cut, uploads are admitted again."""
+    """Stalled uploads fill a user's share, then every slot; the next is refused at once
+    (429 semantics, with RetryInfo) rather than queued: TOO_MANY_UPLOADS past the user's
+    share, RATE_LIMITED past the total. Once the stalls are cut, uploads are admitted again."""
     session = session_pb2_grpc.SessionServiceStub(channels["session"])
-    created = await session.CreateSession(session_pb2.CreateSessionRequest(), metadata=user_metadata("bob"))
     validator = validator_pb2_grpc.ValidatorServiceStub(channels["validator"])
-    header = validator_pb2.UploadHeader(
-        session_id=created.session_id, kind=common_pb2.ASSET_KIND_VOICE_AUDIO, original_filename="v.wav"
-    )
+    headers = {}
+    for user in ("alice", "bob"):
+        created = await session.CreateSession(
+            session_pb2.CreateSessionRequest(), metadata=user_metadata(user)
+        )
+        headers[user] = validator_pb2.UploadHeader(
+            session_id=created.session_id, kind=common_pb2.ASSET_KIND_VOICE_AUDIO, original_filename="v.wav"
+        )
+    header = headers["bob"]
 
-    async def stalled():
+    async def stalled(header: validator_pb2.UploadHeader):
+        # A few bytes a second apart keep the slot past the idle bound while the test
+        # fills the others; then nothing, so the idle bound cuts it (no write races that).
         yield validator_pb2.ValidateUploadRequest(header=header)
         yield validator_pb2.ValidateUploadRequest(chunk=b"RIFF")
+        for _ in range(3):
+            await asyncio.sleep(UPLOAD_IDLE_SECONDS / 2)
+            yield validator_pb2.ValidateUploadRequest(chunk=b"\0")
         await asyncio.sleep(60)
 
-    holders = [
-        asyncio.ensure_future(validator.ValidateUpload(stalled(), metadata=user_metadata("bob"), timeout=60))
-        for _ in range(MAX_CONCURRENT_UPLOADS)
-    ]
+    def hold(user: str):
+        return asyncio.ensure_future(
+            validator.ValidateUpload(stalled(headers[user]), metadata=user_metadata(user), timeout=60)
+        )
+
+    holders = [hold("bob") for _ in range(MAX_CONCURRENT_UPLOADS_PER_USER)]
     await asyncio.sleep(0.5)
     one_more = [validator_pb2.ValidateUploadRequest(header=header)]
     with pytest.raises(grpc.RpcError) as caught:
         await validator.ValidateUpload(iter(one_more), metadata=user_metadata("bob"), timeout=30)
     refused = error_from_rpc_error(caught.value)
+    assert refused.code == "TOO_MANY_UPLOADS" and refused.retry_after_seconds
+    # Alice takes the slots bob's share left; then the validator is full for everyone.
+    holders += [hold("alice") for _ in range(MAX_CONCURRENT_UPLOADS - MAX_CONCURRENT_UPLOADS_PER_USER)]
+    await asyncio.sleep(0.5)
+    with pytest.raises(grpc.RpcError) as caught:
+        await validator.ValidateUpload(iter(one_more), metadata=user_metadata("root"), timeout=30)
+    refused = error_from_rpc_error(caught.value)
     assert refused.code == "RATE_LIMITED" and refused.retry_after_seconds
     async with httpx.AsyncClient(base_url=ready_mesh.url, timeout=30) as http:
         answer = await http.post(
-            f"/v1/sessions/{created.session_id}/assets/voice",
+            f"/v1/sessions/{header.session_id}/assets/voice",
             files={"file": ("v.wav", b"RIFF")},
-            headers=bearer("bob"),
+            headers=bearer("root"),
         )
     assert answer.status_code == 429 and answer.json()["code"] == "RATE_LIMITED", answer.text
     assert float(answer.headers["retry-after"]) > 0

@@ -1,5 +1,5 @@
-"""Auto mode with no model envs installed: the built-in backends (espeak-ng voice, OpenCV
-face crop, audio-driven animation, ffmpeg assembly) run a real job end to end."""
+"""Auto mode with no model envs installed: the built-in backends (Piper voice, face mesh crop,
+viseme animation, ffmpeg assembly) run a real job end to end."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ async def test_auto_mode_runs_the_builtin_backends(start_mesh, tmp_path):
     backends = {s.stage: s.backend for s in done.stages}
     assert backends == {
         common_pb2.STAGE_SCRIPT: "user-script",
-        common_pb2.STAGE_VOICE: "espeak-ng",
-        common_pb2.STAGE_FACE: "opencv-face",
+        common_pb2.STAGE_VOICE: "piper",
+        common_pb2.STAGE_FACE: "face-mesh",
         common_pb2.STAGE_ANIMATE: "builtin-animate",
         common_pb2.STAGE_ASSEMBLE: "ffmpeg-assemble",
     }

@@ -245,10 +245,10 @@ async def test_voice_refused_mid_stream_leaves_no_safe_copy(mesh, validator_sett
 async def test_concurrent_uploads_do_not_starve_each_other(mesh):
     """Each upload keeps a spool writer and a clamd feeder busy for its whole length, on
     threads of their own: eight slow uploads at once (more than the event loop's default
-    executor has workers) all finish."""
+    executor has workers; two users, each within their share) all finish."""
     data = wav(3.0)
 
-    async def slow_upload(session_id: str):
+    async def slow_upload(session_id: str, user: str):
         header = validator_pb2.UploadHeader(
             session_id=session_id, kind=VOICE_KIND, original_filename="voice.wav", declared_size=len(data)
         )
@@ -259,8 +259,10 @@ async def test_concurrent_uploads_do_not_starve_each_other(mesh):
                 await asyncio.sleep(0.02)
                 yield validator_pb2.ValidateUploadRequest(chunk=data[start : start + 8 * 1024])
 
-        return await mesh.validator.ValidateUpload(requests(), metadata=user_metadata("alice"))
+        return await mesh.validator.ValidateUpload(requests(), metadata=user_metadata(user))
 
-    session_ids = [await mesh.new_session() for _ in range(8)]
-    responses = await asyncio.wait_for(asyncio.gather(*(slow_upload(s) for s in session_ids)), timeout=90)
+    users = ["alice", "bob"] * 4
+    session_ids = [await mesh.new_session(user) for user in users]
+    uploads = (slow_upload(s, user) for s, user in zip(session_ids, users, strict=True))
+    responses = await asyncio.wait_for(asyncio.gather(*uploads), timeout=90)
     assert all(r.report.accepted for r in responses)

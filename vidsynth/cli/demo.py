@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
 DEMO_SCRIPT = (
     "Hello, and welcome to vidsynth. This video was made from one photo, a short voice sample and this script. "
-    "Every step ran on this machine, with no models and no graphics card."
+    "Every step ran on this machine, with models that ship in its packages and no graphics card."
 )
 
 
@@ -59,6 +59,10 @@ async def render(client: GatewayClient, face: Path, voice: Path, script: str, ou
     if last.get("type") != "job.completed":
         raise GatewayError(0, (last.get("error") or {}).get("code", "STAGE_FAILED"), f"the job ended: {last}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # The built-in voice's captions, next to the video (the job's other outputs stay downloadable).
+    for name, suffix in (("captions", ".vtt"), ("captions_srt", ".srt")):
+        if any(o["name"] == name for o in (await client.get_job(job["job_id"]))["outputs"]):
+            await client.download(job["job_id"], name, out.with_suffix(suffix))
     return await client.download(job["job_id"], "video", out)
 
 

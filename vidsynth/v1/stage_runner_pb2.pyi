@@ -101,16 +101,18 @@ class ScriptPrompt(_message.Message):
     def __init__(self, topic: _Optional[str] = ..., duration_minutes: _Optional[float] = ..., tone: _Optional[str] = ..., emotion: _Optional[str] = ..., audience: _Optional[str] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class JobOptions(_message.Message):
-    __slots__ = ("enhance", "upscale_factor", "size", "fps")
+    __slots__ = ("enhance", "upscale_factor", "size", "fps", "burn_captions")
     ENHANCE_FIELD_NUMBER: _ClassVar[int]
     UPSCALE_FACTOR_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
+    BURN_CAPTIONS_FIELD_NUMBER: _ClassVar[int]
     enhance: bool
     upscale_factor: int
     size: int
     fps: int
-    def __init__(self, enhance: _Optional[bool] = ..., upscale_factor: _Optional[int] = ..., size: _Optional[int] = ..., fps: _Optional[int] = ...) -> None: ...
+    burn_captions: bool
+    def __init__(self, enhance: _Optional[bool] = ..., upscale_factor: _Optional[int] = ..., size: _Optional[int] = ..., fps: _Optional[int] = ..., burn_captions: _Optional[bool] = ...) -> None: ...
 
 class JobSpec(_message.Message):
     __slots__ = ("script_text", "script_prompt", "emotion", "tone", "options", "webhook_url")

@@ -1,7 +1,9 @@
-"""Built-in animate stage: an audio-driven talking head rendered with numpy/OpenCV, piped into ffmpeg.
+"""Built-in animate stage: a talking head rendered with numpy/OpenCV, piped into ffmpeg.
 
-Frames are rendered in batches in a worker thread and written straight to ffmpeg's stdin as raw
-BGR (no file per frame); ffmpeg encodes H.264 yuv420p. Progress is frames done.
+With the face stage's landmarks the mesh rig animates lips and jaw from phoneme visemes (or,
+without alignments, from the loudness envelope); without landmarks the OpenCV rig does (the
+fallback). Frames are rendered in batches in a worker thread and written straight to ffmpeg's
+stdin as raw BGR (no file per frame); ffmpeg encodes H.264 yuv420p. Progress is frames done.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import cv2
 import numpy as np
 
 from libs.common.errors import VidsynthError
+from services.stage_runner.media.alignment import Alignment
+from services.stage_runner.media.face import read_landmarks
 from services.stage_runner.media.face_rig import FaceRig, Pose, mouth_envelope, poses_for, render
 from services.stage_runner.media.ffmpeg import decode_audio, probe, probe_input, run_ffmpeg, stream_of
+from services.stage_runner.media.mesh_rig import MeshPose, MeshRig
 from services.stage_runner.media.progress import ProgressCallback, report
+from services.stage_runner.media.visemes import mouth_track
 
 _ENVELOPE_RATE = 16_000
 _BATCH_FRAMES = 25
@@ -74,9 +80,11 @@ class AnimationResult:
     height: int
     duration_seconds: float
     mouth_box: tuple[int, int, int, int]
+    rig: str = "opencv"  # "mesh" or "opencv"
+    mouth_driver: str = "loudness"  # "visemes" or "loudness"
 
 
-def _load_rig(face_png: Path) -> FaceRig:
+def _load_rig(face_png: Path, landmarks_json: Path | None) -> FaceRig | MeshRig:
     image = cv2.imdecode(np.fromfile(face_png, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise VidsynthError("STAGE_FAILED", "The face image could not be read.")
@@ -84,11 +92,25 @@ def _load_rig(face_png: Path) -> FaceRig:
     if h % 2 or w % 2:
         # yuv420p needs even dimensions.
         image = image[: h - h % 2, : w - w % 2]
-    return FaceRig.from_image(np.ascontiguousarray(image))
+    image = np.ascontiguousarray(image)
+    if landmarks_json is not None and landmarks_json.exists():
+        return MeshRig.from_landmarks(image, read_landmarks(landmarks_json))
+    return FaceRig.from_image(image)
 
 
-def _render_batch(rig: FaceRig, poses: list[Pose]) -> bytes:
-    return b"".join(render(rig, pose).tobytes() for pose in poses)
+def _render_batch(rig: FaceRig | MeshRig, poses: list[Pose | MeshPose]) -> bytes:
+    if isinstance(rig, MeshRig):
+        return b"".join(rig.render(pose).tobytes() for pose in poses)  # type: ignore[arg-type]
+    return b"".join(render(rig, pose).tobytes() for pose in poses)  # type: ignore[arg-type]
+
+
+def _mesh_poses(opening: np.ndarray, width: np.ndarray, fps: int, expression_scale: float) -> list[MeshPose]:
+    """Blinks and head motion as the OpenCV rig has them, with the mouth's opening and width."""
+    motion = poses_for(opening, fps, expression_scale)
+    return [
+        MeshPose(p.mouth_open, float(width[i]), p.blink, p.angle_degrees, p.shift_x, p.shift_y)
+        for i, p in enumerate(motion)
+    ]
 
 
 async def animate(
@@ -99,8 +121,13 @@ async def animate(
     fps: int = 25,
     expression_scale: float = 1.0,
     on_progress: ProgressCallback | None = None,
+    landmarks_json: Path | None = None,
+    alignment_json: Path | None = None,
 ) -> AnimationResult:
-    """Render `face_png` speaking `audio_wav` into a silent H.264 MP4 of round(duration x fps) frames."""
+    """Render `face_png` speaking `audio_wav` into a silent H.264 MP4 of round(duration x fps) frames.
+
+    `landmarks_json` (from the face stage) selects the mesh rig; `alignment_json` (from the voice
+    stage) drives the mouth by visemes when it has phones, else the loudness envelope does."""
     if not 1 <= fps <= 60:
         raise VidsynthError("INVALID_ARGUMENT", "Frames per second must be between 1 and 60.")
     expression_scale = min(MAX_EXPRESSION_SCALE, max(MIN_EXPRESSION_SCALE, expression_scale))
@@ -110,9 +137,24 @@ async def animate(
     samples = await decode_audio(audio_wav, _ENVELOPE_RATE)
     duration = samples.size / _ENVELOPE_RATE
     frames = frames_for(duration, fps)
-    rig = await asyncio.to_thread(_load_rig, face_png)
-    opening = await asyncio.to_thread(mouth_envelope, samples, _ENVELOPE_RATE, fps, frames)
-    poses = await asyncio.to_thread(poses_for, opening, fps, expression_scale)
+    rig = await asyncio.to_thread(_load_rig, face_png, landmarks_json)
+    alignment = None
+    if alignment_json is not None and await asyncio.to_thread(alignment_json.exists):
+        alignment = await asyncio.to_thread(Alignment.read, alignment_json)
+    driver = "visemes" if alignment is not None and alignment.phones else "loudness"
+    poses: list = []
+    if driver == "visemes":
+        assert alignment is not None
+        opening, mouth_width = await asyncio.to_thread(
+            mouth_track, alignment.phones, samples, _ENVELOPE_RATE, fps, frames
+        )
+    else:
+        opening = await asyncio.to_thread(mouth_envelope, samples, _ENVELOPE_RATE, fps, frames)
+        mouth_width = np.zeros(frames)
+    if isinstance(rig, MeshRig):
+        poses = await asyncio.to_thread(_mesh_poses, opening, mouth_width, fps, expression_scale)
+    else:
+        poses = await asyncio.to_thread(poses_for, opening, fps, expression_scale)
     height, width = rig.base.shape[:2]
     await asyncio.to_thread(out_mp4.parent.mkdir, parents=True, exist_ok=True)
     partial = out_mp4.with_name(f".{out_mp4.stem}.partial.mp4")
@@ -144,7 +186,8 @@ async def animate(
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
-    return AnimationResult(out_mp4, frames, fps, width, height, frames / fps, rig.mouth_box)
+    rig_name = "mesh" if isinstance(rig, MeshRig) else "opencv"
+    return AnimationResult(out_mp4, frames, fps, width, height, frames / fps, rig.mouth_box, rig_name, driver)
 
 
 def frames_for(duration_seconds: float, fps: int) -> int:

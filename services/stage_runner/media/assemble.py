@@ -50,10 +50,32 @@ def _check_muxed(info: dict, audio_seconds: float) -> None:
         )
 
 
+def _filter_path(path: Path) -> str:
+    """`path` quoted for an ffmpeg filter option (our generated paths, escaped all the same)."""
+    text = str(path)
+    for ch in ("\\", ":", "'", "[", "]", ",", ";"):
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def burn_filter(captions_srt: Path) -> str:
+    """libass subtitles at the bottom. libass sizes SRT styles on a 288-line canvas scaled to the
+    picture, so these read as about 1/22 of the height at any size."""
+    style = "FontName=DejaVu Sans,FontSize=13,Outline=1,Shadow=0,MarginV=8"
+    return f"subtitles=filename={_filter_path(captions_srt)}:force_style='{style}'"
+
+
 async def assemble(
-    video_mp4: Path, audio_wav: Path, out_dir: Path, on_progress: ProgressCallback | None = None
+    video_mp4: Path,
+    audio_wav: Path,
+    out_dir: Path,
+    on_progress: ProgressCallback | None = None,
+    *,
+    burn_captions: Path | None = None,
 ) -> dict[str, Path]:
-    """Write `out_dir/video.mp4` (H.264 yuv420p + AAC, faststart) and `out_dir/thumbnail.jpg`."""
+    """Write `out_dir/video.mp4` (H.264 yuv420p + AAC, faststart) and `out_dir/thumbnail.jpg`.
+
+    With `burn_captions` (an SRT file) the captions are drawn into the picture (re-encoded)."""
     audio_info = await probe_input(audio_wav, "speech audio")
     if stream_of(audio_info, "audio") is None:
         raise VidsynthError("STAGE_FAILED", "The speech audio has no sound track.")
@@ -63,8 +85,10 @@ async def assemble(
     if video is None:
         raise VidsynthError("STAGE_FAILED", "The animation has no picture.")
     # The animation is already H.264 yuv420p from our own stages; re-encode only what is not.
-    copy_video = video.get("codec_name") == "h264" and video.get("pix_fmt") == "yuv420p"
+    copy_video = video.get("codec_name") == "h264" and video.get("pix_fmt") == "yuv420p" and not burn_captions
     video_codec = ["-c:v", "copy"] if copy_video else ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"]
+    if burn_captions is not None:
+        video_codec = ["-vf", burn_filter(burn_captions), *video_codec]
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     partial_video = out_dir / f".{VIDEO_NAME}.partial.mp4"
     partial_thumb = out_dir / f".{THUMBNAIL_NAME}.partial.jpg"

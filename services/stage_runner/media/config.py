@@ -34,6 +34,12 @@ class MediaSettings(VidsynthSettings):
     media_gemini_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one Gemini request.")
     media_script_max_minutes: float = Field(10.0, gt=0, description="Longest script a prompt may ask for.")
     media_words_per_minute: int = Field(150, gt=0, description="Speaking rate used to size and time scripts.")
+    media_default_size: int = Field(
+        512,
+        ge=256,
+        le=1024,
+        description="Frame size (square, pixels) of built-in videos when a job does not set one; 256 to 1024.",
+    )
     media_seconds_per_chunk: float = Field(
         20.0, gt=0, description="Target length of each sentence-aligned speech chunk, in seconds."
     )

@@ -66,6 +66,9 @@ class VoiceResult:
     chunks: int
     profile: VoiceProfile
     parameters: EspeakParameters
+    # Each chunk's text and length in the joined speech, for estimated word timings.
+    chunk_texts: tuple[str, ...] = ()
+    chunk_seconds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,8 @@ async def synthesize(
         concat_list = work_dir / "chunks.txt"
         listing = "".join(f"file '{p.name}'\n" for p in chunk_paths)  # generated names only
         await asyncio.to_thread(concat_list.write_text, listing)
-        expected = sum(duration_of(info) for info in await asyncio.gather(*map(probe, chunk_paths)))
+        chunk_seconds = tuple(duration_of(info) for info in await asyncio.gather(*map(probe, chunk_paths)))
+        expected = sum(chunk_seconds)
         await run_ffmpeg(
             [
                 *("-f", "concat", "-safe", "0", "-i", concat_list),
@@ -225,4 +229,6 @@ async def synthesize(
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
         await asyncio.to_thread(shutil.rmtree, work_dir, True)
-    return VoiceResult(out_wav, duration, OUTPUT_SAMPLE_RATE, len(chunks), profile, parameters)
+    return VoiceResult(
+        out_wav, duration, OUTPUT_SAMPLE_RATE, len(chunks), profile, parameters, tuple(chunks), chunk_seconds
+    )
