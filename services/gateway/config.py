@@ -38,6 +38,12 @@ class GatewaySettings(VidsynthSettings):
         description="Comma-separated origins browsers may call the API from (empty: none); WebSockets from "
         "other origins (but the gateway's own) are refused.",
     )
+    gateway_trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of the proxies in front of the gateway (the "
+        "edge) whose X-Forwarded-For and X-Forwarded-Proto are believed, so per-address limits see the "
+        "real client; empty: none. `vidsynth up` sets the edge's address.",
+    )
 
     @property
     def cors_origins(self) -> list[str]:

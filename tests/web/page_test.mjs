@@ -3,7 +3,9 @@
 //
 // Environment: BASE_URL, API_KEY, FACE_FILE, VOICE_FILE, BAD_FILE (a text file named .jpg),
 // ARTIFACTS (screenshot dir), USER_DATA_DIR (fresh), GATEWAY_PID (optional: SIGKILLed
-// mid-job to prove the progress stream resumes), CHROMIUM (default /usr/bin/chromium).
+// mid-job to prove the progress stream resumes), CHROMIUM (default /usr/bin/chromium),
+// TRUSTED_SPKI (optional, for an https BASE_URL: the base64 SHA-256 of the server
+// certificate's public key, the one certificate chromium accepts besides public ones).
 // Prints one JSON line `RESULT {...}` with what it observed; exits non-zero on failure.
 
 import { strict as assert } from "node:assert";
@@ -102,6 +104,7 @@ async function main() {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...(env.TRUSTED_SPKI ? [`--ignore-certificate-errors-spki-list=${env.TRUSTED_SPKI}`] : []),
     ],
     viewport: { width: 1200, height: 900 },
   });
@@ -121,6 +124,8 @@ async function main() {
     const response = await page.goto(BASE_URL + "/", { waitUntil: "load" });
     assert.equal(response.status(), 200);
     assert.match(response.headers()["content-security-policy"], /script-src 'self'/);
+    const protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+    step("page loaded", { protocol, secure: await page.evaluate(() => window.isSecureContext) });
 
     // A wrong key: the server's refusal is shown in plain words.
     await page.fill("#api-key", "not-a-real-key");
