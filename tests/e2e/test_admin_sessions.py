@@ -221,18 +221,24 @@ def test_openapi_documents_the_admin_routes_with_their_problems(mesh) -> None:
     listing = spec["paths"]["/v1/admin/sessions"]["get"]
     ending = spec["paths"]["/v1/admin/sessions/{session_id}"]["delete"]
     assert listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "ActiveSessionListView"
+        "/ActiveSessionList"
     )
     assert ending["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "EndedSessionView"
+        "/EndedSession"
     )
-    for operation, statuses in ((listing, ("401", "403")), (ending, ("401", "403", "404", "409"))):
+    for operation, statuses in ((listing, {"401", "403"}), (ending, {"401", "403", "404", "409"})):
         for status in statuses:
             assert "application/problem+json" in operation["responses"][status]["content"], (
                 operation,
                 status,
             )
-    view = spec["components"]["schemas"]["ActiveSessionView"]["properties"]
+    codes = {
+        status: ending["responses"][status]["content"]["application/problem+json"]["schema"]
+        for status in ("403", "404", "409")
+    }
+    assert "PERMISSION_DENIED" in str(codes["403"]) and "SESSION_NOT_FOUND" in str(codes["404"])
+    assert "INVALID_SESSION_STATE" in str(codes["409"])
+    view = spec["components"]["schemas"]["ActiveSession"]["properties"]
     assert {"session", "age_seconds", "disk_used_bytes"} <= set(view)
 
 

@@ -36,6 +36,8 @@ LOAD_MESH_ENV = {
     "VIDSYNTH_SESSION_MAX_PER_USER": "100000",
     "VIDSYNTH_SESSION_MAX_GLOBAL": "100000",
     "VIDSYNTH_STAGE_RUNNER_MAX_QUEUED_JOBS": "200",
+    # Every load client shares one address: the edge's per-address cap must not be the limit.
+    "VIDSYNTH_EDGE_MAX_CONNECTIONS_PER_ADDRESS": "4096",
 }
 
 

@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from services.gateway.routes_admin import active_session_json, ended_session_json
-from services.gateway.views import session_json
-from services.gateway.views import session_state_name as state_name
+from libs.common.enums import enum_label
+from services.gateway.views import active_session_view, ended_session_view, session_view
 from vidsynth.cli.remote import (
     DEFAULT_GRPC,
     ApiKeyOption,
@@ -24,6 +23,10 @@ from vidsynth.v1 import session_pb2
 
 app = typer.Typer(help="Sessions: yours, or (admin) every user's.", no_args_is_help=True)
 PAGE_SIZE = 200
+
+
+def state_name(state: int) -> str:
+    return enum_label(session_pb2.SessionState, state)
 
 
 def _age(seconds: float) -> str:
@@ -81,7 +84,7 @@ def list_sessions(
     if not all_users:
         own = _every_own(remote, as_json)
         if as_json:
-            print_json({"sessions": [session_json(s) for s in own]})
+            print_json({"sessions": [session_view(s).model_dump(mode="json") for s in own]})
             return
         table = Table("session", "state", "name", "job", "created")
         for s in own:
@@ -96,7 +99,7 @@ def list_sessions(
         return
     active = _every_active(remote, user, as_json)
     if as_json:
-        print_json({"sessions": [active_session_json(a) for a in active]})
+        print_json({"sessions": [active_session_view(a).model_dump(mode="json") for a in active]})
         return
     table = Table("session", "owner", "state", "age", "disk used", "job")
     for a in active:
@@ -126,7 +129,7 @@ def end_session(
         remote.session.EndSession, session_pb2.EndSessionRequest(session_id=session_id, force=force), as_json
     )
     if as_json:
-        print_json(ended_session_json(ended))
+        print_json(ended_session_view(ended).model_dump(mode="json"))
         return
     job = f", cancelled job {ended.cancelled_job_id}" if ended.cancelled_job_id else ""
     console.print(
