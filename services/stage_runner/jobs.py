@@ -25,6 +25,7 @@ from services.stage_runner.pipeline import planned_stages
 from services.stage_runner.queue import JobQueue, queue_full, user_job_limit
 from services.stage_runner.script_text import expected_speech_seconds
 from services.stage_runner.session_link import SessionLink
+from services.stage_runner.storage import disk_full_as_insufficient_storage
 from services.stage_runner.store import JobStore, StoredJob
 from services.stage_runner.webhooks import check_webhook_url
 from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
@@ -116,7 +117,8 @@ class JobManager:
                 request.session_id, session_pb2.SESSION_STATE_PROCESSING, job.job_id
             )
             try:
-                await self._store.insert(job, identity.user_id, request.request_id, fingerprint)
+                with disk_full_as_insufficient_storage():
+                    await self._store.insert(job, identity.user_id, request.request_id, fingerprint)
             except BaseException:
                 await self._sessions.follow_job(request.session_id, session.state, job.job_id)
                 raise
@@ -134,9 +136,8 @@ class JobManager:
         the whole room; RetryInfo says when a place should free (a waiting job starts)."""
         mine = [entry.job_id for entry in waiting if entry.user_id == user_id]
         if len(mine) >= self._max_waiting_per_user:
-            raise user_job_limit(
-                len(mine), min((ahead[j].start_seconds for j in mine if j in ahead), default=0)
-            )
+            first_start = min((ahead[j].start_seconds for j in mine if j in ahead), default=0.0)
+            raise user_job_limit(len(mine), self._max_waiting_per_user, first_start)
         if len(waiting) >= self._max_waiting:
             raise queue_full(len(waiting), min((f.start_seconds for f in ahead.values()), default=0.0))
 

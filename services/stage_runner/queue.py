@@ -30,12 +30,13 @@ def queue_full(waiting: int, retry_after_seconds: float) -> VidsynthError:
     )
 
 
-def user_job_limit(waiting: int, retry_after_seconds: float) -> VidsynthError:
+def user_job_limit(waiting: int, limit: int, retry_after_seconds: float) -> VidsynthError:
     """USER_JOB_LIMIT_REACHED with RetryInfo: when the user's first waiting job should start."""
     return VidsynthError(
         "USER_JOB_LIMIT_REACHED",
         f"You already have {waiting} jobs waiting; try again when one has started, or cancel one.",
         retry_after_seconds=max(MIN_RETRY_AFTER_SECONDS, retry_after_seconds),
+        metadata={"waiting": str(waiting), "limit": str(limit)},
     )
 
 

@@ -47,6 +47,7 @@ async def test_another_users_job_is_next_whatever_one_user_has_queued(start_mesh
     error = error_from_rpc_error(caught.value)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error.code == "USER_JOB_LIMIT_REACHED" and error.retry_after_seconds >= 5
+    assert error.metadata == {"waiting": str(HEAVY_JOBS - 1), "limit": str(HEAVY_JOBS - 1)}
     assert await mesh.session_state(alice_sessions[-1], "alice") == session_pb2.SESSION_STATE_READY
 
     bob = await mesh.start(bob_session, SCRIPT, user="bob")
