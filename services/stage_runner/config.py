@@ -24,8 +24,15 @@ class StageRunnerSettings(VidsynthSettings):
     )
     stage_runner_max_running_jobs: int = Field(2, ge=1, description="Jobs running at once (global).")
     stage_runner_stage_limits: str = Field(
-        "voice=1,animate=1,enhance=1",
-        description='Per-stage concurrency across jobs, "stage=n,..." (e.g. one GPU stage at a time).',
+        "",
+        description='Optional per-stage concurrency across jobs, "stage=n,..." (e.g. "animate=1" on a '
+        "machine short of memory); empty: stages of different jobs run side by side.",
+    )
+    stage_runner_gpu_slots: int = Field(
+        1,
+        ge=1,
+        description="Stages whose backend needs the GPU (XTTS, SadTalker, Real-ESRGAN) running at "
+        "once across jobs; stages on the CPU are not held back by them.",
     )
     stage_runner_max_queued_jobs: int = Field(
         50, ge=1, description="Jobs waiting in the queue before new ones are refused with QUEUE_FULL."

@@ -162,8 +162,8 @@ class Pipeline:
             )
 
     async def _run_stage(self, run: JobRun, stage: int, stage_dir: Path) -> None:
-        # The stage's slot (e.g. one GPU stage at a time) covers the whole stage, bookkeeping included.
-        async with self._queue.stage_slot(stage):
+        # The stage's slots (e.g. one GPU stage at a time) cover the whole stage, bookkeeping included.
+        async with self._queue.stage_slot(stage, run.backends[stage].needs_gpu):
             await self._run_stage_in_slot(run, stage, stage_dir)
 
     async def _run_stage_in_slot(self, run: JobRun, stage: int, stage_dir: Path) -> None:

@@ -1,6 +1,6 @@
 """The job queue of one process: a bounded waiting room (globally and per user), fair
 shares of the run slots between users (fair_share.py), bounded concurrency globally, per
-user and per stage (e.g. one GPU stage at a time across jobs)."""
+user, on the GPU and (optionally) per stage."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ class JobQueue:
         *,
         max_running: int,
         stage_limits: dict[int, int],
+        gpu_slots: int,
         run_job: Callable[[str], Awaitable[None]],
         on_moved: Callable[[], None],
         on_finished: Callable[[str], None] = lambda job_id: None,
@@ -55,6 +56,7 @@ class JobQueue:
         # None: no per-user cap here (the shared Redis queue enforces it cluster-wide).
         self.max_running_per_user = max_running_per_user
         self._stage_slots = {stage: asyncio.Semaphore(n) for stage, n in stage_limits.items()}
+        self._gpu_slots = asyncio.Semaphore(gpu_slots)
         self._run_job = run_job
         self._on_moved = on_moved
         self._on_finished = on_finished
@@ -97,13 +99,16 @@ class JobQueue:
         return self._running.get(job_id)
 
     @contextlib.asynccontextmanager
-    async def stage_slot(self, stage: int) -> AsyncIterator[None]:
-        """Holds one of the stage's slots (when it has a limit) while the stage runs."""
-        slot = self._stage_slots.get(stage)
-        if slot is None:
-            yield
-            return
-        async with slot:
+    async def stage_slot(self, stage: int, needs_gpu: bool) -> AsyncIterator[None]:
+        """Holds one of the stage's slots (when it has a limit) and, for a backend that needs
+        the GPU, a GPU slot, while the stage runs. CPU stages of different jobs (users) run
+        side by side, so no user's short job waits for another's long stage on the CPU."""
+        async with contextlib.AsyncExitStack() as held:
+            slot = self._stage_slots.get(stage)
+            if slot is not None:
+                await held.enter_async_context(slot)
+            if needs_gpu:
+                await held.enter_async_context(self._gpu_slots)
             yield
 
     def _next(self) -> Waiting | None:

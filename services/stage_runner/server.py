@@ -119,6 +119,7 @@ async def build(
         stage_limits={
             stage_from_name(n): v for n, v in runner_settings.stage_limits.items() if n in STAGE_NAMES
         },
+        gpu_slots=runner_settings.stage_runner_gpu_slots,
         max_script_chars=runner_settings.stage_runner_max_script_chars,
         words_per_minute=runner_settings.stage_runner_words_per_minute,
         webhook_hosts=runner_settings.webhook_hosts,

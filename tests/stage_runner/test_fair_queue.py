@@ -1,17 +1,20 @@
 """Fair shares between users in one stage runner: per-user caps on waiting and running jobs
 (USER_JOB_LIMIT_REACHED with RetryInfo), another user's job next in line whatever one user
-has queued, positions and ETAs that follow that order, and a cancel that lands before a
-dequeued job's first step."""
+has queued, positions and ETAs that follow that order, GPU stages taking turns while CPU
+stages of different jobs run side by side, and a cancel that lands before a dequeued job's
+first step."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import pytest
 
 from libs.common.identity import Identity, current_identity
 from libs.common.rpc_status import error_from_rpc_error
+from services.stage_runner.queue import JobQueue
 from tests.support.identities import user_metadata
 from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
 
@@ -106,3 +109,41 @@ async def test_a_cancel_before_the_jobs_first_step_still_settles_it(start_mesh):
     assert (await mesh.get(started.job_id)).state == common_pb2.JOB_STATE_CANCELLED
     assert await mesh.session_state(session_id) == session_pb2.SESSION_STATE_READY
     assert started.job_id not in jobs.live
+
+
+async def test_gpu_stages_take_turns_while_cpu_stages_run_side_by_side():
+    queue = JobQueue(
+        max_running=4,
+        stage_limits={},
+        gpu_slots=1,
+        run_job=lambda job_id: asyncio.sleep(0),
+        on_moved=lambda: None,
+    )
+    spans: dict[str, tuple[float, float]] = {}
+
+    async def stage(name: str, stage_id: int, needs_gpu: bool) -> None:
+        async with queue.stage_slot(stage_id, needs_gpu):
+            began = time.monotonic()
+            await asyncio.sleep(0.2)
+            spans[name] = (began, time.monotonic())
+
+    await asyncio.gather(
+        stage("xtts", common_pb2.STAGE_VOICE, True),
+        stage("sadtalker", common_pb2.STAGE_ANIMATE, True),
+        stage("espeak", common_pb2.STAGE_VOICE, False),
+        stage("builtin-animate", common_pb2.STAGE_ANIMATE, False),
+    )
+    # The two GPU stages (different stages, different jobs) never overlapped...
+    first, second = sorted([spans["xtts"], spans["sadtalker"]])
+    assert first[1] <= second[0]
+    # ...while the CPU ones ran alongside them.
+    assert spans["espeak"][0] < first[1] and spans["builtin-animate"][0] < first[1]
+
+
+async def test_two_users_jobs_run_their_stages_side_by_side_by_default(start_mesh):
+    mesh = await start_mesh(stage_runner_simulation_seconds=0.5)
+    jobs = [await mesh.start(await mesh.ready_session(user), SCRIPT, user=user) for user in ("alice", "bob")]
+    done = [await mesh.wait_done(job.job_id, user) for job, user in zip(jobs, ("alice", "bob"), strict=True)]
+    voice = [next(s for s in job.stages if s.stage == common_pb2.STAGE_VOICE) for job in done]
+    # No default per-stage limit: bob's voice stage did not wait for alice's to end.
+    assert max(s.start_time.ToNanoseconds() for s in voice) < min(s.end_time.ToNanoseconds() for s in voice)
