@@ -82,9 +82,6 @@ class JobQueue:
     def running(self) -> list[str]:
         return list(self._running)
 
-    def waiting_of(self, user_id: str) -> int:
-        return sum(1 for entry in self._waiting.values() if entry.user_id == user_id)
-
     def submit(self, job_id: str, user_id: str, *, resumed: bool = False) -> None:
         self._waiting[job_id] = Waiting(job_id, user_id, resumed=resumed)
         self._pump()
