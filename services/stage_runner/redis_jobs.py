@@ -324,6 +324,8 @@ class RedisJobManager(JobManager):
         """Starts taking work; jobs of dead replicas (this one before a restart included)
         come back through the stream's pending entries, not a local scan."""
         await self._stream.ensure_group()
+        if adopted := await self._stream.adopt_undelivered():
+            log.info("queue.adopted_entries_of_an_older_version", count=adopted)
         await self._heartbeat_once()
         self._tasks = [
             asyncio.create_task(self._consume(), name="redis-queue-consumer"),

@@ -182,6 +182,24 @@ class RedisJobStream:
             if "BUSYGROUP" not in str(error):
                 raise
 
+    async def adopt_undelivered(self) -> int:
+        """Moves entries no replica took into the waiting room; returns how many. `pick`
+        delivers every entry it adds, so these can only come from an older version, which
+        queued jobs on the stream itself."""
+        last = "0-0"
+        for group in await self._redis.xinfo_groups(self.stream):
+            if group["name"] in (GROUP, GROUP.encode()):
+                last = group["last-delivered-id"]
+                last = last.decode() if isinstance(last, bytes) else last
+        entries = await self._redis.xrange(self.stream, min=f"({last}", max="+")
+        for raw_id, fields in entries:
+            job_id = fields.get(b"job_id", b"").decode()
+            user_id = await self._redis.hget(self._keys.job(job_id), "user_id") if job_id else None
+            if user_id is not None:
+                await self.add(job_id, user_id.decode())
+            await self._redis.xdel(self.stream, raw_id)
+        return len(entries)
+
     async def add(self, job_id: str, user_id: str) -> None:
         """Into the waiting room (and a tick, so an idle replica picks at once)."""
         await self._add(

@@ -211,6 +211,19 @@ async def test_an_idle_replica_wakes_when_a_job_is_added_or_ends_elsewhere(redis
     assert await pick(second, cap=1) is not None
 
 
+async def test_jobs_an_older_version_queued_on_the_stream_move_to_the_waiting_room(redis_jobs) -> None:
+    store, first, second = redis_jobs
+    job = new_job()
+    await store.insert(job, "bob", "", "")
+    # The previous layout: StartJob appended the job to the stream, undelivered.
+    await store.client.xadd(first.stream, {"job_id": job.job_id})
+    assert await pick(first) is None  # nothing in the waiting room: it would sit there
+    assert await second.adopt_undelivered() == 1
+    assert [(e.job_id, e.user_id) for e in (await first.waiting_room()).entries] == [(job.job_id, "bob")]
+    assert (await pick(first)).job_id == job.job_id
+    assert await second.adopt_undelivered() == 0
+
+
 async def test_capacity_counts_the_run_slots_of_live_replicas(redis_jobs) -> None:
     _, first, second = redis_jobs
     await first.register(2, ttl_seconds=30)
