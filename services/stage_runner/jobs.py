@@ -22,7 +22,7 @@ from services.stage_runner.cost_model import CostModel, work_units
 from services.stage_runner.execution import TERMINAL_STATES, JobRunner, LiveJob
 from services.stage_runner.fair_share import Forecast, Running, Waiting, forecast
 from services.stage_runner.pipeline import planned_stages
-from services.stage_runner.queue import JobQueue, queue_full, user_job_limit
+from services.stage_runner.queue import JobQueue, cancel_until_done, queue_full, user_job_limit
 from services.stage_runner.script_text import expected_speech_seconds
 from services.stage_runner.session_link import SessionLink
 from services.stage_runner.storage import disk_full_as_insufficient_storage
@@ -296,8 +296,8 @@ class JobManager:
         else:
             task = self.queue.running_task(job_id)
             if task is not None:
-                task.cancel()
-                await asyncio.wait({task}, timeout=CANCEL_WAIT_SECONDS)
+                # Not once the job is being settled: that must run to its end.
+                await cancel_until_done([task], CANCEL_WAIT_SECONDS, lambda: not live.finishing)
                 if task.done() and not live.finishing:
                     # Cancelled before its first step: run() never saw the cancellation.
                     await self.runner.finish_cancelled(live)

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 import structlog
 
@@ -18,6 +18,26 @@ from services.stage_runner.fair_share import Waiting, next_to_run
 log = structlog.get_logger("vidsynth.stage_runner.queue")
 
 MIN_RETRY_AFTER_SECONDS = 5.0
+# Longer than a child's SIGTERM grace (children.TERMINATE_GRACE_SECONDS), which a second
+# cancellation would cut short.
+CANCEL_RETRY_SECONDS = 2.0
+STOP_WAIT_SECONDS = 10.0
+
+
+async def cancel_until_done(
+    tasks: Iterable[asyncio.Task], patience: float, still_cancellable: Callable[[], bool] = lambda: True
+) -> None:
+    """Cancels `tasks` and waits for them to end (at most `patience` seconds), cancelling again every
+    CANCEL_RETRY_SECONDS while `still_cancellable()`: a cancellation that lands inside a Redis
+    command can be lost in redis-py (redis/redis-py#2028), and the task would run on."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    pending = {task for task in tasks if not task.done()}
+    while pending and (left := deadline - loop.time()) > 0:
+        if still_cancellable():
+            for task in pending:
+                task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(CANCEL_RETRY_SECONDS, left))
 
 
 def queue_full(waiting: int, retry_after_seconds: float) -> VidsynthError:
@@ -141,9 +161,4 @@ class JobQueue:
     async def stop(self) -> None:
         """Shutdown: stop starting jobs and interrupt running ones (they stay resumable)."""
         self._stopping = True
-        tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_until_done(list(self._running.values()), STOP_WAIT_SECONDS)

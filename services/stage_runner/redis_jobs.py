@@ -27,6 +27,7 @@ from services.stage_runner.execution import TERMINAL_STATES, LiveJob
 from services.stage_runner.fair_share import Forecast, Running, Waiting, forecast
 from services.stage_runner.jobs import CANCEL_WAIT_SECONDS, JobManager
 from services.stage_runner.publisher import ProgressPublisher
+from services.stage_runner.queue import STOP_WAIT_SECONDS, cancel_until_done
 from services.stage_runner.redis_queue import Entry, RedisJobStream, WaitingRoom
 from services.stage_runner.redis_store import IdempotencyKeyTaken, RedisJobStore
 from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
@@ -302,7 +303,8 @@ class RedisJobManager(JobManager):
         for job_id in cancelled:
             live = self.live.get(job_id)
             task = self.queue.running_task(job_id)
-            if live is not None and task is not None and not live.cancel_requested and not live.finishing:
+            # Again on every beat until it is being settled: a cancellation can be lost.
+            if live is not None and task is not None and not live.finishing:
                 live.cancel_requested = True
                 task.cancel()
 
@@ -334,11 +336,7 @@ class RedisJobManager(JobManager):
         return 0
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_until_done(self._tasks, STOP_WAIT_SECONDS)
         await self.queue.stop()
         if self._acks:
             await asyncio.wait(self._acks, timeout=CANCEL_WAIT_SECONDS)

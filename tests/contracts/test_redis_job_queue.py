@@ -6,11 +6,13 @@ cancel, ticks that wake idle replicas, pruning of gone consumers."""
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
 from services.stage_runner.redis_queue import RedisJobStream
 from services.stage_runner.redis_store import RedisJobStore
+from services.stage_runner.redis_wiring import redis_client
 from tests.contracts.test_job_store_contract import new_job, open_job_store
 from vidsynth.v1 import common_pb2
 
@@ -247,3 +249,27 @@ async def test_consumers_of_gone_replicas_are_pruned_unless_they_hold_a_job(redi
     assert names == {b"replica-1"}
     await queued(store, first)
     assert await pick(second) is not None  # a pruned live replica simply comes back
+
+
+async def test_a_task_cancelled_inside_redis_commands_always_ends(redis_backend) -> None:
+    """The stage runner's Redis client does not lose a cancellation that lands inside a
+    command (redis-py's default socket_timeout makes Python 3.11's wait_for do so now and
+    then, redis/redis-py#2028), so cancelled jobs and loops end."""
+    store = RedisJobStore(redis_client(redis_backend.redis_url), redis_backend.namespace)
+    stream = RedisJobStream(store.client, store.keys, "replica-1")
+    await stream.ensure_group()
+    rng = random.Random(2028)
+    try:
+        for _ in range(100):
+
+            async def busy() -> None:
+                while True:
+                    await stream.pick(1)
+
+            task = asyncio.create_task(busy())
+            await asyncio.sleep(rng.uniform(0.001, 0.01))
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert done and task.cancelled()
+    finally:
+        await store.close()
