@@ -31,6 +31,9 @@ SCRIPT = "This sentence keeps the built-in voice, animation and assembly busy fo
 # From the issue's 50 ms up to a few seconds: voice synthesis, audio decoding, first frames.
 CANCEL_AFTER_SECONDS = (0.05, 4.0)
 SETTLE_SECONDS = 10.0
+# Kept between requests by design, one per service (started through libs.common.children,
+# ended at shutdown), so not helpers that outlived a job; their own children are.
+RESIDENT_WORKERS = ("services.validator.decode_worker", "services.stage_runner.media.speech_worker")
 
 
 def _running(process: psutil.Process) -> bool:
@@ -48,8 +51,31 @@ def describe(process: psutil.Process) -> str:
         return f"{process.pid} (gone)"
 
 
+def _resident_module(process: psutil.Process) -> str:
+    try:
+        argv = process.cmdline()
+    except psutil.NoSuchProcess:
+        return ""
+    return next((m for m in RESIDENT_WORKERS if "-m" in argv and m in argv), "")
+
+
 def helpers_of(pid: int) -> list[psutil.Process]:
-    """Every running descendant of process `pid`."""
+    """Every running descendant of process `pid` but its one resident worker per kind."""
+    try:
+        descendants = [p for p in psutil.Process(pid).children(recursive=True) if _running(p)]
+    except psutil.NoSuchProcess:
+        return []
+    helpers, residents = [], set()
+    for process in descendants:
+        module = _resident_module(process)
+        if module and module not in residents and process.ppid() == pid:
+            residents.add(module)
+            continue
+        helpers.append(process)
+    return helpers
+
+
+def all_descendants(pid: int) -> list[psutil.Process]:
     try:
         return [p for p in psutil.Process(pid).children(recursive=True) if _running(p)]
     except psutil.NoSuchProcess:
@@ -57,7 +83,7 @@ def helpers_of(pid: int) -> list[psutil.Process]:
 
 
 def mesh_helpers(mesh: MeshProcess) -> list[psutil.Process]:
-    """Every running descendant of every service process of the mesh."""
+    """Every running descendant of every service process of the mesh, resident workers aside."""
     found = []
     for service in SERVICES:
         found += helpers_of(child_pid(mesh, service))
