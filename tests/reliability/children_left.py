@@ -30,6 +30,7 @@ BUILTIN_MESH_ENV = {
 SCRIPT = "This sentence keeps the built-in voice, animation and assembly busy for a while. " * 12
 # From the 50 ms up to a few seconds: voice synthesis, audio decoding, first frames.
 CANCEL_AFTER_SECONDS = (0.05, 4.0)
+HELPER_WAIT_SECONDS = 30.0
 SETTLE_SECONDS = 10.0
 # Kept between requests by design, one per service (started through libs.common.children,
 # ended at shutdown), so not helpers that outlived a job; their own children are.
@@ -118,6 +119,12 @@ async def ready_session(client: GatewayClient) -> str:
     return session_id
 
 
+async def _helper_seen(mesh: MeshProcess, patience: float) -> None:
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline and not helpers_of(child_pid(mesh, "stage_runner")):
+        await asyncio.sleep(0.01)
+
+
 async def _cycles(
     mesh: MeshProcess,
     client: GatewayClient,
@@ -126,9 +133,15 @@ async def _cycles(
     rng: random.Random,
     result: CancelResult,
 ) -> None:
-    for _ in range(count):
+    for cycle in range(count):
         job = await client.start_job(session_id, {"script_text": SCRIPT})
-        await asyncio.sleep(rng.uniform(*CANCEL_AFTER_SECONDS))
+        if cycle % 2:
+            # Half the cancels land while a helper (ffmpeg, ffprobe, ...) runs, however
+            # loaded the machine: the first one seen, then a random moment of its run.
+            await _helper_seen(mesh, HELPER_WAIT_SECONDS)
+            await asyncio.sleep(rng.uniform(0.0, 0.2))
+        else:
+            await asyncio.sleep(rng.uniform(*CANCEL_AFTER_SECONDS))
         helpers = helpers_of(child_pid(mesh, "stage_runner"))
         if helpers:
             result.helpers_at_cancel += 1
