@@ -166,7 +166,12 @@ def _stub(request: Request):
     summary="Start a job (202 with the queued job)",
     responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}, "links": JOB_LINKS}},
     openapi_extra=problems(
-        *JOB_REFUSALS, "IDEMPOTENCY_CONFLICT", "QUEUE_FULL", "INSUFFICIENT_MEMORY", "INSUFFICIENT_STORAGE"
+        *JOB_REFUSALS,
+        "IDEMPOTENCY_CONFLICT",
+        "QUEUE_FULL",
+        "USER_JOB_LIMIT_REACHED",
+        "INSUFFICIENT_MEMORY",
+        "INSUFFICIENT_STORAGE",
     ),
 )
 async def create_job(
