@@ -258,6 +258,13 @@ CATALOG: dict[str, ErrorSpec] = {
             "Too many jobs are waiting; try again later.",
         ),
         _spec(
+            "USER_JOB_LIMIT_REACHED",
+            _C.RESOURCE_EXHAUSTED,
+            429,
+            "Job limit reached",
+            "You have too many jobs waiting; try again when one has started.",
+        ),
+        _spec(
             "STAGE_UNAVAILABLE",
             _C.FAILED_PRECONDITION,
             503,

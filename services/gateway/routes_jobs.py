@@ -24,7 +24,9 @@ MAX_SCRIPT_CHARS = 20_000
 MAX_FIELD_CHARS = 200
 MAX_PROMPT_FIELD_CHARS = 60
 MAX_PROMPT_MINUTES = 10.0
-NOT_BLANK = r"\S"
+# Python's str.strip (which the stage runner uses) also strips \x1c-\x1f and \x85, which
+# JSON Schema's (ECMA) \s does not count as white space: name them, so both sides agree.
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 JOB_REFUSALS = (
     "SESSION_NOT_FOUND",
     "SESSION_EXPIRED",
@@ -166,7 +168,12 @@ def _stub(request: Request):
     summary="Start a job (202 with the queued job)",
     responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}, "links": JOB_LINKS}},
     openapi_extra=problems(
-        *JOB_REFUSALS, "IDEMPOTENCY_CONFLICT", "QUEUE_FULL", "INSUFFICIENT_MEMORY", "INSUFFICIENT_STORAGE"
+        *JOB_REFUSALS,
+        "IDEMPOTENCY_CONFLICT",
+        "QUEUE_FULL",
+        "USER_JOB_LIMIT_REACHED",
+        "INSUFFICIENT_MEMORY",
+        "INSUFFICIENT_STORAGE",
     ),
 )
 async def create_job(

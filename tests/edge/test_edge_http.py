@@ -60,6 +60,17 @@ def test_requests_nginx_refuses_itself_answer_problem_json(mesh, path, status, c
     assert json.loads(body)["code"] == code
 
 
+@pytest.mark.parametrize(("path", "allow"), [("/healthz", "GET"), ("/v1/sessions/ses_x", "DELETE, GET")])
+def test_trace_which_nginx_refuses_itself_answers_405_with_allow(mesh, path, allow) -> None:
+    """nginx turns TRACE away before any location; the gateway still gives the answer RFC 9110
+    asks for (405 with Allow listing the path's methods), as problem+json."""
+    with raw_connection(mesh, "127.0.0.1") as sock:
+        sock.sendall(f"TRACE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        status, headers, body = read_response(sock)
+    assert (status, headers["content-type"], headers["allow"]) == (405, "application/problem+json", allow)
+    assert json.loads(body)["code"] == "METHOD_NOT_ALLOWED"
+
+
 def test_an_overlong_header_line_answers_431(mesh) -> None:
     status, _, body = get(mesh, "127.0.0.1", "/healthz", f"X-Filler: {'a' * 20000}\r\n")
     assert status == 431

@@ -197,6 +197,40 @@ async def test_queue_full_over_http(http):
         await client.post(f"/v1/jobs/{job_id}/cancel", headers=bearer("alice"))
 
 
+async def test_one_users_share_of_the_queue_over_http(http):
+    mesh, client = await http(
+        stage_runner_max_running_jobs=1,
+        stage_runner_max_queued_jobs_per_user=1,
+        stage_runner_simulation_seconds=30.0,
+    )
+    job_ids = []
+    for _ in range(2):  # one runs, one waits: alice's share of the waiting room
+        session_id = await mesh.ready_session("alice")
+        response = await client.post(
+            f"/v1/sessions/{session_id}/jobs", json={"script_text": "Hi."}, headers=bearer("alice")
+        )
+        job_ids.append(response.json()["job_id"])
+    refused = await client.post(
+        f"/v1/sessions/{await mesh.ready_session('alice')}/jobs",
+        json={"script_text": "Hi."},
+        headers=bearer("alice"),
+    )
+    assert_problem(refused, 429, "USER_JOB_LIMIT_REACHED")
+    assert int(refused.headers["retry-after"]) >= 5 and refused.json()["retry_after"] >= 5
+    # Bob's job is accepted, and goes before alice's waiting one.
+    bob = await client.post(
+        f"/v1/sessions/{await mesh.ready_session('bob')}/jobs",
+        json={"script_text": "Hi."},
+        headers=bearer("bob"),
+    )
+    assert bob.status_code == 202 and bob.json()["queue_position"] == 1
+    alice_waiting = (await client.get(f"/v1/jobs/{job_ids[1]}", headers=bearer("alice"))).json()
+    assert alice_waiting["queue_position"] == 2
+    await client.post(f"/v1/jobs/{bob.json()['job_id']}/cancel", headers=bearer("bob"))
+    for job_id in reversed(job_ids):
+        await client.post(f"/v1/jobs/{job_id}/cancel", headers=bearer("alice"))
+
+
 async def test_capabilities_mode_and_scripts(http):
     mesh, client = await http()
     caps = await client.get("/v1/capabilities?refresh=true", headers=bearer("alice"))
