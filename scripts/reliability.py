@@ -8,9 +8,10 @@ Campaigns (each bounded; every mesh is stopped when its campaign ends):
   faults  each service SIGKILLed and SIGSTOPped during a job, then Redis in the scaled set-up
   load    SSE subscribers, session creates/s and uploads/s through the gateway for N seconds
   fuzz, abuse   the property and abuse suites of tests/reliability, run by pytest
-  attacks the issue-15 attacks (image bombs, trickling uploads) and the operators' answers
-          (force-ending a user's sessions, revoking a key), with their figures: CPU per bomb,
-          the other user's upload latency, RSS before, peak and after, time to take effect
+  attacks the issue-15 attacks (image bombs, trickling uploads, start+cancel cycles, a queue
+          flood) and the operators' answers (force-ending a user's sessions, revoking a key),
+          with their figures: CPU per bomb, the other user's upload latency, RSS before, peak
+          and after, helpers left, the other user's queue position, time to take effect
 """
 
 from __future__ import annotations
@@ -302,6 +303,10 @@ def render(
             "(refused by the gateway and by each of the five services). RSS is the whole process tree of",
             "`vidsynth up` (clamd and the decode workers included) and the validator's own tree, settled",
             "before and after; CPU is the validator tree's, its reaped decode processes included.",
+            "Jobs: 20 jobs on the built-in backends (real ffmpeg, espeak-ng, Piper) cancelled at random",
+            "moments, then every process still running under the services counted (each service's one",
+            "resident worker aside); and one user starting more jobs than her share before another",
+            "user starts one (default queue limits).",
             "",
             *_attack_rows(attacks),
             "",

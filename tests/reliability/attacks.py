@@ -2,7 +2,8 @@
 would against real `vidsynth up` process trees on loopback, bounded in count and time, each
 with the figures docs/reliability.md reports. Nothing here builds an attack of its own: the
 bombs, trickling uploads and upload helpers are those of tests/validator/bombs.py and
-tests/reliability/test_attacks_uploads.py, the operators' tools those of tests/e2e. Shared by
+tests/reliability/test_attacks_uploads.py, the start+cancel cycles and the queue flood those of
+tests/reliability/children_left.py and fair_share.py, the operators' tools those of tests/e2e. Shared by
 scripts/reliability.py; the suites above assert the same outcomes case by case.
 
 Every case records what it saw and, instead of stopping at the first failed expectation,
@@ -23,6 +24,7 @@ import psutil
 
 from tests.e2e import test_admin_sessions as admin_sessions
 from tests.e2e.test_keys_file import accepted_everywhere, add_key, keys_cli, outcomes, refused_everywhere
+from tests.reliability import children_left, fair_share
 from tests.reliability import test_attacks_uploads as uploads
 from tests.reliability.faults import FAULT_MESH_ENV
 from tests.support.identities import API_KEYS, bearer
@@ -42,6 +44,7 @@ KEY_REFUSED_WITHIN_SECONDS = 6.0
 # Jobs of a few seconds per stage, so the operator finds them running or waiting.
 JOBS_MESH_ENV = {**FAULT_MESH_ENV, "VIDSYNTH_STAGE_RUNNER_SIMULATION_SECONDS": "2"}
 BUSY_SESSIONS = 6
+CANCELLED_JOBS = 20
 
 
 @dataclass
@@ -268,6 +271,45 @@ async def trickling_uploads(mesh: MeshProcess) -> AttackResult:
     return result
 
 
+# --- jobs (tests/reliability/children_left.py, tests/reliability/fair_share.py) --------------
+
+
+async def start_and_cancel(mesh: MeshProcess, jobs: int = CANCELLED_JOBS) -> AttackResult:
+    """Jobs on the built-in backends (real ffmpeg, espeak-ng, Piper) cancelled at random moments;
+    then every process still running under the services, bar each one's resident worker."""
+    low, high = children_left.CANCEL_AFTER_SECONDS
+    result = AttackResult(
+        "start + cancel",
+        f"{jobs} jobs on the built-in backends, each cancelled {low:g} to {high:g} s after it started",
+    )
+    cancels = await children_left.start_and_cancel(mesh, jobs)
+    result.outcome = f"{cancels.cancelled}/{cancels.cycles} cancelled"
+    result.figures["cancels that hit a running helper"] = (
+        f"{cancels.helpers_at_cancel} ({', '.join(sorted(cancels.helper_names)) or 'none'})"
+    )
+    result.figures["helpers left after the cancels"] = str(len(cancels.left))
+    result.expect(cancels.left == [], f"left running: {cancels.left}")
+    result.expect(cancels.cancelled == cancels.cycles, f"not cancelled: {cancels.other_outcomes}")
+    return result
+
+
+async def queue_flood(mesh: MeshProcess) -> AttackResult:
+    """One user starts more jobs than her share (default queue limits), then another one."""
+    result = AttackResult(
+        "queue flood",
+        f"alice starts {fair_share.HEAVY_JOBS + 1} jobs (default queue limits), then bob one",
+    )
+    flood = await fair_share.heavy_user(mesh)
+    refused = ", ".join(sorted(set(flood.heavy_refused))) or "nothing"
+    result.outcome = f"{flood.heavy_accepted} of alice's accepted, the rest refused with {refused}"
+    result.figures["bob's queue position"] = f"{flood.other_position} (ETA {flood.other_eta_seconds:.0f} s)"
+    result.figures["alice's jobs started before bob's"] = str(flood.heavy_started_first)
+    result.figures["Retry-After"] = ", ".join(f"{r} s" for r in flood.heavy_retry_after) or "none"
+    result.expect(0 < flood.other_position <= SECOND_IN_LINE, f"bob's job at position {flood.other_position}")
+    result.expect(flood.heavy_started_first == 0, f"{flood.heavy_started_first} of alice's jobs went first")
+    return result
+
+
 # --- operators (tests/e2e) -------------------------------------------------------------------
 
 
@@ -366,7 +408,11 @@ def run_attacks(work: Path) -> list[AttackResult]:
     jobs_env = {**JOBS_MESH_ENV, "VIDSYNTH_API_KEYS_FILE": str(keys_path)}
     return [
         *run_on_mesh(
-            work, "uploads", uploads.ATTACK_ENV, [jpeg_scan_bombs, decoding_bombs, trickling_uploads]
+            work,
+            "uploads",
+            uploads.ATTACK_ENV,
+            [jpeg_scan_bombs, decoding_bombs, trickling_uploads, queue_flood],
         ),
+        *run_on_mesh(work, "children", children_left.BUILTIN_MESH_ENV, [start_and_cancel]),
         *run_on_mesh(work, "jobs", jobs_env, [force_end_abuse, lambda mesh: revoked_key(mesh, keys_path)]),
     ]
