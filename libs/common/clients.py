@@ -17,6 +17,7 @@ from libs.common.identity import (
     current_request_id,
 )
 from libs.common.settings import MeshSettings
+from libs.common.tracing import client_interceptors
 from vidsynth.internal.v1 import (
     progress_internal_pb2,
     progress_internal_pb2_grpc,
@@ -137,6 +138,7 @@ def mesh_channel(address: str, settings: MeshSettings) -> grpc.aio.Channel:
     token = settings.mesh_token.get_secret_value()
     timeout = settings.rpc_timeout_seconds
     interceptors = [
+        *client_interceptors(),
         _UnaryUnary(token, timeout, STREAM_DEADLINE_SECONDS),
         _UnaryStream(token, timeout, STREAM_DEADLINE_SECONDS),
         _StreamUnary(token, timeout, UPLOAD_DEADLINE_SECONDS),

@@ -26,6 +26,7 @@ from libs.common.log import configure_logging
 from libs.common.metrics import serve_metrics
 from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.settings import MeshSettings, get_mesh_settings
+from libs.common.tracing import configure_tracing, server_interceptors
 
 log = structlog.get_logger("vidsynth.server")
 
@@ -63,7 +64,8 @@ def create_server(
     """A grpc.aio server with the mesh interceptor, bound to `address` (port 0 picks one).
     `access` names every vidsynth RPC it may serve; any other is refused."""
     server = grpc.aio.server(
-        interceptors=[MeshServerInterceptor(keyring, access, limiter)], options=SERVER_OPTIONS
+        interceptors=[*server_interceptors(), MeshServerInterceptor(keyring, access, limiter)],
+        options=SERVER_OPTIONS,
     )
     port = server.add_insecure_port(address)
     if port == 0:
@@ -182,5 +184,6 @@ def run_service(name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiri
     """Entry point of a service process: configure logging and serve until signalled."""
     settings = get_mesh_settings()
     configure_logging(name, settings.log_level)
+    configure_tracing(name)
     serve_metrics(name, settings)
     uvloop.run(serve(name, build, settings))

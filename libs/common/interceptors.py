@@ -28,6 +28,7 @@ from libs.common.identity import (
 )
 from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.rpc_status import abort_with_error
+from libs.common.tracing import annotate
 
 log = structlog.get_logger("vidsynth.rpc")
 
@@ -77,6 +78,7 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         request_id = clean_request_id(metadata.get(REQUEST_ID_KEY))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=name)
+        annotate({"vidsynth.request_id": request_id})
         request_token = current_request_id.set(request_id)
         identity_token = None
         started = time.perf_counter()
@@ -110,6 +112,8 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
             GRPC_REQUESTS.labels(service, name, code).inc()
             GRPC_LATENCY.labels(service, name).observe(elapsed)
             log.debug("rpc.done", code=code, ms=round(elapsed * 1000, 2))
+            if code != "OK":
+                annotate({"vidsynth.error.code": code})
             if identity_token is not None:
                 current_identity.reset(identity_token)
             current_request_id.reset(request_token)

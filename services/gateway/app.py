@@ -23,6 +23,7 @@ from services.gateway.config import GatewaySettings
 from services.gateway.front_door import install_front_door
 from services.gateway.problems import install_problem_handlers
 from services.gateway.request_context import RequestContextMiddleware
+from services.gateway.tracing_http import instrument
 
 API_DESCRIPTION = (
     "Turns a face photo, a voice sample and a script into a talking-head video. "
@@ -50,6 +51,7 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
     install_front_door(app, gateway_settings or GatewaySettings())
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(routes_ops.HttpMetricsMiddleware)
+    instrument(app)  # added last: outermost, so every refusal is traced too
     install_problem_handlers(app)
     app.include_router(routes_health.router)
     app.include_router(routes_ops.router)

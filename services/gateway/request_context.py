@@ -10,6 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from libs.common.identity import current_identity, current_request_id
 from libs.common.interceptors import clean_request_id
 from libs.common.log import bind_context
+from libs.common.tracing import annotate
+from services.gateway.tracing_http import name_after_route
 
 
 class RequestContextMiddleware:
@@ -27,10 +29,14 @@ class RequestContextMiddleware:
         current_identity.set(None)
         structlog.contextvars.clear_contextvars()
         bind_context(request_id=request_id)
+        annotate({"vidsynth.request_id": request_id})  # joins the trace to X-Request-ID and logs
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                name_after_route(scope)
+            elif message["type"] == "websocket.accept":
+                name_after_route(scope)
             await send(message)
 
         await self.app(scope, receive, send_with_id)

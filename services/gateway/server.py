@@ -14,6 +14,7 @@ from libs.common.allocator import keep_large_buffers_in_heap
 from libs.common.heap import freeze_startup_heap
 from libs.common.log import configure_logging
 from libs.common.settings import MeshSettings, get_mesh_settings
+from libs.common.tracing import configure_tracing
 from services.gateway.app import create_app
 from services.gateway.http_protocol import BoundedHttpToolsProtocol
 from services.gateway.routes_ui import static_files
@@ -64,5 +65,6 @@ async def serve(settings: MeshSettings) -> None:
 def main() -> None:
     settings = get_mesh_settings()
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway")
     keep_large_buffers_in_heap()  # uploads are relayed through MB-sized buffers
     uvloop.run(serve(settings))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from libs.common import ids
+from libs.common import ids, tracing
 from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
 from libs.common.session_paths import session_paths
@@ -106,7 +106,9 @@ class JobManager:
                 request.session_id, session_pb2.SESSION_STATE_PROCESSING, job.job_id
             )
             try:
-                await self._store.insert(job, identity.user_id, request.request_id, fingerprint)
+                await self._store.insert(
+                    job, identity.user_id, request.request_id, fingerprint, tracing.current_traceparent()
+                )
             except BaseException:
                 await self._sessions.follow_job(request.session_id, session.state, job.job_id)
                 raise
