@@ -15,6 +15,7 @@ it back. Two measurements, both against the floor measured here, on this machine
    (no coordinated omission).
 
     .venv/bin/python -m bench.sessions [--clients 32] [--seconds 4]
+    .venv/bin/python -m bench.sessions --tracing   # tracing off / sampled out / on (sessions_tracing.py)
 
 Target: gateway >= 0.5x direct gRPC throughput; gateway p99 under 20 ms with 32 clients
 at that throughput.
@@ -335,7 +336,16 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per target (default 4)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per target (default 1)")
     parser.add_argument("--rounds", type=int, default=8, help="alternations between the targets (default 8)")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="measure the gateway with tracing off, sampled out and on at 100 %% (bench/sessions_tracing.py)",
+    )
     args = parser.parse_args()
+    if args.tracing:
+        from bench.sessions_tracing import main as tracing_main
+
+        sys.exit(uvloop.run(tracing_main(args.clients, args.seconds, args.warmup, args.rounds)))
     sys.exit(uvloop.run(main(args.clients, args.seconds, args.warmup, args.rounds)))
 
 

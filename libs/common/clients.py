@@ -1,13 +1,16 @@
 """Clients for calls inside the mesh: one channel per service, a deadline on every
-call, keepalive, retries for idempotent RPCs, and the caller's identity attached."""
+call, keepalive, retries for idempotent RPCs, the caller's identity and (when tracing)
+its trace context attached."""
 
 from __future__ import annotations
 
 import abc
+import asyncio
 import json
 
 import grpc
 
+from libs.common import tracing
 from libs.common.access import retry_safe_unary_methods
 from libs.common.identity import (
     MESH_TOKEN_KEY,
@@ -16,8 +19,8 @@ from libs.common.identity import (
     current_identity,
     current_request_id,
 )
+from libs.common.rpc_tracing import inject_current, record_failed_call, record_stream_outcome
 from libs.common.settings import MeshSettings
-from libs.common.tracing import client_interceptors
 from vidsynth.internal.v1 import (
     progress_internal_pb2,
     progress_internal_pb2_grpc,
@@ -92,9 +95,13 @@ CHANNEL_OPTIONS = [
 ]
 
 
+# Tasks waiting for streams' outcomes (kept referenced until they finish).
+_stream_watchers: set[asyncio.Task] = set()
+
+
 class _MeshMetadata:
-    """Attaches the mesh credential, the acting user and the request id; sets a
-    deadline on any call that has none."""
+    """Attaches the mesh credential, the acting user, the request id and the trace
+    context; sets a deadline on any call that has none."""
 
     def __init__(self, mesh_token: str, default_timeout: float, stream_timeout: float) -> None:
         self._mesh_token = mesh_token
@@ -114,31 +121,46 @@ class _MeshMetadata:
         timeout = details.timeout
         if timeout is None:
             timeout = self._stream_timeout if streaming else self._default_timeout
+        inject_current(metadata)
         return grpc.aio.ClientCallDetails(
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )
 
 
+def _method(details: grpc.aio.ClientCallDetails) -> str:
+    return details.method.decode() if isinstance(details.method, bytes) else details.method
+
+
 class _UnaryUnary(_MeshMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(self.details(client_call_details, streaming=False), request)
+        call = await continuation(self.details(client_call_details, streaming=False), request)
+        if tracing.enabled():
+            record_failed_call(_method(client_call_details), await call.code())
+        return call
 
 
 class _UnaryStream(_MeshMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(self.details(client_call_details, streaming=True), request)
+        call = await continuation(self.details(client_call_details, streaming=True), request)
+        if tracing.enabled():
+            watcher = asyncio.ensure_future(record_stream_outcome(_method(client_call_details), call))
+            _stream_watchers.add(watcher)
+            watcher.add_done_callback(_stream_watchers.discard)
+        return call
 
 
 class _StreamUnary(_MeshMetadata, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return await continuation(self.details(client_call_details, streaming=True), request_iterator)
+        call = await continuation(self.details(client_call_details, streaming=True), request_iterator)
+        if tracing.enabled():
+            record_failed_call(_method(client_call_details), await call.code())
+        return call
 
 
 def mesh_channel(address: str, settings: MeshSettings) -> grpc.aio.Channel:
     token = settings.mesh_token.get_secret_value()
     timeout = settings.rpc_timeout_seconds
     interceptors = [
-        *client_interceptors(),
         _UnaryUnary(token, timeout, STREAM_DEADLINE_SECONDS),
         _UnaryStream(token, timeout, STREAM_DEADLINE_SECONDS),
         _StreamUnary(token, timeout, UPLOAD_DEADLINE_SECONDS),

@@ -26,7 +26,7 @@ from libs.common.log import configure_logging
 from libs.common.metrics import serve_metrics
 from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.settings import MeshSettings, get_mesh_settings
-from libs.common.tracing import configure_tracing, server_interceptors
+from libs.common.tracing import configure_tracing
 
 log = structlog.get_logger("vidsynth.server")
 
@@ -64,8 +64,7 @@ def create_server(
     """A grpc.aio server with the mesh interceptor, bound to `address` (port 0 picks one).
     `access` names every vidsynth RPC it may serve; any other is refused."""
     server = grpc.aio.server(
-        interceptors=[*server_interceptors(), MeshServerInterceptor(keyring, access, limiter)],
-        options=SERVER_OPTIONS,
+        interceptors=[MeshServerInterceptor(keyring, access, limiter)], options=SERVER_OPTIONS
     )
     port = server.add_insecure_port(address)
     if port == 0:

@@ -11,9 +11,9 @@ standard variables (read once, at start):
   (`parentbased_always_on` by default; unsampled spans are not recorded).
 - OTEL_SDK_DISABLED=true turns it off whatever else is set; OTEL_BSP_* size the export queue.
 
-W3C trace context (`traceparent`) travels in gRPC metadata between services (the
-grpc.aio interceptors of opentelemetry-instrumentation-grpc), arrives through the
-gateway's HTTP requests (its ASGI middleware) and leaves with webhook deliveries.
+W3C trace context (`traceparent`, `tracestate`; no baggage) travels in gRPC metadata
+between services (libs/common/rpc_tracing.py), arrives with the gateway's HTTP requests
+(services/gateway/tracing_http.py) and leaves with webhook deliveries.
 Spans carry ids, stage and backend names, sizes and codes; never API keys, scripts or
 file names a user gave.
 """
@@ -47,11 +47,6 @@ log = structlog.get_logger("vidsynth.tracing")
 SERVICE_NAME_PREFIX = "vidsynth-"
 TRACER_NAME = "vidsynth"
 SHUTDOWN_SECONDS = 2.0
-GRPC_SERVICE_PREFIX = "vidsynth."
-# Probes and scrapes would each start a trace every few seconds.
-UNTRACED_HTTP_PATHS = ("/healthz", "/readyz", "/metrics")
-# Never recorded, even if an operator asks the ASGI middleware to capture headers.
-SECRET_HEADERS = ["authorization", "cookie", "set-cookie", "idempotency-key", "x-vidsynth-signature"]
 # Only W3C trace context leaves the mesh (webhooks): baggage may hold anything.
 _W3C = TraceContextTextMapPropagator()
 
@@ -87,10 +82,26 @@ class _Tracing:
     provider: TracerProvider
     tracer: trace.Tracer
     service_name: str
+    exporters: tuple[str, ...]
 
 
 _state: _Tracing | None = None
 _atexit_registered = False
+
+
+class _HashedOnce(Resource):
+    """The OTLP encoder groups spans by resource, hashing it once per span, and a
+    Resource's hash is a JSON dump of its attributes: this one is computed once."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
 
 
 def service_name_for(service: str) -> str:
@@ -155,20 +166,21 @@ def configure_tracing(
         }
     )
     # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); shutdown is ours, bounded.
-    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    provider = TracerProvider(resource=_HashedOnce(resource), shutdown_on_exit=False)
     for each in exporters:
         provider.add_span_processor(counting_batch_processor(each) if batch else SimpleSpanProcessor(each))
-    _state = _Tracing(provider, provider.get_tracer(TRACER_NAME), name)
+    names = tuple(f"{type(e).__module__}.{type(e).__name__}" for e in exporters)
+    _state = _Tracing(provider, provider.get_tracer(TRACER_NAME), name, names)
     if not _atexit_registered:
         atexit.register(shutdown_tracing)
         _atexit_registered = True
-    log.info(
-        "tracing.on",
-        service_name=name,
-        exporters=[type(e).__module__.rsplit(".", 2)[-2] for e in exporters],
-        sampler=provider.sampler.get_description(),
-    )
+    log.info("tracing.on", service_name=name, exporters=names, sampler=provider.sampler.get_description())
     return True
+
+
+def exporter_names() -> tuple[str, ...]:
+    """The exporters spans go to (empty when tracing is off)."""
+    return _state.exporters if _state is not None else ()
 
 
 def shutdown_tracing(timeout_seconds: float = SHUTDOWN_SECONDS) -> None:
@@ -190,6 +202,11 @@ def force_flush(timeout_seconds: float = 5.0) -> None:
 
 def enabled() -> bool:
     return _state is not None
+
+
+def active_tracer() -> trace.Tracer | None:
+    """The tracer when tracing is on (the instrumentation's fast check), else None."""
+    return _state.tracer if _state is not None else None
 
 
 def tracer_provider() -> TracerProvider | None:
@@ -337,29 +354,16 @@ def context_from_traceparent(traceparent: str) -> otel_context.Context | None:
     return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
 
 
+def extract_context(carrier: Mapping[str, str]) -> otel_context.Context:
+    """The context a carrier's `traceparent` names, else an empty one (a new trace)."""
+    return _W3C.extract(carrier, context=otel_context.Context())
+
+
+def inject_context(carrier: MutableMapping[str, str], ctx: otel_context.Context) -> None:
+    _W3C.inject(carrier, context=ctx)
+
+
 def inject_trace_headers(headers: MutableMapping[str, str]) -> None:
     """Adds `traceparent` (and `tracestate`) of the current span to outgoing headers."""
     if _state is not None:
         _W3C.inject(headers)
-
-
-# ---- instrumentation of gRPC and HTTP ----------------------------------------------------------
-
-
-def server_interceptors() -> list[Any]:
-    """The grpc.aio server interceptor (outermost: the span is current while the mesh
-    interceptor logs), for vidsynth RPCs only; none when tracing is off."""
-    if _state is None:
-        return []
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
-
-    return [aio_server_interceptor(_state.provider, filters.service_prefix(GRPC_SERVICE_PREFIX))]
-
-
-def client_interceptors() -> list[Any]:
-    """grpc.aio client interceptors that open a client span and send `traceparent`."""
-    if _state is None:
-        return []
-    from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
-
-    return aio_client_interceptors(_state.provider, filters.service_prefix(GRPC_SERVICE_PREFIX))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import keyring_from_settings
 from libs.common.settings import MeshSettings
+from libs.common.tracing import shutdown_tracing
 from services.gateway import (
     routes_assets,
     routes_events,
@@ -23,7 +25,6 @@ from services.gateway.config import GatewaySettings
 from services.gateway.front_door import install_front_door
 from services.gateway.problems import install_problem_handlers
 from services.gateway.request_context import RequestContextMiddleware
-from services.gateway.tracing_http import instrument
 
 API_DESCRIPTION = (
     "Turns a face photo, a voice sample and a script into a talking-head video. "
@@ -36,6 +37,9 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await app.state.clients.close()
+        # uvicorn re-raises SIGTERM once it has stopped, so no exit hook would run: the
+        # spans still queued are exported (within seconds) now.
+        await asyncio.to_thread(shutdown_tracing)
 
     app = FastAPI(
         title="vidsynth",
@@ -51,7 +55,6 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
     install_front_door(app, gateway_settings or GatewaySettings())
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(routes_ops.HttpMetricsMiddleware)
-    instrument(app)  # added last: outermost, so every refusal is traced too
     install_problem_handlers(app)
     app.include_router(routes_health.router)
     app.include_router(routes_ops.router)

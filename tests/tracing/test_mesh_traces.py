@@ -33,10 +33,14 @@ def new_traceparent() -> tuple[str, str, str]:
 
 
 def upload(client: httpx.Client, session_id: str, kind: str, traceparent: str) -> httpx.Response:
-    path, name, content_type = (PORTRAIT, FACE_NAME, "image/jpeg") if kind == "face" else (
-        VOICE,
-        VOICE_NAME,
-        "audio/wav",
+    path, name, content_type = (
+        (PORTRAIT, FACE_NAME, "image/jpeg")
+        if kind == "face"
+        else (
+            VOICE,
+            VOICE_NAME,
+            "audio/wav",
+        )
     )
     return client.post(
         f"/v1/sessions/{session_id}/assets/{kind}",
@@ -82,8 +86,10 @@ def finished_job(traced_mesh):
         job = wait_done(client, created.json()["job_id"])
     assert job["state"] == "completed", job
     spans = receiver.wait_for(
-        lambda got: any(s.trace_id == job_trace and s.name == "webhook delivery" for s in got)
-        and any(s.trace_id == job_trace and s.name == "job run" for s in got),
+        lambda got: (
+            any(s.trace_id == job_trace and s.name == "webhook delivery" for s in got)
+            and any(s.trace_id == job_trace and s.name == "job run" for s in got)
+        ),
         WAIT_SECONDS,
     )
     return {
@@ -107,7 +113,7 @@ def test_a_job_is_one_trace_from_the_http_request_to_its_last_stage(finished_job
     assert http.name == "POST /v1/sessions/{session_id}/jobs"
     assert http.attributes["http.route"] == "/v1/sessions/{session_id}/jobs"
     # gateway client -> runner server for StartJob, across processes through metadata.
-    start_client = one(trace, service="vidsynth-gateway", name="/vidsynth.v1.StageRunnerService/StartJob")
+    start_client = one(trace, service="vidsynth-gateway", name="vidsynth.v1.StageRunnerService/StartJob")
     start_server = one(trace, service="vidsynth-stage-runner", kind="server")
     assert start_client.parent_span_id == http.span_id and start_server.parent_span_id == start_client.span_id
     # The session look-ups of StartJob and of the run are spans of the session service.
@@ -128,7 +134,9 @@ def test_a_job_is_one_trace_from_the_http_request_to_its_last_stage(finished_job
     ffmpeg = [s for s in trace if s.name == "ffmpeg"]
     assert ffmpeg and all(s.parent_span_id in stage_ids for s in ffmpeg)
     assert all(s.attributes["process.exit.code"] == 0 and s.attributes["process.pid"] > 0 for s in ffmpeg)
-    assert all(set(s.attributes) == {"process.executable.name", "process.pid", "process.exit.code"} for s in ffmpeg)
+    assert all(
+        set(s.attributes) == {"process.executable.name", "process.pid", "process.exit.code"} for s in ffmpeg
+    )
     # Progress publishes: client spans of the runner answered by the progress service.
     publishes = [s for s in trace if s.service == "vidsynth-progress" and s.name.endswith("/PublishEvents")]
     assert len(publishes) >= len(STAGES)
@@ -247,8 +255,9 @@ def test_a_malformed_traceparent_is_ignored(traced_mesh) -> None:
         )
 
     spans = receiver.wait_for(
-        lambda got: len(gateway_spans(got)) == 3
-        and all(reached_session(got, s.trace_id) for s in gateway_spans(got))
+        lambda got: (
+            len(gateway_spans(got)) == 3 and all(reached_session(got, s.trace_id) for s in gateway_spans(got))
+        )
     )
     started = gateway_spans(spans)
     # Each request started a trace of its own, carried on to the session service.
