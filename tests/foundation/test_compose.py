@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "VIDSYNTH_API_KEYS": "key=alice", "VIDSYNTH_MESH_TOKEN": "token"}
 
@@ -33,6 +35,7 @@ def test_compose_file_is_valid_and_runs_every_service() -> None:
         "gateway",
         "redis",
         "clamav",
+        "jaeger",  # only with --profile tracing
     }
 
 
@@ -55,3 +58,16 @@ def test_dockerfile_is_multi_stage_and_runs_as_non_root() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.count("\nFROM ") + dockerfile.startswith("FROM ") >= 2
     assert "\nUSER vidsynth" in dockerfile
+
+
+def test_tracing_is_an_optional_profile_and_off_unless_an_endpoint_is_given() -> None:
+    rendered = yaml.safe_load(_compose("config").stdout)
+    assert rendered["services"]["jaeger"]["profiles"] == ["tracing"]
+    assert all(
+        rendered["services"][name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+        for name in ("session", "validator", "stage_runner", "progress", "cleanup", "gateway")
+    )
+    env = {**ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}
+    traced = yaml.safe_load(_compose("--profile", "tracing", "config", env=env).stdout)
+    assert traced["services"]["gateway"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+    assert traced["services"]["jaeger"]["ports"] == [{"published": 16686, "target": 16686}]

@@ -244,3 +244,9 @@ def test_a_stuck_collector_costs_spans_not_requests_and_every_drop_is_counted(mo
     finally:
         tracing.shutdown_tracing()
     assert dropped("export_failed") - failed_before >= 4  # the batches the exporter gave up on
+
+
+def test_every_variable_read_here_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in TracingSettings.model_fields:
+        assert f"`OTEL_{name.upper()}`" in readme, name
