@@ -53,12 +53,9 @@ def mode_env(mode: str, sink_port: int) -> dict[str, str]:
     }
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        total += times.user + times.system
-    return total
+def cpu_seconds(pids: list[int]) -> list[float]:
+    """User + system CPU seconds of each process so far."""
+    return [sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids]
 
 
 async def start_pair(data_dir: Path, extra: dict[str, str]) -> tuple[list, str, int]:
@@ -152,17 +149,20 @@ async def measure(
             freeze_startup_heap()  # the load generator's own GC pauses are not the services'
             runs = [Run(target.name) for target in targets]
             pids = [pairs["off"][2][:1], *(pairs[mode][2] for mode in MODES)]
-            cpu = [0.0] * len(runs)
+            cpu = [[0.0] * len(p) for p in pids]
             per_round: list[list[float]] = [[] for _ in runs]
             for _ in range(rounds):
                 for index in random.sample(range(len(targets)), len(targets)):
                     run, requests, took = runs[index], runs[index].requests, runs[index].seconds
                     before = cpu_seconds(pids[index])
                     await drive(run, targets[index].create, targets[index].get, clients, seconds / rounds)
-                    cpu[index] += cpu_seconds(pids[index]) - before
+                    for process, (after, then) in enumerate(
+                        zip(cpu_seconds(pids[index]), before, strict=True)
+                    ):
+                        cpu[index][process] += after - then
                     per_round[index].append((run.requests - requests) / (run.seconds - took))
             for run, used in zip(runs, cpu, strict=True):
-                run.cpu_us = 1e6 * used / max(run.requests, 1)  # type: ignore[attr-defined]
+                run.cpu_us = [1e6 * u / max(run.requests, 1) for u in used]  # type: ignore[attr-defined]
             await asyncio.sleep(6)  # the batch processor's schedule delay: the last exports land
             dropped = await dropped_spans(pairs["on"][1])
         finally:
@@ -193,10 +193,14 @@ def report(
     )
     for run in runs:
         print(run.line().replace(run.name, f"{run.name:<22}", 1))
-    print(
-        "CPU per request (gateway + session; direct gRPC: session only): "
-        + ", ".join(f"{run.name} {run.cpu_us:.0f} µs" for run in runs)  # type: ignore[attr-defined]
-    )
+    print("CPU per request:")
+    for run in runs:
+        parts = dict(zip(("session", "gateway"), run.cpu_us, strict=False))  # type: ignore[attr-defined]
+        print(
+            f"  {run.name:<22} "
+            + ", ".join(f"{name} {us:.0f} µs" for name, us in parts.items())
+            + f" (total {sum(parts.values()):.0f} µs)"
+        )
     ratio_out, ratio_on = paired_ratio(per_round, 2, 1), paired_ratio(per_round, 3, 1)
     print(f"gateway tracing off / direct gRPC {paired_ratio(per_round, 1, 0):.2f} (median of paired rounds)")
     print(f"tracing sampled out / off {ratio_out:.2f}")

@@ -40,6 +40,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanKind, Status, Stat
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from libs.common.heap import collect_young_objects_less_often
 from libs.common.trace_export import counting_batch_processor
 
 log = structlog.get_logger("vidsynth.tracing")
@@ -169,6 +170,7 @@ def configure_tracing(
     provider = TracerProvider(resource=_HashedOnce(resource), shutdown_on_exit=False)
     for each in exporters:
         provider.add_span_processor(counting_batch_processor(each) if batch else SimpleSpanProcessor(each))
+    collect_young_objects_less_often()  # spans are many young objects (libs/common/heap.py)
     names = tuple(f"{type(e).__module__}.{type(e).__name__}" for e in exporters)
     _state = _Tracing(provider, provider.get_tracer(TRACER_NAME), name, names)
     if not _atexit_registered:
