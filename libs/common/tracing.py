@@ -2,8 +2,8 @@
 standard variables (read once, at start):
 
 - OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): where spans go.
-  Unset, tracing is off: no SDK, no exporter thread, no interceptor or middleware is
-  installed, and the helpers below are no-ops.
+  Unset, tracing is off: no tracer provider, no exporter (not even imported), no thread;
+  the instrumentation finds no tracer and does nothing, and the helpers below are no-ops.
 - OTEL_EXPORTER_OTLP_PROTOCOL (or ..._TRACES_PROTOCOL): `http/protobuf` (default) or `grpc`.
 - OTEL_TRACES_EXPORTER: `otlp` (default), `console`, `none`, or a comma-separated list.
 - OTEL_SERVICE_NAME: defaults to `vidsynth-<service>` (vidsynth-gateway, vidsynth-session, ...).
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.metadata
 import os
 import threading
 import uuid
@@ -105,6 +106,13 @@ class _HashedOnce(Resource):
         return super().__eq__(other)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vidsynth")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def service_name_for(service: str) -> str:
     return SERVICE_NAME_PREFIX + service.replace("_", "-")
 
@@ -128,7 +136,11 @@ def _exporters(settings: TracingSettings) -> list[SpanExporter]:
     exporters: list[SpanExporter] = []
     for name in settings.exporter_names:
         if name == "otlp":
-            exporter = _otlp_exporter(settings)
+            try:
+                exporter = _otlp_exporter(settings)
+            except Exception as error:  # e.g. malformed OTEL_EXPORTER_OTLP_HEADERS: never fatal
+                log.error("tracing.exporter_unusable", error=repr(error))
+                exporter = None
             if exporter is not None:
                 exporters.append(exporter)
         elif name == "console":
@@ -162,6 +174,7 @@ def configure_tracing(
         {
             "service.name": name,
             "service.namespace": "vidsynth",
+            "service.version": _version(),
             "service.instance.id": str(uuid.uuid4()),
             "process.pid": os.getpid(),
         }
@@ -197,11 +210,6 @@ def shutdown_tracing(timeout_seconds: float = SHUTDOWN_SECONDS) -> None:
     worker.join(timeout_seconds)
 
 
-def force_flush(timeout_seconds: float = 5.0) -> None:
-    if _state is not None:
-        _state.provider.force_flush(int(timeout_seconds * 1000))
-
-
 def enabled() -> bool:
     return _state is not None
 
@@ -209,10 +217,6 @@ def enabled() -> bool:
 def active_tracer() -> trace.Tracer | None:
     """The tracer when tracing is on (the instrumentation's fast check), else None."""
     return _state.tracer if _state is not None else None
-
-
-def tracer_provider() -> TracerProvider | None:
-    return _state.provider if _state is not None else None
 
 
 # ---- spans ---------------------------------------------------------------------------------
@@ -280,13 +284,6 @@ def record_span(
         recorded.set_attribute("vidsynth.error.code", error)
         set_error(recorded, error)
     recorded.end(end_time=max(start_ns, end_ns))
-
-
-def annotate(attributes: Mapping[str, Any]) -> None:
-    """Sets attributes on the current span (ignored outside a recorded span)."""
-    current = trace.get_current_span()
-    if current.is_recording():
-        current.set_attributes(attributes)
 
 
 def start_child_span(argv0: str | Path) -> Span | None:
