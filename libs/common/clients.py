@@ -5,12 +5,10 @@ its trace context attached."""
 from __future__ import annotations
 
 import abc
-import asyncio
 import json
 
 import grpc
 
-from libs.common import tracing
 from libs.common.access import retry_safe_unary_methods
 from libs.common.identity import (
     MESH_TOKEN_KEY,
@@ -19,7 +17,7 @@ from libs.common.identity import (
     current_identity,
     current_request_id,
 )
-from libs.common.rpc_tracing import inject_current, record_failed_call, record_stream_outcome
+from libs.common.rpc_tracing import inject_current
 from libs.common.settings import MeshSettings
 from vidsynth.internal.v1 import (
     progress_internal_pb2,
@@ -95,10 +93,6 @@ CHANNEL_OPTIONS = [
 ]
 
 
-# Tasks waiting for streams' outcomes (kept referenced until they finish).
-_stream_watchers: set[asyncio.Task] = set()
-
-
 class _MeshMetadata:
     """Attaches the mesh credential, the acting user, the request id and the trace
     context; sets a deadline on any call that has none."""
@@ -127,34 +121,19 @@ class _MeshMetadata:
         )
 
 
-def _method(details: grpc.aio.ClientCallDetails) -> str:
-    return details.method.decode() if isinstance(details.method, bytes) else details.method
-
-
 class _UnaryUnary(_MeshMetadata, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
-        call = await continuation(self.details(client_call_details, streaming=False), request)
-        if tracing.enabled():
-            record_failed_call(_method(client_call_details), await call.code())
-        return call
+        return await continuation(self.details(client_call_details, streaming=False), request)
 
 
 class _UnaryStream(_MeshMetadata, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
-        call = await continuation(self.details(client_call_details, streaming=True), request)
-        if tracing.enabled():
-            watcher = asyncio.ensure_future(record_stream_outcome(_method(client_call_details), call))
-            _stream_watchers.add(watcher)
-            watcher.add_done_callback(_stream_watchers.discard)
-        return call
+        return await continuation(self.details(client_call_details, streaming=True), request)
 
 
 class _StreamUnary(_MeshMetadata, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        call = await continuation(self.details(client_call_details, streaming=True), request_iterator)
-        if tracing.enabled():
-            record_failed_call(_method(client_call_details), await call.code())
-        return call
+        return await continuation(self.details(client_call_details, streaming=True), request_iterator)
 
 
 def mesh_channel(address: str, settings: MeshSettings) -> grpc.aio.Channel:

@@ -250,3 +250,25 @@ def test_every_variable_read_here_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in TracingSettings.model_fields:
         assert f"`OTEL_{name.upper()}`" in readme, name
+
+
+def test_a_failed_call_is_an_event_on_the_callers_span(memory) -> None:
+    from grpc import StatusCode
+    from grpc.aio import AioRpcError, Metadata
+
+    from libs.common.errors import VidsynthError
+    from libs.common.rpc_status import error_from_rpc_error, trailing_metadata_for
+
+    refused = AioRpcError(
+        StatusCode.NOT_FOUND, Metadata(), Metadata(*trailing_metadata_for(VidsynthError("SESSION_NOT_FOUND")))
+    )
+    unreachable = AioRpcError(StatusCode.UNAVAILABLE, Metadata(), Metadata(), "connection refused")
+    with tracing.span("request"):
+        codes = [error_from_rpc_error(refused).code, error_from_rpc_error(unreachable).code]
+    error_from_rpc_error(unreachable)  # outside a span: nothing to add it to, and no error
+    (span,) = memory.get_finished_spans()
+    assert [(e.name, dict(e.attributes)) for e in span.events] == [
+        ("rpc failed", {"rpc.grpc.status_code": 5, "vidsynth.error.code": codes[0]}),
+        ("rpc failed", {"rpc.grpc.status_code": 14, "vidsynth.error.code": codes[1]}),
+    ]
+    assert codes == ["SESSION_NOT_FOUND", "SERVICE_UNAVAILABLE"]
