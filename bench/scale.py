@@ -36,7 +36,13 @@ from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2, session_pb
 POLL_SECONDS = 0.25
 # The per-key gRPC rate limit would otherwise be what the latency loops measure.
 UNLIMITED = {"VIDSYNTH_GRPC_RATE_LIMIT_PER_SECOND": "1000000", "VIDSYNTH_GRPC_RATE_LIMIT_BURST": "1000000"}
-RUNNER_ENV = {"VIDSYNTH_PROCESSING_MODE": "simulation", "VIDSYNTH_STAGE_RUNNER_MAX_RUNNING_JOBS": "1"}
+RUNNER_ENV = {
+    "VIDSYNTH_PROCESSING_MODE": "simulation",
+    "VIDSYNTH_STAGE_RUNNER_MAX_RUNNING_JOBS": "1",
+    # One user submits every job: the replicas are measured here, not the per-user shares.
+    "VIDSYNTH_STAGE_RUNNER_MAX_RUNNING_JOBS_PER_USER": "64",
+    "VIDSYNTH_STAGE_RUNNER_MAX_QUEUED_JOBS_PER_USER": "1000",
+}
 
 
 def describe(label: str, millis: list[float]) -> str:

@@ -1,8 +1,11 @@
-"""Sessions through the gateway vs directly over gRPC, in the same run.
+"""Sessions through the gateway vs directly over gRPC, each directly and through the nginx
+edge, in the same run.
 
-Starts a real SessionService and gateway (separate processes, as `vidsynth up` would),
-then drives each with the same workload: every client creates a session and reads
-it back. Two measurements, both against the floor measured here, on this machine:
+Starts a real SessionService, the gateway and the edge (separate processes, as `vidsynth up`
+would), then drives four targets with the same workload: every client creates a session
+and reads it back, over gRPC straight to the service and through the edge's one gRPC
+address, and over HTTP straight to the gateway and through the edge. Two measurements,
+both against the floors measured here, on this machine:
 
 1. Capacity (closed loop): each client sends its next request as soon as the last
    one is answered. Prints requests/s and p50/p99 for both and the gateway's
@@ -17,8 +20,9 @@ it back. Two measurements, both against the floor measured here, on this machine
     .venv/bin/python -m bench.sessions [--clients 32] [--seconds 4]
     .venv/bin/python -m bench.sessions --tracing   # tracing off / sampled out / on (sessions_tracing.py)
 
-Target: gateway >= 0.5x direct gRPC throughput; gateway p99 under 20 ms with 32 clients
-at that throughput.
+Targets: gateway >= 0.5x direct gRPC throughput; the edge costs at most 10 % of the
+gateway's throughput (through the edge >= 0.9x the gateway reached directly); p99 through
+the edge under 20 ms with 32 clients at 0.5x the direct gRPC capacity.
 """
 
 from __future__ import annotations
@@ -34,13 +38,16 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import httpx
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.edge_process import CpuMeter, bench_env, running_edge
 from libs.common.heap import freeze_startup_heap
+from libs.common.settings import GATEWAY_HTTP_PORT_OFFSET, SERVICE_PORT_OFFSETS
 from tests.support.identities import bearer, mesh_env, user_metadata
 from tests.support.percentiles import percentile
 from tests.support.ports import free_port, free_port_block
@@ -48,6 +55,7 @@ from vidsynth.v1 import session_pb2 as pb
 from vidsynth.v1 import session_pb2_grpc
 
 RATIO_TARGET = 0.5
+EDGE_RATIO_TARGET = 0.9
 P99_TARGET_MS = 20.0
 STARTUP_TIMEOUT_SECONDS = 60.0
 
@@ -58,6 +66,13 @@ class Run:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"create": [], "get": []})
     errors: int = 0
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds during the run
+
+    def cpu_line(self) -> str:
+        per_request = ", ".join(
+            f"{name} {1e6 * seconds / max(self.requests, 1):.0f}" for name, seconds in self.cpu.items()
+        )
+        return f"{self.name:<12} CPU µs per request: {per_request}"
 
     @property
     def requests(self) -> int:
@@ -73,7 +88,7 @@ class Run:
 
     def line(self) -> str:
         return (
-            f"{self.name:<8} {self.rps:9.0f} req/s   p50 {self.percentile_ms(0.5):6.2f} ms   "
+            f"{self.name:<12} {self.rps:9.0f} req/s   p50 {self.percentile_ms(0.5):6.2f} ms   "
             f"p99 {self.percentile_ms(0.99):6.2f} ms   (create p99 {self.percentile_ms(0.99, 'create'):.2f} ms, "
             f"get p99 {self.percentile_ms(0.99, 'get'):.2f} ms, {self.requests} requests, {self.errors} errors)"
         )
@@ -138,7 +153,7 @@ class Target:
 
 
 @contextlib.asynccontextmanager
-async def grpc_target(address: str) -> AsyncIterator[Target]:
+async def grpc_target(address: str, name: str = "grpc") -> AsyncIterator[Target]:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = session_pb2_grpc.SessionServiceStub(channel)
         metadata = user_metadata("alice")
@@ -151,7 +166,7 @@ async def grpc_target(address: str) -> AsyncIterator[Target]:
         async def get(session_id: str) -> None:
             await stub.GetSession(pb.GetSessionRequest(session_id=session_id), metadata=metadata, timeout=10)
 
-        yield Target("grpc", create, get)
+        yield Target(name, create, get)
 
 
 class HttpConnection:
@@ -174,10 +189,12 @@ class HttpConnection:
         head = await self._reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
-        length = next(
-            int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")
-        )
-        return status, await self._reader.readexactly(length)
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        body = await self._reader.readexactly(int(headers["content-length"]))
+        if headers.get("connection", "").lower() == "close":  # the server's keep-alive limit
+            await self.close()
+            self._reader = self._writer = None
+        return status, body
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -187,7 +204,7 @@ class HttpConnection:
 
 
 @contextlib.asynccontextmanager
-async def gateway_target(host: str, port: int, clients: int) -> AsyncIterator[Target]:
+async def gateway_target(host: str, port: int, clients: int, name: str = "gateway") -> AsyncIterator[Target]:
     pool: asyncio.Queue[HttpConnection] = asyncio.Queue()
     for _ in range(clients):
         pool.put_nowait(HttpConnection(host, port, bearer("alice")))
@@ -209,14 +226,14 @@ async def gateway_target(host: str, port: int, clients: int) -> AsyncIterator[Ta
         await call("GET", f"/v1/sessions/{session_id}")
 
     try:
-        yield Target("gateway", create, get)
+        yield Target(name, create, get)
     finally:
         while not pool.empty():
             await pool.get_nowait().close()
 
 
 async def compare(
-    targets: list[Target], clients: int, seconds: float, warmup: float, rounds: int
+    targets: list[Target], clients: int, seconds: float, warmup: float, rounds: int, meter: CpuMeter
 ) -> list[Run]:
     """Warms each target up, then alternates between them in short rounds, so load from
     anything else on the machine falls on both alike."""
@@ -225,7 +242,10 @@ async def compare(
     runs = [Run(target.name) for target in targets]
     for _ in range(rounds):
         for target, run in zip(targets, runs, strict=True):
+            before = meter.snapshot()
             await drive(run, target.create, target.get, clients, seconds / rounds)
+            for name, used in meter.snapshot().items():
+                run.cpu[name] = run.cpu.get(name, 0.0) + used - before[name]
     return runs
 
 
@@ -266,9 +286,8 @@ async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
         env = {
             **os.environ,
             **mesh_env(),
+            **bench_env(grpc_port, http_port),
             "VIDSYNTH_DATA_DIR": data_dir,
-            "VIDSYNTH_GRPC_PORT": str(grpc_port),
-            "VIDSYNTH_HTTP_PORT": str(http_port),
             "VIDSYNTH_LOG_LEVEL": "warning",
             "VIDSYNTH_SESSION_MAX_PER_USER": "10000000",
             "VIDSYNTH_SESSION_MAX_GLOBAL": "10000000",
@@ -285,20 +304,25 @@ async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
             for module in ("services.session", "services.gateway")
         ]
         try:
-            grpc_address = f"127.0.0.1:{grpc_port}"
-            http_url = f"http://127.0.0.1:{http_port}"
-            await wait_until_ready(grpc_address, http_url, processes)
+            session_address = f"127.0.0.1:{grpc_port + SERVICE_PORT_OFFSETS['session']}"
+            gateway_port = grpc_port + GATEWAY_HTTP_PORT_OFFSET
+            await wait_until_ready(session_address, f"http://127.0.0.1:{gateway_port}", processes)
             async with (
-                grpc_target(grpc_address) as direct_target,
-                gateway_target("127.0.0.1", http_port, clients) as gateway_target_,
+                running_edge(Path(data_dir), grpc_port, http_port) as edge_pid,
+                grpc_target(session_address) as direct_target,
+                grpc_target(f"127.0.0.1:{grpc_port}", "grpc/edge") as edge_grpc_target,
+                gateway_target("127.0.0.1", gateway_port, clients) as gateway_target_,
+                gateway_target("127.0.0.1", http_port, clients, "gateway/edge") as edge_http_target,
             ):
-                targets = [direct_target, gateway_target_]
+                targets = [direct_target, edge_grpc_target, gateway_target_, edge_http_target]
                 freeze_startup_heap()  # the load generator's own GC pauses are not the services'
-                direct, gateway = await compare(targets, clients, seconds, warmup, rounds)
+                pids = {"session": processes[0].pid, "gateway": processes[1].pid, "edge": edge_pid}
+                meter = CpuMeter({**pids, "bench": os.getpid()})
+                runs = await compare(targets, clients, seconds, warmup, rounds, meter)
+                direct, edge_grpc, gateway, edge_http = runs
                 rate = RATIO_TARGET * direct.rps
-                direct_loaded, gateway_loaded = await compare_at_rate(
-                    targets, clients, rate, seconds, max(1, rounds // 2)
-                )
+                loaded = await compare_at_rate(targets[2:], clients, rate, seconds, max(1, rounds // 2))
+                gateway_loaded, edge_loaded = loaded
         finally:
             for process in processes:
                 if process.returncode is None:
@@ -307,24 +331,34 @@ async def main(clients: int, seconds: float, warmup: float, rounds: int) -> int:
                 await process.wait()
 
     ratio = gateway.rps / direct.rps if direct.rps else 0.0
-    p99 = gateway_loaded.percentile_ms(0.99)
+    edge_ratio = edge_http.rps / gateway.rps if gateway.rps else 0.0
+    edge_grpc_ratio = edge_grpc.rps / direct.rps if direct.rps else 0.0
+    p99 = edge_loaded.percentile_ms(0.99)
     print(
         f"sessions benchmark: {clients} clients, {seconds:g} s per target in {rounds} alternating rounds, "
         "create + get per iteration"
     )
     print("capacity (closed loop, every client sends as soon as it is answered):")
-    print(direct.line())
-    print(gateway.line())
+    for run in (direct, edge_grpc, gateway, edge_http):
+        print(run.line())
+    for run in (direct, edge_grpc, gateway, edge_http):
+        print(run.cpu_line())
     print(f"latency under load (open loop, {rate:.0f} req/s offered = {RATIO_TARGET}x direct capacity):")
-    print(direct_loaded.line())
     print(gateway_loaded.line())
+    print(edge_loaded.line())
+    print(f"ratio gateway/grpc {ratio:.2f} (target >= {RATIO_TARGET})")
     print(
-        f"ratio gateway/grpc {ratio:.2f} (target >= {RATIO_TARGET}); gateway p99 {p99:.2f} ms "
-        f"with {clients} clients at {rate:.0f} req/s (target < {P99_TARGET_MS:g} ms)"
+        f"edge: gateway through the edge / gateway direct {edge_ratio:.2f} (target >= {EDGE_RATIO_TARGET}, "
+        f"i.e. the edge costs {100 * (1 - edge_ratio):.0f} % of the gateway's throughput); "
+        f"gRPC through the edge / direct {edge_grpc_ratio:.2f}"
     )
-    met = ratio >= RATIO_TARGET and p99 < P99_TARGET_MS
+    print(
+        f"p99 through the edge {p99:.2f} ms with {clients} clients at {rate:.0f} req/s "
+        f"(target < {P99_TARGET_MS:g} ms; gateway direct {gateway_loaded.percentile_ms(0.99):.2f} ms)"
+    )
+    met = ratio >= RATIO_TARGET and edge_ratio >= EDGE_RATIO_TARGET and p99 < P99_TARGET_MS
     print(f"targets {'met' if met else 'NOT met'}")
-    runs = (direct, gateway, direct_loaded, gateway_loaded)
+    runs = (direct, edge_grpc, gateway, edge_http, gateway_loaded, edge_loaded)
     return 0 if all(run.errors == 0 for run in runs) else 1
 
 

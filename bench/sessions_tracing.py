@@ -36,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.sessions import Run, drive, gateway_target, grpc_target, wait_until_ready
 from libs.common.heap import freeze_startup_heap
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.support.identities import mesh_env
 from tests.support.ports import free_port, free_port_block
 
@@ -81,7 +82,7 @@ async def start_pair(data_dir: Path, extra: dict[str, str]) -> tuple[list, str, 
         )
         for module in ("services.session", "services.gateway")
     ]
-    grpc_address = f"127.0.0.1:{grpc_port}"
+    grpc_address = f"127.0.0.1:{grpc_port + SERVICE_PORT_OFFSETS['session']}"
     await wait_until_ready(grpc_address, f"http://127.0.0.1:{http_port}", processes)
     return processes, grpc_address, http_port
 

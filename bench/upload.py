@@ -129,7 +129,7 @@ async def wait_http(url: str, processes: list[subprocess.Popen]) -> None:
                 if (await client.get(f"{url}/readyz")).status_code in (200, 503):
                     response = await client.get(f"{url}/readyz")
                     services = response.json().get("services", {})
-                    if all(services.get(name) == "SERVING" for name in ("session", "validator", "cleanup")):
+                    if all(services.get(name) == "serving" for name in ("session", "validator", "cleanup")):
                         return
             except httpx.HTTPError:
                 pass

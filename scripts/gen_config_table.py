@@ -1,8 +1,8 @@
 """Writes the README's configuration table from the settings classes.
 
 Usage: python -m scripts.gen_config_table [--check]
-Every `VidsynthSettings` subclass under libs/ and services/ is listed, so the table
-cannot drift from the code.
+Every `VidsynthSettings` subclass under libs/, services/ and vidsynth/ (the command line
+and the edge it runs) is listed, so the table cannot drift from the code.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 import libs
 import services
+import vidsynth
 from libs.common.settings import MeshSettings, VidsynthSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +29,10 @@ END = "<!-- config-table:end -->"
 
 
 def _modules_defining_settings() -> list[str]:
-    """Modules under libs/ and services/ whose source subclasses VidsynthSettings
+    """Modules under libs/, services/ and vidsynth/ whose source subclasses VidsynthSettings
     (found by reading, so no `__main__` or unrelated module is imported)."""
     names = []
-    for package in (libs, services):
+    for package in (libs, services, vidsynth):
         for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
             if info.ispkg or info.name.endswith("__main__"):
                 continue
@@ -61,9 +62,15 @@ def _default(value: object) -> str:
     return f"`{value}`"
 
 
+OWNERS = {"libs": "every service", "vidsynth.cli.edge": "`vidsynth up` (edge)", "vidsynth": "`vidsynth` CLI"}
+
+
 def _owner(module: str) -> str:
     parts = module.split(".")
-    return "every service" if parts[0] == "libs" else parts[1]
+    for prefix in (module, parts[0]):
+        if prefix in OWNERS:
+            return OWNERS[prefix]
+    return parts[1]
 
 
 def render_table() -> str:

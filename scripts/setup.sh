@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   ffmpeg espeak-ng clamav clamav-daemon redis-server libmagic1 protobuf-compiler libprotobuf-dev
-  docker-compose chromium python3-venv nodejs npm ca-certificates
+  docker-compose chromium python3-venv nodejs npm ca-certificates nginx jq
 )
 
 as_root() {
@@ -26,7 +26,15 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"
   as_root apt-get update -qq
+  # The packages' own services (nginx on port 80, clamd, redis) are not wanted: `vidsynth up`
+  # and the tests start their own. policy-rc.d answering 101 tells the installer not to start them.
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+    policy_added=1
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$policy_added" ]; then as_root rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -50,7 +58,7 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-for node_dir in tests/node tests/web tools/buf; do
+for node_dir in tests/node tests/web tests/ts_client tools/buf; do
   if [ -f "$node_dir/package-lock.json" ]; then
     lock_stamp="$node_dir/node_modules/.vidsynth-$(sha256sum "$node_dir/package-lock.json" | cut -c1-16)"
     if [ ! -f "$lock_stamp" ]; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,13 @@ def _raise_for_problem(response: httpx.Response) -> None:
 
 
 class GatewayClient:
-    def __init__(self, base_url: str, api_key: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, timeout: float = 60.0, verify: ssl.SSLContext | bool = True
+    ) -> None:
+        """`verify`: what an https base URL's certificate is checked against (an SSLContext
+        trusting the mesh's CA, or True for the system's CAs)."""
         self.http = httpx.AsyncClient(
-            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout
+            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout, verify=verify
         )
 
     async def __aenter__(self) -> GatewayClient:

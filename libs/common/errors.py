@@ -87,6 +87,20 @@ CATALOG: dict[str, ErrorSpec] = {
         _spec(
             "RATE_LIMITED", _C.RESOURCE_EXHAUSTED, 429, "Too many requests", "Too many requests; slow down."
         ),
+        _spec(
+            "ORIGIN_NOT_ALLOWED",
+            _C.PERMISSION_DENIED,
+            403,
+            "Origin not allowed",
+            "This page's origin may not open connections to the API.",
+        ),
+        _spec(
+            "RANGE_NOT_SATISFIABLE",
+            _C.OUT_OF_RANGE,
+            416,
+            "Range not satisfiable",
+            "The requested byte range is outside the file.",
+        ),
         # Sessions
         _spec("SESSION_NOT_FOUND", _C.NOT_FOUND, 404, "Session not found", "That session does not exist."),
         _spec(
@@ -244,6 +258,13 @@ CATALOG: dict[str, ErrorSpec] = {
             "Too many jobs are waiting; try again later.",
         ),
         _spec(
+            "USER_JOB_LIMIT_REACHED",
+            _C.RESOURCE_EXHAUSTED,
+            429,
+            "Job limit reached",
+            "You have too many jobs waiting; try again when one has started.",
+        ),
+        _spec(
             "STAGE_UNAVAILABLE",
             _C.FAILED_PRECONDITION,
             503,
@@ -296,6 +317,14 @@ CATALOG: dict[str, ErrorSpec] = {
             429,
             "Subscriber too slow",
             "The event stream fell behind; reconnect to resume from the last event received.",
+        ),
+        _spec(
+            "EVENT_SEQ_AHEAD",
+            _C.OUT_OF_RANGE,
+            409,
+            "Event id ahead of the stream",
+            "Last-Event-ID (or after) is beyond the session's last event; resume from a seq it sent, "
+            "or from 0.",
         ),
         # Resources
         _spec(

@@ -2,8 +2,8 @@
 
 Registry model: every process (each gRPC service and the gateway) records into
 prometheus-client's default registry. The gateway serves its own at GET /metrics;
-each gRPC service serves its own on `VIDSYNTH_METRICS_PORT + <service offset>`
-(default: grpc_port + 100 + offset) when `serve_metrics()` is called at start, and the gateway's /metrics also folds those
+each gRPC service serves its own on one of five consecutive ports from `VIDSYNTH_METRICS_PORT`
+(default: its gRPC port + 100, so G+101..G+105) when `serve_metrics()` is called at start, and the gateway's /metrics also folds those
 pages in (labelled `origin`), so one scrape target covers a one-machine mesh.
 
 The gRPC request counters live in libs/common/interceptors.py.
@@ -63,15 +63,18 @@ class MetricsSettings(VidsynthSettings):
         ge=-1,
         description=(
             "First of five consecutive ports where the gRPC services serve /metrics "
-            "(session, validator, stage_runner, progress, cleanup); -1: grpc_port + 100; 0: off."
+            "(session, validator, stage_runner, progress, cleanup); -1: each service's gRPC port + 100 "
+            "(grpc_port+101..grpc_port+105); 0: off."
         ),
     )
 
     def port_of(self, service: str, mesh: MeshSettings) -> int:
         if self.metrics_port == 0:
             return 0
-        base = mesh.grpc_port + METRICS_PORT_SHIFT if self.metrics_port < 0 else self.metrics_port
-        return base + SERVICE_PORT_OFFSETS[service]
+        offset = SERVICE_PORT_OFFSETS[service]
+        if self.metrics_port < 0:
+            return mesh.grpc_port + offset + METRICS_PORT_SHIFT
+        return self.metrics_port + offset - min(SERVICE_PORT_OFFSETS.values())
 
     def url_of(self, service: str, mesh: MeshSettings) -> str:
         """Where the gateway reads a service's page: the host of its gRPC address."""

@@ -9,12 +9,26 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The port layout of one mesh, from its public gRPC port G (the edge's under `vidsynth up`):
+# the services listen behind it on G+1..G+5, the gateway's gRPC server (reflection and
+# health of the public API) on G+6, and under `vidsynth up` the gateway's HTTP on G+7.
 SERVICE_PORT_OFFSETS: dict[str, int] = {
-    "session": 0,
-    "validator": 1,
-    "stage_runner": 2,
-    "progress": 3,
-    "cleanup": 4,
+    "session": 1,
+    "validator": 2,
+    "stage_runner": 3,
+    "progress": 4,
+    "cleanup": 5,
+}
+GATEWAY_GRPC_PORT_OFFSET = 6
+GATEWAY_HTTP_PORT_OFFSET = 7
+PORT_BLOCK_SIZE = 8
+# The public gRPC service each backend serves (package vidsynth.v1), which the edge routes by path.
+PUBLIC_SERVICES: dict[str, str] = {
+    "session": "vidsynth.v1.SessionService",
+    "validator": "vidsynth.v1.ValidatorService",
+    "stage_runner": "vidsynth.v1.StageRunnerService",
+    "progress": "vidsynth.v1.ProgressService",
+    "cleanup": "vidsynth.v1.CleanupService",
 }
 
 ProcessingModeName = Literal["auto", "production", "simulation"]
@@ -33,15 +47,32 @@ class MeshSettings(VidsynthSettings):
     grpc_host: str = Field("127.0.0.1", description="Host the services listen on and are reached at.")
     grpc_port: int = Field(
         50051,
-        description="First of five consecutive ports: session, validator, stage_runner, progress, cleanup.",
+        description="The public gRPC port G (the edge's under `vidsynth up`). The services listen behind "
+        "it: session G+1, validator G+2, stage_runner G+3, progress G+4, cleanup G+5, the gateway's "
+        "reflection and health server G+6.",
     )
     http_host: str = Field("127.0.0.1", description="Gateway listen address.")
-    http_port: int = Field(8080, description="Gateway listen port.")
-    session_addr: str = Field("", description="host:port of SessionService (default: grpc_host:grpc_port).")
-    validator_addr: str = Field("", description="host:port of ValidatorService (default: grpc_port+1).")
-    stage_runner_addr: str = Field("", description="host:port of StageRunnerService (default: grpc_port+2).")
-    progress_addr: str = Field("", description="host:port of ProgressService (default: grpc_port+3).")
-    cleanup_addr: str = Field("", description="host:port of CleanupService (default: grpc_port+4).")
+    http_port: int = Field(
+        8080,
+        description="The public HTTP port (the edge's under `vidsynth up`); the gateway listens here "
+        "itself unless VIDSYNTH_GATEWAY_HTTP_PORT is set.",
+    )
+    gateway_http_port: int = Field(
+        0,
+        ge=0,
+        description="Port the gateway's HTTP server listens on; 0: http_port. `vidsynth up` sets it to "
+        "grpc_port+7, behind the edge on http_port.",
+    )
+    session_addr: str = Field("", description="host:port of SessionService (default: grpc_host:grpc_port+1).")
+    validator_addr: str = Field("", description="host:port of ValidatorService (default: grpc_port+2).")
+    stage_runner_addr: str = Field("", description="host:port of StageRunnerService (default: grpc_port+3).")
+    progress_addr: str = Field("", description="host:port of ProgressService (default: grpc_port+4).")
+    cleanup_addr: str = Field("", description="host:port of CleanupService (default: grpc_port+5).")
+    gateway_addr: str = Field(
+        "",
+        description="host:port of the gateway's gRPC server: reflection and health of the public API, "
+        "which the edge routes there (default: grpc_host:grpc_port+6).",
+    )
     api_keys: SecretStr = Field(SecretStr(""), description='API keys as "key1=alice,key2=bob".')
     admin_users: str = Field("", description="Comma-separated user ids with the admin role.")
     mesh_token: SecretStr = Field(
@@ -67,6 +98,19 @@ class MeshSettings(VidsynthSettings):
 
     def listen_address(self, service: str) -> str:
         return f"{self.grpc_host}:{self.grpc_port + SERVICE_PORT_OFFSETS[service]}"
+
+    @property
+    def gateway_grpc_listen_address(self) -> str:
+        return f"{self.grpc_host}:{self.grpc_port + GATEWAY_GRPC_PORT_OFFSET}"
+
+    @property
+    def gateway_grpc_address(self) -> str:
+        return self.gateway_addr or self.gateway_grpc_listen_address
+
+    @property
+    def gateway_listen_port(self) -> int:
+        """Where the gateway's HTTP server listens (behind the edge, or the public port itself)."""
+        return self.gateway_http_port or self.http_port
 
     @functools.cached_property
     def admin_user_ids(self) -> frozenset[str]:

@@ -18,17 +18,23 @@ from services.gateway import (
     routes_health,
     routes_jobs,
     routes_ops,
+    routes_outputs,
     routes_sessions,
     routes_ui,
 )
 from services.gateway.config import GatewaySettings
+from services.gateway.contract import install_contract
 from services.gateway.front_door import install_front_door
 from services.gateway.problems import install_problem_handlers
 from services.gateway.request_context import RequestContextMiddleware
+from services.gateway.stream_tokens import get_stream_token_settings, signer_from_settings
 
 API_DESCRIPTION = (
     "Turns a face photo, a voice sample and a script into a talking-head video. "
-    "Authenticate with `Authorization: Bearer <api key>`. Errors are application/problem+json."
+    "Authenticate with `Authorization: Bearer <api key>`. Errors are application/problem+json "
+    "(schema `Problem`) with a stable `code` from the error catalog; each operation lists the "
+    "codes it can answer. JSON spells enum values in lower case, integers as numbers and "
+    "timestamps as RFC 3339 (UTC)."
 )
 
 
@@ -48,19 +54,27 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # Operation ids are the route functions' names (create_session, get_job, ...).
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.keyring = keyring_from_settings(settings)
     app.state.clients = MeshClients(settings)
-    install_front_door(app, gateway_settings or GatewaySettings())
+    app.state.stream_token_signer = signer_from_settings(settings, get_stream_token_settings())
+    for router in (
+        routes_health.router,
+        routes_ops.router,
+        routes_sessions.router,
+        routes_assets.router,
+        routes_events.router,
+        routes_jobs.router,
+        routes_outputs.router,
+        routes_ui.router,
+    ):
+        app.include_router(router)
+    install_front_door(app, gateway_settings or GatewaySettings(), app.state.stream_token_signer)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(routes_ops.HttpMetricsMiddleware)
     install_problem_handlers(app)
-    app.include_router(routes_health.router)
-    app.include_router(routes_ops.router)
-    app.include_router(routes_sessions.router)
-    app.include_router(routes_assets.router)
-    app.include_router(routes_events.router)
-    app.include_router(routes_jobs.router)
-    app.include_router(routes_ui.router)
+    install_contract(app)
     return app

@@ -13,5 +13,7 @@ def scope_request_id(scope: Scope) -> str:
     return (scope.get("state") or {}).get("request_id") or current_request_id.get()
 
 
-async def send_problem(scope: Scope, receive: Receive, send: Send, error: VidsynthError) -> None:
-    await problem_response(error, scope_request_id(scope))(scope, receive, send)
+async def send_problem(
+    scope: Scope, receive: Receive, send: Send, error: VidsynthError, headers: dict[str, str] | None = None
+) -> None:
+    await problem_response(error, scope_request_id(scope), headers)(scope, receive, send)

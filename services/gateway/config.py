@@ -27,8 +27,22 @@ class GatewaySettings(VidsynthSettings):
         description="An upload body that sends nothing for this long is refused (DEADLINE_EXCEEDED), "
         "freeing its connection and validator stream (slow-drip guard).",
     )
+    gateway_stream_max_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Longest an SSE or WebSocket progress stream stays open; the client then "
+        "reconnects and resumes by seq (so no stream outlives its token or key for long).",
+    )
     gateway_cors_origins: str = Field(
-        "", description="Comma-separated origins browsers may call the API from (empty: none)."
+        "",
+        description="Comma-separated origins browsers may call the API from (empty: none); WebSockets from "
+        "other origins (but the gateway's own) are refused.",
+    )
+    gateway_trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks of the proxies in front of the gateway (the "
+        "edge) whose X-Forwarded-For and X-Forwarded-Proto are believed, so per-address limits see the "
+        "real client; empty: none. `vidsynth up` sets the edge's address.",
     )
 
     @property

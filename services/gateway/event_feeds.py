@@ -202,17 +202,26 @@ async def follow_feed(
     *,
     job_id: str = "",
     until_terminal: bool = False,
+    deadline: float | None = None,
 ) -> AsyncIterator[FeedItem]:
     """One client's events with seq > after_seq, in order, each once; raises VidsynthError
-    when the stream ends in error (the session was deleted, the progress service restarts)."""
+    when the stream ends in error (the session was deleted, the progress service restarts).
+    Ends quietly at `deadline` (loop time), between events: the client resumes by seq."""
+    loop = asyncio.get_running_loop()
     cursor = after_seq
     while True:
+        if deadline is not None and loop.time() >= deadline:
+            return
         if not feed.covers(cursor):
             source: AsyncIterator[FeedItem] = registry.catch_up(feed.session_id, cursor, feed)
         else:
             pending = feed.items_after(cursor)
             if not pending:
-                await feed.wait_beyond(cursor)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await feed.wait_beyond(cursor)
+                except TimeoutError:
+                    return
                 continue
             source = _iterate(pending)
         async with contextlib.aclosing(source):
@@ -225,6 +234,8 @@ async def follow_feed(
                 yield item
                 if until_terminal and item.terminal:
                     return
+                if deadline is not None and loop.time() >= deadline:
+                    return
 
 
 async def follow(
@@ -234,10 +245,13 @@ async def follow(
     *,
     job_id: str = "",
     until_terminal: bool = False,
+    deadline: float | None = None,
 ) -> AsyncIterator[FeedItem]:
     """`follow_feed` with its own membership of the session's feed."""
     async with joined(registry, session_id, after_seq) as feed:
-        events = follow_feed(registry, feed, after_seq, job_id=job_id, until_terminal=until_terminal)
+        events = follow_feed(
+            registry, feed, after_seq, job_id=job_id, until_terminal=until_terminal, deadline=deadline
+        )
         async with contextlib.aclosing(events):
             async for item in events:
                 yield item

@@ -1,8 +1,9 @@
 """The gateway's front door middleware, installed in one place so its order is explicit.
 
-Outermost first: security headers -> CORS -> rate limit -> path ids -> body cap -> app.
-CORS sits outside the rate limit so preflights are never throttled and 429s stay
-readable by browsers; every refusal is problem+json with the request id.
+Outermost first: security headers -> CORS -> WebSocket origin -> rate limit -> routing
+guard (405, ids) -> body cap -> app. CORS sits outside the rate limit so preflights are never
+throttled and 429s stay readable by browsers; preflights allow every method the API has;
+every refusal is problem+json with the request id.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from starlette.middleware.cors import CORSMiddleware
 from libs.common.rate_limit import TokenBucketLimiter
 from services.gateway.body_limit import BodyLimitMiddleware
 from services.gateway.config import GatewaySettings
-from services.gateway.path_ids import PathIdMiddleware
+from services.gateway.path_ids import PathIdMiddleware, flat_routes
 from services.gateway.rate_limit import RateLimitMiddleware
 from services.gateway.security_headers import SecurityHeadersMiddleware
+from services.gateway.stream_tokens import StreamTokenSigner
+from services.gateway.ws_origin import WebSocketOriginMiddleware
 
 CORS_ALLOWED_HEADERS = [
     "Authorization",
@@ -28,21 +31,32 @@ CORS_ALLOWED_HEADERS = [
 CORS_EXPOSED_HEADERS = ["X-Request-ID", "Retry-After", "Location", "Content-Range", "Accept-Ranges"]
 
 
-def install_front_door(app: FastAPI, settings: GatewaySettings) -> None:
-    """Adds the middleware; call it before RequestContextMiddleware is added (that stays outermost)."""
+def api_methods(app: FastAPI) -> list[str]:
+    """Every method some route of the app answers (what CORS preflights must allow)."""
+    methods = {
+        method for route in flat_routes(app.routes) for method in getattr(route, "methods", None) or ()
+    }
+    return sorted(methods | {"OPTIONS"})
+
+
+def install_front_door(app: FastAPI, settings: GatewaySettings, signer: StreamTokenSigner) -> None:
+    """Adds the middleware once the routes are in; call it before RequestContextMiddleware is
+    added (that stays outermost)."""
     app.state.gateway_settings = settings
     # Starlette wraps in reverse order of add_middleware: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
-    app.add_middleware(PathIdMiddleware)
+    app.add_middleware(PathIdMiddleware, routes=app.router.routes)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=TokenBucketLimiter(settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst),
         keyring=app.state.keyring,
+        signer=signer,
     )
+    app.add_middleware(WebSocketOriginMiddleware, allowed_origins=settings.cors_origins)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
-        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_methods=api_methods(app),
         allow_headers=CORS_ALLOWED_HEADERS,
         expose_headers=CORS_EXPOSED_HEADERS,
         allow_credentials=False,

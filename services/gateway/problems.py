@@ -11,9 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from libs.common.errors import FieldViolation, VidsynthError
+from libs.common.errors import CATALOG, FieldViolation, VidsynthError
 from libs.common.identity import current_request_id
 from libs.common.rpc_status import error_from_rpc_error
+from services.gateway.json_body import RefusedBody
 
 log = structlog.get_logger("vidsynth.gateway")
 
@@ -46,9 +47,11 @@ def problem_body(error: VidsynthError, request_id: str) -> dict:
     return body
 
 
-def problem_response(error: VidsynthError, request_id: str | None = None) -> JSONResponse:
+def problem_response(
+    error: VidsynthError, request_id: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     request_id = request_id or current_request_id.get()
-    headers = {"X-Request-ID": request_id} if request_id else {}
+    headers = {**(headers or {}), **({"X-Request-ID": request_id} if request_id else {})}
     if error.retry_after_seconds is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_seconds)))
     return JSONResponse(
@@ -64,15 +67,36 @@ def _request_id(request: Request) -> str:
 
 
 def _field_name(location: tuple) -> str:
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    # Drops where the value was (body, query...) and the names of the shapes a union tried
+    # (capitalised; the API's own field names are snake_case).
+    in_body = bool(location) and location[0] == "body"
+    parts = [str(p) for p in location[1:] if not (in_body and str(p)[:1].isupper())]
     return ".".join(parts) or "body"
 
 
+def _is_bad_id(error: dict) -> bool:
+    location = error.get("loc", ())
+    return (
+        error.get("type") == "string_pattern_mismatch"
+        and bool(location)
+        and str(location[-1]).endswith("_id")
+    )
+
+
 def validation_error(exc: RequestValidationError) -> VidsynthError:
+    """One catalogued error for FastAPI's validation errors: MALFORMED_JSON, INVALID_ID (an
+    id parameter that is not one), a catalog code a validator raised as its error type
+    (e.g. SCRIPT_TOO_LONG), else INVALID_ARGUMENT; each with its field violations."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return VidsynthError("MALFORMED_JSON")
     violations = [FieldViolation(_field_name(tuple(e.get("loc", ()))), str(e.get("msg", ""))) for e in errors]
+    if errors and all(_is_bad_id(e) for e in errors):
+        names = ", ".join(v.field for v in violations)
+        return VidsynthError("INVALID_ID", f"{names} is not a well-formed id.", violations)
+    types = {str(e.get("type", "")) for e in errors}
+    if len(types) == 1 and (code := types.pop()) in CATALOG:
+        return VidsynthError(code, str(errors[0].get("msg", "")) or None, violations)
     return VidsynthError("INVALID_ARGUMENT", "Some fields are not valid.", violations)
 
 
@@ -91,8 +115,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if isinstance(exc, RefusedBody):
+            return problem_response(exc.error, _request_id(request))
+        # Keeps Allow on 405s (the routing guard answers most of them before routing).
+        headers = {"Allow": exc.headers["Allow"]} if exc.headers and "Allow" in exc.headers else None
         return problem_response(
-            VidsynthError(_HTTP_STATUS_CODES.get(exc.status_code, "INTERNAL")), _request_id(request)
+            VidsynthError(_HTTP_STATUS_CODES.get(exc.status_code, "INTERNAL")), _request_id(request), headers
         )
 
     @app.exception_handler(Exception)

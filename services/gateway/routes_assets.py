@@ -8,21 +8,23 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import grpc
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from google.protobuf.json_format import MessageToDict
+from fastapi import APIRouter, Query, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
-from libs.common import ids
 from libs.common.errors import FieldViolation, VidsynthError
+from services.gateway import api_models as m
+from services.gateway.api_enums import AssetKind
 from services.gateway.auth import CurrentUser
-from services.validator.policy import KINDS_BY_NAME
+from services.gateway.contract import problems
+from services.gateway.json_body import ContractRoute
+from services.gateway.views import ASSET_KIND_VALUES, upload_policy_view, upload_view
 from vidsynth.v1 import validator_pb2
 
-router = APIRouter(tags=["assets"])
+router = APIRouter(tags=["assets"], route_class=ContractRoute)
 
 # Multipart framing (boundaries, part headers, small extra fields) on top of the file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
@@ -46,14 +48,6 @@ async def upload_limits(request: Request) -> validator_pb2.UploadPolicy:
 
 def _cap(policy: validator_pb2.UploadPolicy, kind: int) -> int:
     return next(k.max_bytes for k in policy.kinds if k.kind == kind)
-
-
-def _kind(name: str) -> int:
-    if name not in KINDS_BY_NAME:
-        raise VidsynthError(
-            "INVALID_ARGUMENT", "kind must be face or voice.", [FieldViolation("kind", "face or voice")]
-        )
-    return KINDS_BY_NAME[name]
 
 
 def _content_length(request: Request) -> int | None:
@@ -136,7 +130,8 @@ class MultipartFile:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         if options.get(b"name") == FILE_FIELD.encode() and not self.found:
             self.found = self._in_file = True
-            self.filename = options.get(b"filename", b"").decode("utf-8", "surrogateescape")
+            # Not UTF-8: replaced, never smuggled on as surrogates nothing downstream can encode.
+            self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
             self.content_type = self._headers.get(b"content-type", b"").decode("latin-1").strip()
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
@@ -202,13 +197,13 @@ async def _counted(body: AsyncIterator[bytes], limit: int, idle_seconds: float) 
         yield data
 
 
-async def open_source(request: Request, limit: int) -> UploadSource:
+async def open_source(request: Request, limit: int, filename: str = "") -> UploadSource:
     """Reads just far enough to know the file's name and type (multipart headers)."""
     content_type = request.headers.get("content-type", "")
     body = _counted(request.stream(), limit, request.app.state.gateway_settings.gateway_upload_idle_seconds)
     media_type, options = parse_options_header(content_type)
     if media_type != b"multipart/form-data":
-        return UploadSource(request.query_params.get("filename", ""), content_type, [], body, None)
+        return UploadSource(filename, content_type, [], body, None)
     boundary = options.get(b"boundary")
     if not boundary:
         raise VidsynthError("INVALID_ARGUMENT", "The multipart body has no boundary.")
@@ -270,21 +265,82 @@ async def _cancel_when_abandoned(request: Request, call: grpc.aio.Call, body_sen
     call.cancel()
 
 
+UPLOAD_REFUSALS = (
+    "SESSION_NOT_FOUND",
+    "SESSION_EXPIRED",
+    "INVALID_SESSION_STATE",
+    "FILE_TOO_LARGE",
+    "FILE_EMPTY",
+    "FILE_TYPE_NOT_ALLOWED",
+    "FILE_CONTENT_MISMATCH",
+    "FILE_CORRUPT",
+    "INVALID_FILENAME",
+    "IMAGE_TOO_SMALL",
+    "IMAGE_TOO_LARGE",
+    "IMAGE_TOO_COMPLEX",
+    "NO_FACE_DETECTED",
+    "MULTIPLE_FACES_DETECTED",
+    "AUDIO_TOO_SHORT",
+    "AUDIO_TOO_LONG",
+    "AUDIO_SILENT",
+    "AUDIO_FORMAT_UNSUPPORTED",
+    "MALWARE_DETECTED",
+    "SCAN_UNAVAILABLE",
+    "SCAN_FAILED",
+    "INSUFFICIENT_STORAGE",
+    "INSUFFICIENT_MEMORY",
+    "TOO_MANY_UPLOADS",
+    "UPLOAD_TOO_SLOW",
+)
+_FILE_BYTES = {"type": "string", "format": "binary"}
+# Names the validator accepts, conservatively: word characters and common punctuation, and
+# not "." or ".." (so: empty, or one character besides dots, or three dots or more).
+_NAME_CHAR = r"\w\-()+,@&'~!#$%=\[\]{} "
+FILENAME_PATTERN = rf"^(?:[{_NAME_CHAR}.]*[{_NAME_CHAR}][{_NAME_CHAR}.]*|\.{{3,}})?$"
+UPLOAD_BODY = {
+    "required": True,
+    "description": "The file, as multipart field `file` (what browsers send), or as the raw body "
+    "(then `?filename=` names it and Content-Type declares its type).",
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": [FILE_FIELD], "properties": {FILE_FIELD: _FILE_BYTES}}
+        },
+        "application/octet-stream": {"schema": _FILE_BYTES},
+        "image/*": {"schema": _FILE_BYTES},
+        "audio/*": {"schema": _FILE_BYTES},
+    },
+}
+
+
 @router.post(
     "/v1/sessions/{session_id}/assets/{kind}",
     status_code=201,
     summary="Upload a face photo or voice sample (multipart field `file`, or a raw body)",
+    openapi_extra={"requestBody": UPLOAD_BODY, **problems(*UPLOAD_REFUSALS)},
 )
-async def upload_asset(session_id: str, kind: str, request: Request, user: CurrentUser) -> JSONResponse:
-    asset_kind = _kind(kind)
-    ids.check_id("session", session_id)
+async def upload_asset(
+    session_id: m.SessionIdPath,
+    kind: AssetKind,
+    request: Request,
+    user: CurrentUser,
+    filename: Annotated[
+        str,
+        Query(
+            max_length=255,
+            pattern=FILENAME_PATTERN,
+            description="The file's name, for a raw body (multipart carries its own): no path, no "
+            "control characters.",
+        ),
+    ] = "",
+) -> m.UploadResult:
+    asset_kind = ASSET_KIND_VALUES[kind]
     policy = await upload_limits(request)
     cap = _cap(policy, asset_kind)
     length = _content_length(request)
     multipart = request.headers.get("content-type", "").startswith("multipart/")
     if length is not None and length > cap + (MULTIPART_OVERHEAD_BYTES if multipart else 0):
         raise VidsynthError("FILE_TOO_LARGE")
-    source = await open_source(request, cap + MULTIPART_OVERHEAD_BYTES)
+    source = await open_source(request, cap + MULTIPART_OVERHEAD_BYTES, filename)
     header = validator_pb2.UploadHeader(
         session_id=session_id,
         kind=asset_kind,
@@ -308,11 +364,10 @@ async def upload_asset(session_id: str, kind: str, request: Request, user: Curre
         raise
     finally:
         watcher.cancel()
-    body = MessageToDict(response, preserving_proto_field_name=True)
-    return JSONResponse(body, status_code=201)
+    return upload_view(response)
 
 
 @router.get("/v1/upload-policy", summary="Upload limits and accepted types")
-async def get_upload_policy(request: Request, user: CurrentUser) -> dict:
+async def get_upload_policy(request: Request, user: CurrentUser) -> m.UploadPolicy:
     policy = await request.app.state.clients.validator.GetUploadPolicy(validator_pb2.GetUploadPolicyRequest())
-    return MessageToDict(policy, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return upload_policy_view(policy)

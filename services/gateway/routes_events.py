@@ -17,7 +17,6 @@ from typing import Annotated
 
 import grpc
 from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
 
@@ -26,24 +25,62 @@ from libs.common.identity import Identity, current_identity, current_request_id
 from libs.common.ids import check_id
 from libs.common.metrics import STREAM_SUBSCRIBERS
 from libs.common.rpc_status import error_from_rpc_error
+from services.gateway import api_models as m
+from services.gateway.api_enums import EventType
 from services.gateway.auth import CurrentUser
+from services.gateway.contract import BEARER_SCHEME, STREAM_TOKEN_SCHEME, problems
 from services.gateway.event_feeds import FeedRegistry, follow, follow_feed, joined
+from services.gateway.json_body import ContractRoute
 from services.gateway.problems import problem_body, problem_response
 from services.gateway.stream_tokens import StreamTokenSigner, get_stream_token_settings, signer_from_settings
 from vidsynth.v1 import progress_pb2, session_pb2
 
-router = APIRouter(tags=["progress"])
+router = APIRouter(tags=["progress"], route_class=ContractRoute)
 
 PING_SECONDS = 15
 RETRY_MILLISECONDS = 3000
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-class StreamToken(BaseModel):
-    token: str = Field(description="Pass as ?token= to the events (SSE) or ws (WebSocket) URL.")
-    session_id: str
-    expires_at: int = Field(description="Unix time after which the token no longer opens a stream.")
-    expires_in: int = Field(description="Seconds the token stays valid.")
+SSE_DESCRIPTION = """The session's progress events, replayed after `Last-Event-ID` (or `?after=`) and
+then live, each exactly once. Each frame is `id: <seq>`, `event: <type>` (job.queued, job.started,
+stage.started, stage.progress, stage.completed, stage.failed, job.completed, job.failed,
+job.cancelled, warning) and `data: <ProgressEvent JSON>`. If the stream fails, one `event: error`
+frame carries a `StreamError` (reconnect with Last-Event-ID to resume). Comments (`: ping`) keep
+the connection open. The stream ends after the job's final event with `until_terminal`, and
+otherwise after the server's stream lifetime (reconnect with Last-Event-ID: nothing is lost).
+A Last-Event-ID (or after) beyond the session's last event is refused with 409
+`EVENT_SEQ_AHEAD`: resume from a seq the stream sent, or from 0."""
+STREAM_SECURITY = [{BEARER_SCHEME: []}, {STREAM_TOKEN_SCHEME: []}]
+STREAM_REFUSALS = ("SESSION_NOT_FOUND", "SESSION_EXPIRED", "STREAM_TOKEN_INVALID", "EVENT_SEQ_AHEAD")
+# One SSE event as the stream frames it (OpenAPI 3.2's `itemSchema` reading; Open API 3.1 tools
+# such as schemathesis take a text/event-stream `schema` as one event's).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": [*(t.value for t in EventType), "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/ProgressEvent"},
+                    {"$ref": "#/components/schemas/StreamError"},
+                ]
+            },
+            "description": "A ProgressEvent (JSON); a StreamError on `event: error`.",
+        },
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's seq."},
+        "retry": {"type": "integer", "description": "Milliseconds a browser waits before reconnecting."},
+    },
+}
+SSE_RESPONSES: dict[int | str, dict] = {
+    200: {
+        "description": "text/event-stream of ProgressEvent frames (see the operation's description).",
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+    }
+}
 
 
 def stream_token_signer(app: Starlette) -> StreamTokenSigner:
@@ -101,13 +138,30 @@ def feed_registry(app: Starlette) -> FeedRegistry:
     return registry
 
 
-async def check_stream_request(app: Starlette, session_id: str, job_id: str | None) -> None:
+async def check_stream_request(
+    app: Starlette, session_id: str, job_id: str | None, after_seq: int = 0
+) -> None:
     """Refusals before the stream starts, so they are proper HTTP statuses: ids, then ownership
-    (SessionService answers SESSION_NOT_FOUND for another user's session)."""
+    (SessionService answers SESSION_NOT_FOUND for another user's session), then a resume point
+    beyond the session's last event (EVENT_SEQ_AHEAD: it would wait for events that may never come)."""
     check_id("session", session_id)
     if job_id:
-        check_id("job", job_id)
-    await app.state.clients.session.GetSession(session_pb2.GetSessionRequest(session_id=session_id))
+        check_id("job", job_id, "job_id")
+    if after_seq <= 0:
+        await app.state.clients.session.GetSession(session_pb2.GetSessionRequest(session_id=session_id))
+        return
+    # The progress service checks ownership too; its snapshot's last_seq is the session's newest
+    # event (every event names its job, and the snapshot is of the job of the newest one).
+    snapshot = await app.state.clients.progress.GetProgress(
+        progress_pb2.GetProgressRequest(session_id=session_id)
+    )
+    if after_seq > snapshot.last_seq:
+        raise VidsynthError(
+            "EVENT_SEQ_AHEAD",
+            f"Event {after_seq} is beyond the session's last event ({snapshot.last_seq}); "
+            "resume from a seq the stream sent, or from 0.",
+            [FieldViolation("Last-Event-ID", f"at most {snapshot.last_seq}")],
+        )
 
 
 def _error_json(error: VidsynthError, request_id: str) -> str:
@@ -125,12 +179,15 @@ async def sse_frames(
 ) -> AsyncIterator[bytes | ServerSentEvent]:
     current_identity.set(identity)
     registry = feed_registry(app)
+    deadline = stream_deadline(app)
     STREAM_SUBSCRIBERS.labels("sse").inc()
     try:
         # Joined before the first frame: once a client sees "connected", it misses nothing.
         async with joined(registry, session_id, after_seq) as feed:
             yield ServerSentEvent(comment="connected", retry=RETRY_MILLISECONDS)
-            events = follow_feed(registry, feed, after_seq, job_id=job_id, until_terminal=until_terminal)
+            events = follow_feed(
+                registry, feed, after_seq, job_id=job_id, until_terminal=until_terminal, deadline=deadline
+            )
             # aclosing: a client that goes away leaves the feed now, not when the GC gets to it.
             async with contextlib.aclosing(events):
                 async for item in events:
@@ -142,36 +199,64 @@ async def sse_frames(
         STREAM_SUBSCRIBERS.labels("sse").dec()
 
 
+def stream_deadline(app: Starlette) -> float:
+    """When a stream opened now ends (the client reconnects and resumes by seq): no stream
+    outlives its token or key by more than this."""
+    return asyncio.get_running_loop().time() + app.state.gateway_settings.gateway_stream_max_seconds
+
+
 @router.post(
     "/v1/sessions/{session_id}/stream-token",
     summary="A short-lived token that opens this session's event stream (for EventSource)",
+    openapi_extra=problems("SESSION_NOT_FOUND", "SESSION_EXPIRED"),
 )
-async def create_stream_token(session_id: str, request: Request, user: CurrentUser) -> StreamToken:
+async def create_stream_token(
+    session_id: m.SessionIdPath, request: Request, user: CurrentUser
+) -> m.StreamToken:
     await check_stream_request(request.app, session_id, None)
     signer = stream_token_signer(request.app)
     token, grant = signer.issue(session_id, user.user_id)
-    return StreamToken(
+    return m.StreamToken(
         token=token, session_id=session_id, expires_at=grant.expires_at, expires_in=signer.ttl_seconds
     )
+
+
+AfterQuery = Annotated[int | None, Query(ge=0, le=2**63 - 1, description="Resume after this seq.")]
+TokenQuery = Annotated[
+    str | None, Query(max_length=1024, description="A stream token instead of the API key.")
+]
+JobFilter = Annotated[str | None, Query(pattern=m.ID_PATTERNS["job"], description="Only this job's events.")]
+UntilTerminal = Annotated[bool, Query(description="End after the job's final event.")]
 
 
 @router.get(
     "/v1/sessions/{session_id}/events",
     summary="Server-sent events: the session's progress, replayed then live",
+    description=SSE_DESCRIPTION,
     response_class=EventSourceResponse,
+    responses=SSE_RESPONSES,
+    openapi_extra={"security": STREAM_SECURITY, **problems(*STREAM_REFUSALS)},
 )
 async def session_events(
-    session_id: str,
+    session_id: m.SessionIdPath,
     request: Request,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this seq.")] = None,
-    token: Annotated[str | None, Query(description="A stream token instead of the API key.")] = None,
-    job_id: Annotated[str | None, Query(description="Only this job's events.")] = None,
-    until_terminal: Annotated[bool, Query(description="End after the job's final event.")] = False,
-    last_event_id: Annotated[str | None, Header()] = None,
+    after: AfterQuery = None,
+    token: TokenQuery = None,
+    job_id: JobFilter = None,
+    until_terminal: UntilTerminal = False,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=18,  # within a 64-bit seq
+            pattern="^[0-9]*$",
+            description="The last seq received (browsers send it on reconnect); wins over `after`.",
+        ),
+    ] = None,
 ) -> EventSourceResponse:
     identity = stream_identity(request.app, request.headers.get("authorization"), token, session_id)
     after_seq = resume_after(last_event_id, after)
-    await check_stream_request(request.app, session_id, job_id)
+    await check_stream_request(request.app, session_id, job_id, after_seq)
     frames = sse_frames(
         request.app, identity, session_id, after_seq, job_id or "", until_terminal, current_request_id.get()
     )
@@ -215,7 +300,7 @@ async def session_events_ws(
     request_id = current_request_id.get()
     try:
         stream_identity(websocket.app, websocket.headers.get("authorization"), token, session_id)
-        await check_stream_request(websocket.app, session_id, job_id)
+        await check_stream_request(websocket.app, session_id, job_id, after)
     except grpc.aio.AioRpcError as error:
         await websocket.send_denial_response(problem_response(error_from_rpc_error(error), request_id))
         return
@@ -224,7 +309,12 @@ async def session_events_ws(
         return
     await websocket.accept()
     events = follow(
-        feed_registry(websocket.app), session_id, after, job_id=job_id or "", until_terminal=until_terminal
+        feed_registry(websocket.app),
+        session_id,
+        after,
+        job_id=job_id or "",
+        until_terminal=until_terminal,
+        deadline=stream_deadline(websocket.app),
     )
     pump = asyncio.create_task(_pump_to_websocket(websocket, events, request_id))
     watcher = asyncio.create_task(_wait_for_disconnect(websocket))

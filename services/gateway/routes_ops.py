@@ -26,11 +26,14 @@ from libs.common.enums import enum_label
 from libs.common.identity import USER_ID_KEY
 from libs.common.metrics import HTTP_LATENCY, HTTP_REQUESTS, MetricsSettings
 from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings
+from services.gateway import api_models as m
+from services.gateway.api_enums import HealthLevel, ProcessingMode, ServingStatus
+from services.gateway.json_body import ContractRoute
 from services.gateway.routes_health import mesh_health
 from vidsynth.v1 import cleanup_pb2, common_pb2, stage_runner_pb2, validator_pb2
 
 log = structlog.get_logger("vidsynth.gateway.ops")
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=ContractRoute)
 
 PROBE_TIMEOUT_SECONDS = 2.0
 ORIGIN_LABEL = "origin"
@@ -40,9 +43,9 @@ SYSTEM_METADATA = ((USER_ID_KEY, "system"),)
 # The services whose /metrics pages hold the gauges /v1/health shows.
 GAUGE_PAGES = ("session", "stage_runner")
 LEVEL_NAMES = {
-    cleanup_pb2.HEALTH_LEVEL_OK: "ok",
-    cleanup_pb2.HEALTH_LEVEL_WARNING: "warning",
-    cleanup_pb2.HEALTH_LEVEL_CRITICAL: "critical",
+    cleanup_pb2.HEALTH_LEVEL_OK: HealthLevel.OK,
+    cleanup_pb2.HEALTH_LEVEL_WARNING: HealthLevel.WARNING,
+    cleanup_pb2.HEALTH_LEVEL_CRITICAL: HealthLevel.CRITICAL,
 }
 
 
@@ -74,13 +77,13 @@ class HttpMetricsMiddleware:
             HTTP_LATENCY.labels(scope["method"], template).observe(time.perf_counter() - started)
 
 
-def _usage(usage: cleanup_pb2.ResourceUsage) -> dict:
-    return {
-        "level": LEVEL_NAMES.get(usage.level, "unknown"),
-        "used_percent": round(usage.used_percent, 2),
-        "used_bytes": usage.used_bytes,
-        "total_bytes": usage.total_bytes,
-    }
+def _usage(usage: cleanup_pb2.ResourceUsage) -> m.UsageSummary:
+    return m.UsageSummary(
+        level=LEVEL_NAMES.get(usage.level, HealthLevel.UNKNOWN),
+        used_percent=round(usage.used_percent, 2),
+        used_bytes=usage.used_bytes,
+        total_bytes=usage.total_bytes,
+    )
 
 
 async def _probe(method, message, failure_event: str):
@@ -92,7 +95,7 @@ async def _probe(method, message, failure_event: str):
         return None
 
 
-async def resource_summary(request: Request) -> dict | None:
+async def resource_summary(request: Request) -> m.ResourceSummary | None:
     health = await _probe(
         request.app.state.clients.cleanup.GetResourceHealth,
         cleanup_pb2.GetResourceHealthRequest(),
@@ -100,19 +103,19 @@ async def resource_summary(request: Request) -> dict | None:
     )
     if health is None:
         return None
-    return {
-        "level": LEVEL_NAMES.get(health.level, "unknown"),
-        "immediate_actions_needed": health.immediate_actions_needed,
-        "memory": _usage(health.memory),
-        "disk": _usage(health.disk),
-        "cpu_percent": round(health.cpu_percent, 1),
-        "open_files": health.open_files,
-        "processes": len(health.processes),
-        "actions": list(health.actions),
-    }
+    return m.ResourceSummary(
+        level=LEVEL_NAMES.get(health.level, HealthLevel.UNKNOWN),
+        immediate_actions_needed=health.immediate_actions_needed,
+        memory=_usage(health.memory),
+        disk=_usage(health.disk),
+        cpu_percent=round(health.cpu_percent, 1),
+        open_files=health.open_files,
+        processes=len(health.processes),
+        actions=list(health.actions),
+    )
 
 
-async def capabilities_summary(request: Request) -> dict | None:
+async def capabilities_summary(request: Request) -> m.CapabilitySummary | None:
     caps = await _probe(
         request.app.state.clients.stage_runner.GetCapabilities,
         stage_runner_pb2.GetCapabilitiesRequest(),
@@ -120,16 +123,16 @@ async def capabilities_summary(request: Request) -> dict | None:
     )
     if caps is None:
         return None
-    return {
-        "mode": enum_label(common_pb2.ProcessingMode, caps.mode),
-        "production_ready": caps.production_ready,
-        "gpu_available": caps.gpu_available,
-        "stages": {enum_label(common_pb2.Stage, s.stage): s.selected_backend for s in caps.stages},
-        "missing": list(caps.missing),
-    }
+    return m.CapabilitySummary(
+        mode=ProcessingMode(enum_label(common_pb2.ProcessingMode, caps.mode)),
+        production_ready=caps.production_ready,
+        gpu_available=caps.gpu_available,
+        stages={enum_label(common_pb2.Stage, s.stage): s.selected_backend for s in caps.stages},
+        missing=list(caps.missing),
+    )
 
 
-async def scanner_summary(request: Request) -> dict | None:
+async def scanner_summary(request: Request) -> m.ScannerSummary | None:
     """Whether clamd answers, and with which signatures ("official" or "test-signatures")."""
     policy = await _probe(
         request.app.state.clients.validator.GetUploadPolicy,
@@ -138,7 +141,7 @@ async def scanner_summary(request: Request) -> dict | None:
     )
     if policy is None:
         return None
-    return {"available": policy.scanner_available, "signature_db": policy.signature_db or None}
+    return m.ScannerSummary(available=policy.scanner_available, signature_db=policy.signature_db or None)
 
 
 async def service_pages(
@@ -204,7 +207,14 @@ async def pages_of(request: Request, names: Sequence[str] = tuple(SERVICE_PORT_O
     return await service_pages(state.metrics_settings, state.settings, names)
 
 
-@router.get("/v1/health", summary="Health of every service, resources, capabilities and load")
+@router.get(
+    "/v1/health",
+    summary="Health of every service, resources, capabilities and load (503 with the same body when degraded)",
+    response_model=m.MeshHealth,
+    responses={
+        503: {"model": m.MeshHealth, "description": "Degraded: a service is down or a resource critical."}
+    },
+)
 async def health(request: Request) -> JSONResponse:
     services, resources, capabilities, scanner, pages = await asyncio.gather(
         mesh_health(request),
@@ -216,22 +226,32 @@ async def health(request: Request) -> JSONResponse:
     session_page, runner_page = pages.get("session", ""), pages.get("stage_runner", "")
     active_sessions = gauge_value(session_page, "vidsynth_active_sessions") if session_page else None
     queue_length = gauge_value(runner_page, "vidsynth_queue_length") if runner_page else None
-    all_serving = all(state == "SERVING" for state in services.values())
-    resources_ok = resources is not None and resources["level"] != "critical"
+    all_serving = all(state is ServingStatus.SERVING for state in services.values())
+    resources_ok = resources is not None and resources.level is not HealthLevel.CRITICAL
     healthy = all_serving and resources_ok
-    body = {
-        "status": "ok" if healthy else "degraded",
-        "services": services,
-        "resources": resources,
-        "capabilities": capabilities,
-        "scanner": scanner,
-        "active_sessions": int(active_sessions) if active_sessions is not None else None,
-        "queue_length": int(queue_length) if queue_length is not None else None,
-    }
-    return JSONResponse(body, status_code=200 if healthy else 503)
+    body = m.MeshHealth(
+        status="ok" if healthy else "degraded",
+        services=services,
+        resources=resources,
+        capabilities=capabilities,
+        scanner=scanner,
+        active_sessions=int(active_sessions) if active_sessions is not None else None,
+        queue_length=int(queue_length) if queue_length is not None else None,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if healthy else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics of the gateway and every service")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of the gateway and every service",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format, version 0.0.4.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     pages = await pages_of(request)
     registry = CollectorRegistry(auto_describe=False)

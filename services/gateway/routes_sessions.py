@@ -1,65 +1,55 @@
 """HTTP routes for sessions: create, list, get, delete. Each is one SessionService call
-made on the authenticated user's behalf.
-
-The views are built from protobufs by services/gateway/views.py and sent as they are;
-the response models document them (validating our own output again on every request
-would be work with no effect).
-"""
+made on the authenticated user's behalf; the answers are services/gateway/api_models.py
+shapes built by services/gateway/views.py."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common import ids
-from libs.common.errors import VidsynthError
+from services.gateway import api_models as m
 from services.gateway.auth import CurrentUser
-from services.gateway.views import session_json
+from services.gateway.contract import problems
+from services.gateway.json_body import ContractRoute
+from services.gateway.views import session_view
 from vidsynth.v1 import session_pb2
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=ContractRoute)
+
+
+# Printable text only (the session service refuses control and format characters), stated
+# conservatively so the schema and the gateway agree exactly: printable ASCII, letters and
+# digits of any script.
+DISPLAY_NAME_PATTERN = r"^[\w\x20-\x7e]*$"
 
 
 class CreateSessionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str = Field("", max_length=100, description="Optional label for the session.")
+    display_name: str = Field(
+        "",
+        max_length=100,
+        pattern=DISPLAY_NAME_PATTERN,
+        description="Optional label for the session: letters and digits of any script, printable ASCII.",
+    )
 
 
-class SessionView(BaseModel):
-    """A session as the API shows it (see services/gateway/views.py)."""
-
-    session_id: str
-    user_id: str
-    state: str = Field(description="created, ready, processing, completed, failed or expired")
-    display_name: str
-    assets: list[dict]
-    active_job_id: str | None
-    create_time: str | None
-    update_time: str | None
-    last_active_time: str | None
-    expire_time: str | None
-
-
-class SessionListView(BaseModel):
-    sessions: list[SessionView]
-    next_page_token: str
-
-
-class DeletedSessionView(BaseModel):
-    session_id: str
-    bytes_freed: int
-
-
-async def require_json_body(request: Request) -> None:
-    """A body, when there is one, must be JSON (415 UNSUPPORTED_MEDIA_TYPE otherwise)."""
-    has_body = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if has_body and media_type != "application/json" and not media_type.endswith("+json"):
-        raise VidsynthError("UNSUPPORTED_MEDIA_TYPE")
+# What a client does next with a new session (OpenAPI links; stateful testers follow them).
+SESSION_LINKS = {
+    operation: {"operationId": operation, "parameters": {"session_id": "$response.body#/session_id"}}
+    for operation in (
+        "get_session",
+        "delete_session",
+        "upload_asset",
+        "create_job",
+        "estimate_job",
+        "list_jobs",
+        "create_stream_token",
+        "session_events",
+    )
+}
 
 
 def _stub(request: Request):
@@ -69,53 +59,57 @@ def _stub(request: Request):
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    response_model=SessionView,
-    dependencies=[Depends(require_json_body)],
+    summary="Create a session (it holds the uploads and jobs)",
+    responses={201: {"headers": {"Location": {"schema": {"type": "string"}}}, "links": SESSION_LINKS}},
+    openapi_extra=problems("SESSION_LIMIT_REACHED", "INSUFFICIENT_STORAGE", "INSUFFICIENT_MEMORY"),
 )
 async def create_session(
     request: Request,
+    response: Response,
     user: CurrentUser,
     body: Annotated[CreateSessionBody | None, Body()] = None,
-) -> JSONResponse:
+) -> m.Session:
     display_name = body.display_name if body else ""
     session = await _stub(request).CreateSession(session_pb2.CreateSessionRequest(display_name=display_name))
-    return JSONResponse(
-        session_json(session),
-        status_code=status.HTTP_201_CREATED,
-        headers={"Location": f"/v1/sessions/{session.session_id}"},
-    )
+    response.headers["Location"] = f"/v1/sessions/{session.session_id}"
+    return session_view(session)
 
 
-@router.get("", response_model=SessionListView)
+@router.get("", summary="The caller's sessions, newest first (paginated)")
 async def list_sessions(
     request: Request,
     user: CurrentUser,
     page_size: Annotated[
         int, Query(ge=0, le=2**31 - 1, description="0: the default (50); capped at 200.")
     ] = 0,
-    page_token: Annotated[str, Query(max_length=512)] = "",
-) -> JSONResponse:
+    page_token: m.PageToken = "",
+) -> m.SessionList:
     listed = await _stub(request).ListSessions(
         session_pb2.ListSessionsRequest(page_size=page_size, page_token=page_token)
     )
-    return JSONResponse(
-        {"sessions": [session_json(s) for s in listed.sessions], "next_page_token": listed.next_page_token}
+    return m.SessionList(
+        sessions=[session_view(s) for s in listed.sessions], next_page_token=listed.next_page_token
     )
 
 
-@router.get("/{session_id}", response_model=SessionView)
-async def get_session(request: Request, session_id: str, user: CurrentUser) -> JSONResponse:
-    ids.check_id("session", session_id)
+@router.get("/{session_id}", summary="One session", openapi_extra=problems("SESSION_NOT_FOUND"))
+async def get_session(request: Request, session_id: m.SessionIdPath, user: CurrentUser) -> m.Session:
     session = await _stub(request).GetSession(session_pb2.GetSessionRequest(session_id=session_id))
-    return JSONResponse(session_json(session))
+    return session_view(session)
 
 
-@router.delete("/{session_id}", response_model=DeletedSessionView)
+@router.delete(
+    "/{session_id}",
+    summary="Delete a session, its files and events (`force` cancels its running job)",
+    openapi_extra=problems("SESSION_NOT_FOUND", "INVALID_SESSION_STATE"),
+)
 async def delete_session(
-    request: Request, session_id: str, user: CurrentUser, force: Annotated[bool, Query()] = False
-) -> JSONResponse:
-    ids.check_id("session", session_id)
+    request: Request,
+    session_id: m.SessionIdPath,
+    user: CurrentUser,
+    force: Annotated[bool, Query(description="Also cancel a job that is still running.")] = False,
+) -> m.DeletedSession:
     deleted = await _stub(request).DeleteSession(
         session_pb2.DeleteSessionRequest(session_id=session_id, force=force)
     )
-    return JSONResponse({"session_id": deleted.session_id, "bytes_freed": deleted.bytes_freed})
+    return m.DeletedSession(session_id=deleted.session_id, bytes_freed=deleted.bytes_freed)

@@ -1,22 +1,28 @@
-"""Wiring of the gateway process: uvicorn serving the FastAPI app."""
+"""Wiring of the gateway process: uvicorn serving the FastAPI app, and a small gRPC
+server for reflection and health of the public API (services/gateway/public_grpc.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 
+import grpc
 import structlog
 import uvicorn
 import uvloop
 from fastapi import FastAPI
+from grpc_health.v1 import health_pb2_grpc
 
 from libs.common.allocator import keep_large_buffers_in_heap
+from libs.common.clients import MeshClients
 from libs.common.heap import freeze_startup_heap
 from libs.common.log import configure_logging
-from libs.common.settings import MeshSettings, get_mesh_settings
+from libs.common.settings import PUBLIC_SERVICES, MeshSettings, get_mesh_settings
 from libs.common.tracing import configure_tracing
 from services.gateway.app import create_app
+from services.gateway.config import GatewaySettings
 from services.gateway.http_protocol import BoundedHttpToolsProtocol
+from services.gateway.public_grpc import PublicHealth, add_reflection
 from services.gateway.routes_ui import static_files
 
 log = structlog.get_logger("vidsynth.gateway")
@@ -31,14 +37,19 @@ async def _exit_when_parent_gone(server: uvicorn.Server, parent_pid: int) -> Non
         await asyncio.sleep(1.0)
 
 
-def uvicorn_config(app: FastAPI, settings: MeshSettings) -> uvicorn.Config:
+def uvicorn_config(
+    app: FastAPI, settings: MeshSettings, gateway: GatewaySettings | None = None
+) -> uvicorn.Config:
+    trusted = (gateway or GatewaySettings()).gateway_trusted_proxies.strip()
     return uvicorn.Config(
         app,
         host=settings.http_host,
-        port=settings.http_port,
+        port=settings.gateway_listen_port,
         log_config=None,
         access_log=False,
-        proxy_headers=False,
+        # Only the edge's X-Forwarded-For is believed: per-address limits see real clients.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         ws_max_size=1 << 20,
@@ -46,9 +57,24 @@ def uvicorn_config(app: FastAPI, settings: MeshSettings) -> uvicorn.Config:
     )
 
 
+async def start_public_grpc(settings: MeshSettings, clients: MeshClients) -> grpc.aio.Server:
+    """Reflection and health of the public API, where the edge sends those paths."""
+    server = grpc.aio.server()
+    add_reflection(server)
+    health = PublicHealth({name: clients.channel(name) for name in PUBLIC_SERVICES})
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    if server.add_insecure_port(settings.gateway_grpc_listen_address) == 0:
+        raise OSError(f"cannot bind {settings.gateway_grpc_listen_address}")
+    await server.start()
+    return server
+
+
 async def serve(settings: MeshSettings) -> None:
-    config = uvicorn_config(create_app(settings), settings)
+    gateway = GatewaySettings()
+    config = uvicorn_config(create_app(settings, gateway), settings, gateway)
     server = uvicorn.Server(config)
+    clients = MeshClients(settings)
+    public_grpc = await start_public_grpc(settings, clients)
     static_files()  # read the web page's files now, not on the event loop at the first request
     freeze_startup_heap()
     watcher = (
@@ -56,10 +82,19 @@ async def serve(settings: MeshSettings) -> None:
         if settings.parent_pid
         else None
     )
-    log.info("gateway.starting", host=settings.http_host, port=settings.http_port)
-    await server.serve()
-    if watcher:
-        watcher.cancel()
+    log.info(
+        "gateway.starting",
+        host=settings.http_host,
+        port=settings.gateway_listen_port,
+        grpc=settings.gateway_grpc_listen_address,
+    )
+    try:
+        await server.serve()
+    finally:
+        await public_grpc.stop(settings.shutdown_grace_seconds)
+        await clients.close()
+        if watcher:
+            watcher.cancel()
 
 
 def main() -> None:

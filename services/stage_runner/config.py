@@ -24,11 +24,31 @@ class StageRunnerSettings(VidsynthSettings):
     )
     stage_runner_max_running_jobs: int = Field(2, ge=1, description="Jobs running at once (global).")
     stage_runner_stage_limits: str = Field(
-        "voice=1,animate=1,enhance=1",
-        description='Per-stage concurrency across jobs, "stage=n,..." (e.g. one GPU stage at a time).',
+        "",
+        description='Optional per-stage concurrency across jobs, "stage=n,..." (e.g. "animate=1" on a '
+        "machine short of memory); empty: stages of different jobs run side by side.",
+    )
+    stage_runner_gpu_slots: int = Field(
+        1,
+        ge=1,
+        description="Stages whose backend needs the GPU (XTTS, SadTalker, Real-ESRGAN) running at "
+        "once across jobs; stages on the CPU are not held back by them.",
     )
     stage_runner_max_queued_jobs: int = Field(
         50, ge=1, description="Jobs waiting in the queue before new ones are refused with QUEUE_FULL."
+    )
+    stage_runner_max_running_jobs_per_user: int = Field(
+        1,
+        ge=1,
+        description="Jobs of one user running at once (across replicas with Redis); the other run "
+        "slots stay free for other users.",
+    )
+    stage_runner_max_queued_jobs_per_user: int = Field(
+        5,
+        ge=1,
+        description="Jobs of one user waiting in the queue before more are refused with "
+        "USER_JOB_LIMIT_REACHED (429, Retry-After). Users take turns for free run slots: fewest "
+        "jobs running first, then the user served longest ago, FIFO within a user.",
     )
     stage_runner_stage_timeout_seconds: float = Field(
         3600.0, gt=0, description="Default time limit of one stage (STAGE_TIMEOUT); backends may override."

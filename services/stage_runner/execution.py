@@ -29,6 +29,7 @@ from services.stage_runner.publisher import ProgressPublisher
 from services.stage_runner.queue import JobQueue
 from services.stage_runner.script_text import expected_speech_seconds
 from services.stage_runner.session_link import SessionLink
+from services.stage_runner.storage import insufficient_storage, says_disk_full
 from services.stage_runner.store import JobStore
 from services.stage_runner.webhooks import WebhookSender
 from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
@@ -149,7 +150,10 @@ class JobRunner:
             await self.finish_cancelled(live)
         except VidsynthError as error:
             await self._finish_failed(live, error)
-        except Exception:
+        except Exception as error:
+            if says_disk_full(error):  # e.g. the job store's own writes
+                await self._finish_failed(live, insufficient_storage())
+                return
             log.exception("job.crashed")
             await self._finish_failed(live, VidsynthError("STAGE_FAILED"))
 

@@ -1,10 +1,10 @@
-"""Jobs as resources: submit (idempotent), read, list, cancel, estimate; the queue's
-positions and ETAs; resuming unfinished jobs after a restart."""
+"""Jobs as resources: submit (idempotent, within the user's and the global share of the
+waiting room), read, list, cancel, estimate; the queue's fair positions and ETAs;
+resuming unfinished jobs after a restart."""
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -20,10 +20,12 @@ from services.stage_runner.capabilities import BackendRegistry
 from services.stage_runner.checkpoints import OUTPUT_FILES
 from services.stage_runner.cost_model import CostModel, work_units
 from services.stage_runner.execution import TERMINAL_STATES, JobRunner, LiveJob
+from services.stage_runner.fair_share import Forecast, Running, Waiting, forecast
 from services.stage_runner.pipeline import planned_stages
-from services.stage_runner.queue import JobQueue
+from services.stage_runner.queue import JobQueue, cancel_until_done, queue_full, user_job_limit
 from services.stage_runner.script_text import expected_speech_seconds
 from services.stage_runner.session_link import SessionLink
+from services.stage_runner.storage import disk_full_as_insufficient_storage
 from services.stage_runner.store import JobStore, StoredJob
 from services.stage_runner.webhooks import check_webhook_url
 from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
@@ -48,7 +50,10 @@ class JobManager:
         runner_factory: Callable[[dict[str, LiveJob], JobQueue], JobRunner],
         max_running: int,
         max_waiting: int,
+        max_running_per_user: int,
+        max_waiting_per_user: int,
         stage_limits: dict[int, int],
+        gpu_slots: int,
         max_script_chars: int,
         words_per_minute: float,
         webhook_hosts: frozenset[str],
@@ -65,18 +70,26 @@ class JobManager:
         self._webhook_secret_set = webhook_secret_set
         self.admission_checks: list[AdmissionCheck] = list(admission_checks or [])
         self.live: dict[str, LiveJob] = {}
+        self._max_waiting = max_waiting
+        self._max_waiting_per_user = max_waiting_per_user
+        self.max_running_per_user = max_running_per_user
         self.queue = JobQueue(
             max_running=max_running,
-            max_waiting=max_waiting,
+            max_running_per_user=self.max_running_per_user,
             stage_limits=stage_limits,
+            gpu_slots=gpu_slots,
             run_job=self._run,
             on_moved=self._queue_moved,
+            on_finished=self._job_task_ended,
         )
         self.runner = runner_factory(self.live, self.queue)
         self._submit_lock = asyncio.Lock()
 
     async def _run(self, job_id: str) -> None:
         await self.runner.run(job_id)
+
+    def _job_task_ended(self, job_id: str) -> None:
+        """After a job's task ended by any road (the Redis queue acknowledges it here)."""
 
     # ---- submit -------------------------------------------------------------------------------
 
@@ -100,15 +113,16 @@ class JobManager:
             for admission_check in self.admission_checks:
                 await admission_check()
             session = await self._sessions.get_startable(request.session_id)
-            await self._check_capacity()
+            await self._check_capacity(identity.user_id)
             job = self._new_job(request, session)
             await self._sessions.set_state(
                 request.session_id, session_pb2.SESSION_STATE_PROCESSING, job.job_id
             )
             try:
-                await self._store.insert(
-                    job, identity.user_id, request.request_id, fingerprint, tracing.current_traceparent()
-                )
+                with disk_full_as_insufficient_storage():
+                    await self._store.insert(
+                        job, identity.user_id, request.request_id, fingerprint, tracing.current_traceparent()
+                    )
             except BaseException:
                 await self._sessions.follow_job(request.session_id, session.state, job.job_id)
                 raise
@@ -117,18 +131,28 @@ class JobManager:
             log.info("job.queued", job_id=job.job_id, session_id=job.session_id, position=job.queue_position)
             return self._snapshot(live.job)
 
-    # Queue hooks: this process's queue here; the Redis stream in redis_jobs.RedisJobManager.
-    async def _check_capacity(self) -> None:
-        self.queue.check_capacity(self._first_slot_seconds())
+    # Queue hooks: this process's queue here; the Redis queue in redis_jobs.RedisJobManager.
+    async def _check_capacity(self, user_id: str) -> None:
+        self._refuse_past_limits(user_id, self.queue.waiting_entries, self._forecast())
+
+    def _refuse_past_limits(self, user_id: str, waiting: list[Waiting], ahead: dict[str, Forecast]) -> None:
+        """USER_JOB_LIMIT_REACHED past the user's share of the waiting room, QUEUE_FULL past
+        the whole room; RetryInfo says when a place should free (a waiting job starts)."""
+        mine = [entry.job_id for entry in waiting if entry.user_id == user_id]
+        if len(mine) >= self._max_waiting_per_user:
+            first_start = min((ahead[j].start_seconds for j in mine if j in ahead), default=0.0)
+            raise user_job_limit(len(mine), self._max_waiting_per_user, first_start)
+        if len(waiting) >= self._max_waiting:
+            raise queue_full(len(waiting), min((f.start_seconds for f in ahead.values()), default=0.0))
 
     async def _enqueue(self, live: LiveJob) -> None:
         job = live.job
         self.live[job.job_id] = live
-        job.queue_position = len(self.queue.waiting) + 1
-        job.eta_seconds = self._eta_if_queued_now(job)
+        place = self._forecast(Waiting(job.job_id, live.user_id, self._total_estimate(job)))[job.job_id]
+        job.queue_position, job.eta_seconds = place.position, place.eta_seconds
         live.published_position = job.queue_position
         self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
-        self.queue.submit(job.job_id)
+        self.queue.submit(job.job_id, live.user_id)
 
     def _new_job(
         self, request: stage_runner_pb2.StartJobRequest, session: session_pb2.Session
@@ -174,28 +198,28 @@ class JobManager:
 
     # ---- queue positions and ETAs ---------------------------------------------------------------
 
-    def _slot_finish_times(self) -> list[float]:
-        """Seconds until each run slot frees up, for the jobs running now."""
-        slots = []
+    def _forecast(self, newcomer: Waiting | None = None) -> dict[str, Forecast]:
+        """Place in line and ETA of every waiting job (and of `newcomer`, as if queued now)."""
+        waiting = [
+            Waiting(e.job_id, e.user_id, self._total_estimate(self.live[e.job_id].job), e.resumed)
+            for e in self.queue.waiting_entries
+            if e.job_id in self.live
+        ]
+        running = []
         for job_id in self.queue.running:
             live = self.live.get(job_id)
             if live is not None:
                 # Just dequeued and not started yet: its eta is still the queued one.
                 started = live.job.state == common_pb2.JOB_STATE_RUNNING
-                slots.append(live.job.eta_seconds if started else self._total_estimate(live.job))
-        slots += [0.0] * max(0, self.queue.max_running - len(slots))
-        heapq.heapify(slots)
-        return slots
-
-    def _first_slot_seconds(self) -> float:
-        slots = self._slot_finish_times()
-        for job_id in self.queue.waiting:
-            if job_id in self.live:
-                heapq.heappush(slots, heapq.heappop(slots) + self._total_estimate(self.live[job_id].job))
-        return slots[0] if slots else 0.0
-
-    def _eta_if_queued_now(self, job: stage_runner_pb2.Job) -> float:
-        return self._first_slot_seconds() + self._total_estimate(job)
+                remaining = live.job.eta_seconds if started else self._total_estimate(live.job)
+                running.append(Running(live.user_id, remaining))
+        return forecast(
+            waiting + ([newcomer] if newcomer else []),
+            running,
+            self.queue.max_running,
+            self.queue.max_running_per_user,
+            self.queue.served,
+        )
 
     @staticmethod
     def _total_estimate(job: stage_runner_pb2.Job) -> float:
@@ -203,20 +227,15 @@ class JobManager:
 
     def _queue_moved(self) -> None:
         """Publishes job.queued with the new position and ETA of every waiting job that moved."""
-        slots = self._slot_finish_times()
-        for position, job_id in enumerate(self.queue.waiting, start=1):
-            live = self.live.get(job_id)
-            if live is None:
-                continue
-            start = heapq.heappop(slots)
-            finish = start + self._total_estimate(live.job)
-            heapq.heappush(slots, finish)
-            live.job.queue_position = position
-            live.job.eta_seconds = finish
-            if live.published_position != position:
-                live.published_position = position
+        for job_id, place in sorted(self._forecast().items(), key=lambda item: item[1].position):
+            live = self.live[job_id]
+            live.job.queue_position, live.job.eta_seconds = place.position, place.eta_seconds
+            if live.published_position != place.position:
+                live.published_position = place.position
                 self.runner.emit(
-                    live.job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message=f"position {position} in the queue"
+                    live.job,
+                    progress_pb2.EVENT_TYPE_JOB_QUEUED,
+                    message=f"position {place.position} in the queue",
                 )
 
     # ---- reads ----------------------------------------------------------------------------------
@@ -224,8 +243,6 @@ class JobManager:
     def _snapshot(self, job: stage_runner_pb2.Job) -> stage_runner_pb2.Job:
         copy = stage_runner_pb2.Job()
         copy.CopyFrom(job)
-        if copy.state == common_pb2.JOB_STATE_QUEUED:
-            copy.queue_position = self.queue.position(copy.job_id) or copy.queue_position
         return copy
 
     def _current(self, stored: StoredJob) -> stage_runner_pb2.Job:
@@ -281,8 +298,11 @@ class JobManager:
         else:
             task = self.queue.running_task(job_id)
             if task is not None:
-                task.cancel()
-                await asyncio.wait({task}, timeout=CANCEL_WAIT_SECONDS)
+                # Not once the job is being settled: that must run to its end.
+                await cancel_until_done([task], CANCEL_WAIT_SECONDS, lambda: not live.finishing)
+                if task.done() and not live.finishing:
+                    # Cancelled before its first step: run() never saw the cancellation.
+                    await self.runner.finish_cancelled(live)
         return self._snapshot(live.job)
 
     # ---- estimate -------------------------------------------------------------------------------
@@ -311,8 +331,10 @@ class JobManager:
         queued = [r for r in unfinished if r.job.state == common_pb2.JOB_STATE_QUEUED]
         for stored in running + queued:
             self.live[stored.job.job_id] = LiveJob(stored.job, stored.user_id)
-        for stored in running + queued:
-            self.queue.submit(stored.job.job_id)
+        for stored in running:
+            self.queue.submit(stored.job.job_id, stored.user_id, resumed=True)
+        for stored in queued:
+            self.queue.submit(stored.job.job_id, stored.user_id)
         if unfinished:
             log.info("jobs.resumed", running=len(running), queued=len(queued))
         return len(unfinished)

@@ -4,6 +4,7 @@ completed stage so a restarted runner resumes from the last one."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import structlog
 
 from libs.common.errors import VidsynthError
 from libs.common.session_paths import SessionPaths
-from services.stage_runner import checkpoints
+from services.stage_runner import checkpoints, storage
 from services.stage_runner.backends.base import STAGE_ORDER, StageBackend, StageInput, stage_name
 from services.stage_runner.cost_model import CostModel, work_units
 from services.stage_runner.job_tracing import traced_stage
@@ -106,6 +107,17 @@ class Pipeline:
         )
 
     async def run(self, run: JobRun) -> None:
+        try:
+            await self._run_stages(run)
+            await self._publish(run)
+        except (OSError, sqlite3.Error, VidsynthError) as error:
+            # The runner then removes the job's work dir and any half-published outputs.
+            if await asyncio.to_thread(storage.ran_out_of_space, error, run.work_root):
+                log.warning("job.out_of_disk", error=repr(error))
+                raise storage.insufficient_storage() from error
+            raise
+
+    async def _run_stages(self, run: JobRun) -> None:
         for stage in planned_stages(run.job.spec):
             stage_dir = run.work_root / stage_name(stage)
             checkpoint = await asyncio.to_thread(checkpoints.read_checkpoint, stage_dir)
@@ -113,6 +125,9 @@ class Pipeline:
                 await self._restore(run, stage, checkpoint)
                 continue
             await self._run_stage(run, stage, stage_dir)
+
+    @staticmethod
+    async def _publish(run: JobRun) -> None:
         files = {name: run.inputs[name] for name in FINAL_OUTPUTS if name in run.inputs}
         published = await asyncio.to_thread(
             checkpoints.publish_outputs, files, run.paths.output, run.job.job_id
@@ -149,8 +164,8 @@ class Pipeline:
             )
 
     async def _run_stage(self, run: JobRun, stage: int, stage_dir: Path) -> None:
-        # The stage's slot (e.g. one GPU stage at a time) covers the whole stage, bookkeeping included.
-        async with self._queue.stage_slot(stage):
+        # The stage's slots (e.g. one GPU stage at a time) cover the whole stage, bookkeeping included.
+        async with self._queue.stage_slot(stage, run.backends[stage].needs_gpu):
             await self._run_stage_in_slot(run, stage, stage_dir)
 
     @traced_stage(restored=False)

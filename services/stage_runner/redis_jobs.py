@@ -1,9 +1,11 @@
 """JobManager for several stage_runner replicas sharing Redis (VIDSYNTH_REDIS_URL).
 
-Jobs are accepted by any replica and queued on the shared stream (redis_queue.py); each
-replica runs what it takes within its own limits (the local JobQueue still bounds running
-jobs and per-stage slots), heartbeats while running, and takes over the jobs of replicas
-that went silent, resuming them from their checkpoints on the shared data dir.
+Jobs are accepted by any replica into the shared waiting room (redis_queue.py); a replica
+with a free run slot picks the next one by the fair rule across users (fair_share.py, with
+the per-user running cap counted cluster-wide), runs it within its own limits (the local
+JobQueue still bounds running jobs and per-stage slots), heartbeats while running, and
+takes over the jobs of replicas that went silent, resuming them from their checkpoints on
+the shared data dir.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from libs.common.identity import Identity, current_identity, require_identity
 from services.stage_runner import spec_checks
 from services.stage_runner.capabilities import BackendRegistry, initial_mode
 from services.stage_runner.execution import TERMINAL_STATES, LiveJob
+from services.stage_runner.fair_share import Forecast, Running, Waiting, forecast
 from services.stage_runner.jobs import CANCEL_WAIT_SECONDS, JobManager
 from services.stage_runner.publisher import ProgressPublisher
-from services.stage_runner.queue import queue_full
-from services.stage_runner.redis_queue import Entry, RedisJobStream
+from services.stage_runner.queue import STOP_WAIT_SECONDS, cancel_until_done
+from services.stage_runner.redis_queue import Entry, RedisJobStream, WaitingRoom
 from services.stage_runner.redis_store import IdempotencyKeyTaken, RedisJobStore
 from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
 
@@ -69,16 +72,18 @@ class RedisJobManager(JobManager):
         **kwargs,
     ) -> None:
         super().__init__(registry=registry, store=store, max_waiting=max_waiting, **kwargs)
+        # The per-user running cap holds cluster-wide, in `pick`; locally any taken job runs.
+        self.queue.max_running_per_user = None
         self._stream = stream
         self._publisher = publisher
         self._configured_mode = configured_mode
-        self._max_waiting = max_waiting
         self._reclaim_idle_ms = int(reclaim_idle_seconds * 1000)
         self._heartbeat_seconds = heartbeat_seconds
         # job id -> stream entry id, for the jobs this replica runs.
         self._entries: dict[str, str] = {}
         self._slot_free = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._acks: set[asyncio.Task] = set()
 
     # ---- submit -------------------------------------------------------------------------------
 
@@ -96,55 +101,72 @@ class RedisJobManager(JobManager):
                 raise VidsynthError("IDEMPOTENCY_CONFLICT") from None
             return await self.get(existing.job.job_id)
 
-    async def _check_capacity(self) -> None:
-        waiting = await self._stream.waiting()
-        if len(waiting) >= self._max_waiting:
-            forecast = await self._forecast(await self._queued_jobs(waiting))
-            first = min((eta for _, eta in forecast.values()), default=0.0)
-            raise queue_full(len(waiting), first)
+    async def _check_capacity(self, user_id: str) -> None:
+        room = await self._stream.waiting_room()
+        ahead, _ = await self._shared_forecast(room)
+        self._refuse_past_limits(user_id, room.entries, ahead)
 
     async def _enqueue(self, live: LiveJob) -> None:
         job = live.job
-        waiting = await self._stream.waiting()
-        capacity = await self._stream.capacity()
-        ahead = sum(self._total_estimate(j) for j in await self._queued_jobs(waiting))
-        ahead += await self._running_seconds()
-        job.queue_position = len(waiting) + 1
-        job.eta_seconds = ahead / capacity + self._total_estimate(job)
+        room = await self._stream.waiting_room()
+        newcomer = Waiting(job.job_id, live.user_id, self._total_estimate(job))
+        ahead, _ = await self._shared_forecast(room, newcomer)
+        job.queue_position, job.eta_seconds = ahead[job.job_id].position, ahead[job.job_id].eta_seconds
         self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
         await self._publisher.flush(QUEUED_EVENT_FLUSH_SECONDS)
-        await self._stream.add(job.job_id)
+        await self._stream.add(job.job_id, live.user_id)
+        if job.queue_position <= len(room.entries):
+            # It went ahead of other users' jobs: they moved back.
+            await self._publish_positions(skip=job.job_id)
 
     # ---- positions and ETAs across replicas ---------------------------------------------------
 
-    async def _queued_jobs(self, waiting: list[tuple[str, str]]) -> list[stage_runner_pb2.Job]:
-        stored = await self._store.get_many(job_id for _, job_id in waiting)
-        return [s.job for s in stored if s.job.state == common_pb2.JOB_STATE_QUEUED]
-
-    async def _running_seconds(self) -> float:
-        unfinished = await self._store.unfinished()
-        return sum(s.job.eta_seconds for s in unfinished if s.job.state == common_pb2.JOB_STATE_RUNNING)
-
-    async def _forecast(self, queued: list[stage_runner_pb2.Job]) -> dict[str, tuple[int, float]]:
-        """job id -> (1-based position, ETA seconds) for every job of `queued` (_queued_jobs)."""
+    async def _shared_forecast(
+        self, room: WaitingRoom, newcomer: Waiting | None = None
+    ) -> tuple[dict[str, Forecast], dict[str, stage_runner_pb2.Job]]:
+        """(place in line and ETA of every waiting job, and of `newcomer` as if queued now;
+        the waiting jobs as stored)."""
+        waiting = room.entries
+        waiting_ids = {entry.job_id for entry in waiting}
+        stored = await self._store.get_many(waiting_ids)
+        queued = {s.job.job_id: s.job for s in stored if s.job.state == common_pb2.JOB_STATE_QUEUED}
+        entries = [
+            Waiting(e.job_id, e.user_id, self._total_estimate(queued[e.job_id]))
+            for e in waiting
+            if e.job_id in queued
+        ]
+        # Unfinished and not waiting: running, or taken and about to start (its whole
+        # estimate still ahead); the newcomer is stored already but not queued yet.
+        ignore = waiting_ids | ({newcomer.job_id} if newcomer else set())
+        running = [
+            Running(s.user_id, self._remaining(s.job))
+            for s in await self._store.unfinished()
+            if s.job.job_id not in ignore
+        ]
         capacity = await self._stream.capacity()
-        ahead = await self._running_seconds()
-        forecast = {}
-        for position, job in enumerate(queued, start=1):
-            total = self._total_estimate(job)
-            forecast[job.job_id] = (position, ahead / capacity + total)
-            ahead += total
-        return forecast
+        ahead = forecast(
+            entries + ([newcomer] if newcomer else []),
+            running,
+            capacity,
+            self.max_running_per_user,
+            room.served,
+        )
+        return ahead, queued
 
-    async def _publish_positions(self) -> None:
-        """The queue moved (a job was taken or cancelled): tell every waiting job."""
-        queued = await self._queued_jobs(await self._stream.waiting())
-        forecast = await self._forecast(queued)
-        for job in queued:
-            position, eta = forecast[job.job_id]
-            job.queue_position, job.eta_seconds = position, eta
+    def _remaining(self, job: stage_runner_pb2.Job) -> float:
+        started = job.state == common_pb2.JOB_STATE_RUNNING
+        return job.eta_seconds if started else self._total_estimate(job)
+
+    async def _publish_positions(self, skip: str = "") -> None:
+        """The queue moved (a job was taken, cancelled or went ahead): tell every waiting job."""
+        ahead, queued = await self._shared_forecast(await self._stream.waiting_room())
+        for job_id, place in sorted(ahead.items(), key=lambda item: item[1].position):
+            if job_id == skip:
+                continue
+            job = queued[job_id]
+            job.queue_position, job.eta_seconds = place.position, place.eta_seconds
             self.runner.emit(
-                job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message=f"position {position} in the queue"
+                job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message=f"position {place.position} in the queue"
             )
 
     # ---- reads and cancel ---------------------------------------------------------------------
@@ -153,9 +175,9 @@ class RedisJobManager(JobManager):
     async def get(self, job_id: str) -> stage_runner_pb2.Job:
         job = self._current(await self._owned(job_id))
         if job.state == common_pb2.JOB_STATE_QUEUED:
-            forecast = await self._forecast(await self._queued_jobs(await self._stream.waiting()))
-            if job_id in forecast:
-                job.queue_position, job.eta_seconds = forecast[job_id]
+            ahead, _ = await self._shared_forecast(await self._stream.waiting_room())
+            if job_id in ahead:
+                job.queue_position, job.eta_seconds = ahead[job_id].position, ahead[job_id].eta_seconds
         return job
 
     @redis_outage_as_unavailable
@@ -202,19 +224,23 @@ class RedisJobManager(JobManager):
 
     # ---- taking and running jobs --------------------------------------------------------------
 
-    async def _run(self, job_id: str) -> None:
-        try:
-            await self.runner.run(job_id)
-        finally:
-            entry_id = self._entries.pop(job_id, None)
-            self._slot_free.set()
-            if job_id in self.live:
-                # Interrupted (shutdown, or taken over after we went silent): the entry stays
-                # pending, so a live replica reclaims the job and resumes it.
-                del self.live[job_id]
-            elif entry_id:
-                # Should this fail, the entry is reclaimed later and dropped as finished.
-                await self._stream.done(entry_id)
+    def _job_task_ended(self, job_id: str) -> None:
+        entry_id = self._entries.pop(job_id, None)
+        self._slot_free.set()
+        if job_id in self.live:
+            # Interrupted (shutdown, or taken over after we went silent): the entry stays
+            # pending, so a live replica reclaims the job and resumes it.
+            del self.live[job_id]
+        elif entry_id:
+            # Should this fail, the entry is reclaimed later and dropped as finished.
+            ack = asyncio.create_task(self._stream.done(entry_id), name=f"ack-{job_id}")
+            self._acks.add(ack)
+            ack.add_done_callback(self._acked)
+
+    def _acked(self, ack: asyncio.Task) -> None:
+        self._acks.discard(ack)
+        if not ack.cancelled() and ack.exception() is not None:
+            log.warning("queue.ack_failed", error=repr(ack.exception()))
 
     async def _take(self, entry: Entry) -> None:
         verdict = await self._stream.take(entry)
@@ -236,7 +262,7 @@ class RedisJobManager(JobManager):
                 self.live.pop(entry.job_id, None)
             await self._stream.done(entry.entry_id)
             return
-        self.queue.submit(entry.job_id)
+        self.queue.submit(entry.job_id, live.user_id)
         if not entry.reclaimed:
             await self._publish_positions()
 
@@ -245,15 +271,18 @@ class RedisJobManager(JobManager):
             try:
                 self._slot_free.clear()
                 # Our own count: the local queue forgets a job only in a done-callback, after
-                # _run's `finally` has already signalled the free slot.
+                # _job_task_ended has already signalled the free slot.
                 if len(self._entries) >= self.queue.max_running:
                     await self._slot_free.wait()
                     continue
                 entry = await self._stream.reclaim_one(self._reclaim_idle_ms)
                 if entry is None:
-                    entry = await self._stream.read_one(READ_BLOCK_MS)
-                if entry is not None:
-                    await self._take(entry)
+                    tick, entry = await self._stream.pick(self.max_running_per_user)
+                    if entry is None:
+                        # Nothing may start: sleep until a job is added or one ends anywhere.
+                        await self._stream.wait_for_tick(tick, READ_BLOCK_MS)
+                        continue
+                await self._take(entry)
             except (RedisError, VidsynthError) as error:
                 log.warning("queue.consume_failed", error=repr(error))
                 await asyncio.sleep(REDIS_RETRY_SECONDS)
@@ -274,7 +303,8 @@ class RedisJobManager(JobManager):
         for job_id in cancelled:
             live = self.live.get(job_id)
             task = self.queue.running_task(job_id)
-            if live is not None and task is not None and not live.cancel_requested and not live.finishing:
+            # Again on every beat until it is being settled: a cancellation can be lost.
+            if live is not None and task is not None and not live.finishing:
                 live.cancel_requested = True
                 task.cancel()
 
@@ -296,6 +326,8 @@ class RedisJobManager(JobManager):
         """Starts taking work; jobs of dead replicas (this one before a restart included)
         come back through the stream's pending entries, not a local scan."""
         await self._stream.ensure_group()
+        if adopted := await self._stream.adopt_undelivered():
+            log.info("queue.adopted_entries_of_an_older_version", count=adopted)
         await self._heartbeat_once()
         self._tasks = [
             asyncio.create_task(self._consume(), name="redis-queue-consumer"),
@@ -304,11 +336,9 @@ class RedisJobManager(JobManager):
         return 0
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_until_done(self._tasks, STOP_WAIT_SECONDS)
         await self.queue.stop()
+        if self._acks:
+            await asyncio.wait(self._acks, timeout=CANCEL_WAIT_SECONDS)
         with contextlib.suppress(RedisError):
             await self._stream.forget()

@@ -14,6 +14,9 @@ from services.stage_runner.publisher import ProgressPublisher
 from services.stage_runner.redis_queue import RedisJobStream
 from services.stage_runner.redis_store import RedisJobStore
 
+# A silent peer is dropped after about 10 + 3 x 5 seconds.
+KEEPALIVE_OPTIONS = {socket.TCP_KEEPIDLE: 10, socket.TCP_KEEPINTVL: 5, socket.TCP_KEEPCNT: 3}
+
 
 def consumer_name() -> str:
     """Unique per process: a restarted replica is a new consumer, and its old entries are
@@ -21,8 +24,22 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
+def redis_client(url: str) -> redis.Redis:
+    """No socket_timeout: with one, redis-py wraps every write in asyncio.wait_for, which on
+    Python 3.11 can swallow the cancellation of the task it runs in (a cancelled job that runs
+    on, a shutdown that hangs). TCP keepalive finds a Redis that went away instead, and every
+    RPC that waits on Redis has its caller's deadline."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_timeout=None,
+        socket_keepalive=True,
+        socket_keepalive_options=KEEPALIVE_OPTIONS,
+    )
+
+
 def redis_job_store(settings: MeshSettings, runner_settings: StageRunnerSettings) -> RedisJobStore:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=False)
+    client = redis_client(settings.redis_url)
     return RedisJobStore(
         client,
         runner_settings.stage_runner_redis_namespace,

@@ -114,9 +114,12 @@ async def build(
         runner_factory=make_runner,
         max_running=runner_settings.stage_runner_max_running_jobs,
         max_waiting=runner_settings.stage_runner_max_queued_jobs,
+        max_running_per_user=runner_settings.stage_runner_max_running_jobs_per_user,
+        max_waiting_per_user=runner_settings.stage_runner_max_queued_jobs_per_user,
         stage_limits={
             stage_from_name(n): v for n, v in runner_settings.stage_limits.items() if n in STAGE_NAMES
         },
+        gpu_slots=runner_settings.stage_runner_gpu_slots,
         max_script_chars=runner_settings.stage_runner_max_script_chars,
         words_per_minute=runner_settings.stage_runner_words_per_minute,
         webhook_hosts=runner_settings.webhook_hosts,

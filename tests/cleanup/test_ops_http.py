@@ -56,8 +56,8 @@ async def test_health_is_503_while_services_are_missing(start_cleanup, open_gate
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "degraded"
-    assert body["services"]["cleanup"] == "SERVING"
-    assert body["services"]["session"] == "UNREACHABLE"
+    assert body["services"]["cleanup"] == "serving"
+    assert body["services"]["session"] == "unreachable"
     assert body["resources"]["level"] == "ok"
     assert body["resources"]["memory"]["total_bytes"] > 0 and body["resources"]["disk"]["total_bytes"] > 0
     assert body["resources"]["processes"] >= 1
@@ -73,7 +73,7 @@ async def test_health_is_200_when_all_serve_and_503_at_critical(in_process_mesh,
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["services"].values()) == {"SERVING"}
+    assert set(body["services"].values()) == {"serving"}
     assert body["resources"]["level"] == "warning"
     assert body["resources"]["actions"]
     assert body["capabilities"]["mode"] in ("auto", "production", "simulation")

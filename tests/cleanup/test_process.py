@@ -11,6 +11,7 @@ import grpc
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.cleanup.conftest import DAY, write_file
 from tests.support.identities import mesh_env, user_metadata
 from tests.support.ports import free_port_block
@@ -49,7 +50,7 @@ async def test_process_serves_metrics_and_remembers_its_runs(tmp_path):
         "VIDSYNTH_GRPC_PORT": str(grpc_port),
         "VIDSYNTH_METRICS_PORT": str(metrics_port),
     }
-    address = f"127.0.0.1:{grpc_port + 4}"
+    address = f"127.0.0.1:{grpc_port + SERVICE_PORT_OFFSETS['cleanup']}"
     process = await start_process(env)
     try:
         async with grpc.aio.insecure_channel(address) as channel:

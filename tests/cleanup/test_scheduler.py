@@ -91,12 +91,16 @@ def test_metrics_endpoint_can_be_off_and_is_never_fatal(mesh_settings):
 
 def test_metrics_ports_follow_the_grpc_ports(mesh_settings):
     default = MetricsSettings(metrics_port=-1)
-    assert default.port_of("session", mesh_settings) == mesh_settings.grpc_port + 100
-    assert default.port_of("cleanup", mesh_settings) == mesh_settings.grpc_port + 104
+    # Each service's metrics port is its gRPC port + 100: session G+1 -> G+101, cleanup G+5 -> G+105.
+    assert default.port_of("session", mesh_settings) == mesh_settings.grpc_port + 101
+    assert default.port_of("cleanup", mesh_settings) == mesh_settings.grpc_port + 105
     moved = mesh_settings.model_copy(update={"cleanup_addr": "cleanup.internal:7000"})
     assert (
-        default.url_of("cleanup", moved) == f"http://cleanup.internal:{mesh_settings.grpc_port + 104}/metrics"
+        default.url_of("cleanup", moved) == f"http://cleanup.internal:{mesh_settings.grpc_port + 105}/metrics"
     )
+    # An explicit first port: session on it, cleanup four above.
+    assert MetricsSettings(metrics_port=9100).port_of("session", mesh_settings) == 9100
+    assert MetricsSettings(metrics_port=9100).port_of("cleanup", mesh_settings) == 9104
     assert MetricsSettings(metrics_port=0).url_of("cleanup", mesh_settings) == ""
 
 

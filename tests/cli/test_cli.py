@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.support.identities import API_KEYS
+from tests.support.identities import API_KEYS, bearer
 from tests.support.mesh_process import MeshProcess
 from tests.support.ports import free_port
 
@@ -85,7 +86,11 @@ def test_submit_follow_writes_the_video(mesh, tmp_path) -> None:
 
     status = vidsynth(mesh, "status", job_id, "--json")
     assert status.returncode == 0
-    assert json.loads(status.stdout)["state"] == "JOB_STATE_COMPLETED"
+    printed = json.loads(status.stdout)
+    assert printed["state"] == "completed"
+    # One spelling: --json prints exactly what the HTTP API answers for the same job.
+    assert printed == httpx.get(f"{mesh.url}/v1/jobs/{job_id}", headers=bearer("alice"), timeout=30).json()
+    assert final["job"] == printed
 
     thumb = tmp_path / "thumb.jpg"
     assert vidsynth(mesh, "download", job_id, "--name", "thumbnail", "--out", str(thumb)).returncode == 0
@@ -115,7 +120,14 @@ def test_errors_map_to_catalog_codes_and_exit_codes(mesh) -> None:
 def test_admin_commands(mesh) -> None:
     caps = vidsynth(mesh, "caps", "--json")
     assert caps.returncode == 0
-    assert json.loads(caps.stdout)["mode"] == "PROCESSING_MODE_SIMULATION"
+    printed = json.loads(caps.stdout)
+    assert printed["mode"] == "simulation"
+    assert {backend["kind"] for backend in printed["backends"]} <= {
+        "builtin",
+        "external",
+        "api",
+        "simulation",
+    }
 
     denied = vidsynth(mesh, "cleanup", "--json")
     assert denied.returncode == 3
@@ -123,7 +135,9 @@ def test_admin_commands(mesh) -> None:
 
     cleaned = vidsynth(mesh, "cleanup", "--json", user="root")
     assert cleaned.returncode == 0, cleaned.stderr[-2000:]
-    assert "results" in json.loads(cleaned.stdout)
+    body = json.loads(cleaned.stdout)
+    assert isinstance(body["bytes_freed"], int)  # a number, not protobuf-JSON's string
+    assert all(isinstance(result["items_removed"], int) for result in body["results"])
 
 
 def test_submit_without_json_names_the_session_and_job_and_says_ready_once(mesh, tmp_path) -> None:

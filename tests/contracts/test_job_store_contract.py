@@ -1,16 +1,14 @@
-"""One JobStore contract, run against SQLite and Redis, plus the Redis job stream's own
-rules (consumer group hand-out, heartbeats, reclaim of a silent replica's job, cancel)."""
+"""One JobStore contract, run against SQLite and Redis (the Redis job queue's own rules are
+in test_redis_job_queue.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import pytest
 import redis.asyncio as redis
 
 from libs.common import ids
-from services.stage_runner.redis_queue import RedisJobStream
 from services.stage_runner.redis_store import IdempotencyKeyTaken, RedisJobStore
 from services.stage_runner.store import CostRate, SqliteJobStore
 from vidsynth.v1 import common_pb2, stage_runner_pb2
@@ -130,123 +128,3 @@ async def test_meta_and_cost_rates_are_upserted_and_shared(store, replica) -> No
         CostRate("espeak", common_pb2.STAGE_VOICE, 0.7, 2),
         CostRate("ffmpeg", common_pb2.STAGE_ASSEMBLE, 1.5, 1),
     ]
-
-
-# ---- the Redis job stream ---------------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_jobs(redis_backend):
-    """A store and two replicas' views of the job stream."""
-    store = open_job_store(redis_backend)
-    first = RedisJobStream(store.client, store.keys, "replica-1")
-    second = RedisJobStream(store.client, store.keys, "replica-2")
-    await first.ensure_group()
-    await second.ensure_group()  # a second replica finds the group already there
-    yield store, first, second
-    await store.close()
-
-
-async def queued(store: RedisJobStore, stream: RedisJobStream) -> str:
-    job = new_job()
-    await store.insert(job, "alice", "", "")
-    await stream.add(job.job_id)
-    return job.job_id
-
-
-async def test_each_entry_goes_to_exactly_one_replica_in_order(redis_jobs) -> None:
-    store, first, second = redis_jobs
-    job_ids = [await queued(store, first) for _ in range(3)]
-    assert [job_id for _, job_id in await second.waiting()] == job_ids
-
-    taken_first = await first.read_one(100)
-    taken_second = await second.read_one(100)
-    assert [taken_first.job_id, taken_second.job_id] == job_ids[:2]
-    assert await first.take(taken_first) == "run"
-    assert await second.take(taken_second) == "run"
-    assert [job_id for _, job_id in await first.waiting()] == job_ids[2:]
-
-    await first.done(taken_first.entry_id)
-    assert await store.client.xlen(first.stream) == 2  # a finished job leaves the stream
-    assert await first.read_one(100) is not None
-    assert await second.read_one(100) is None  # the stream is drained
-
-
-async def test_a_silent_replicas_job_is_reclaimed_and_its_heartbeat_then_fails(redis_jobs) -> None:
-    store, first, second = redis_jobs
-    job_id = await queued(store, first)
-    entry = await first.read_one(100)
-    assert await first.take(entry) == "run"
-
-    # While replica-1 heartbeats, its entry is never idle long enough to be taken.
-    for _ in range(3):
-        await asyncio.sleep(0.1)
-        assert await first.heartbeat({job_id: entry.entry_id}) == (set(), set())
-        assert await second.reclaim_one(250) is None
-
-    await asyncio.sleep(0.3)  # replica-1 falls silent
-    reclaimed = await second.reclaim_one(250)
-    assert reclaimed is not None and reclaimed.job_id == job_id and reclaimed.reclaimed
-    assert await second.take(reclaimed) == "run"
-    assert await store.client.hget(store.keys.job(job_id), "owner") == b"replica-2"
-    # Replica-1 wakes up: it learns the job is no longer its own, and cannot steal it back.
-    assert await first.heartbeat({job_id: entry.entry_id}) == ({job_id}, set())
-    assert await second.heartbeat({job_id: entry.entry_id}) == (set(), set())
-
-
-async def test_cancel_before_anyone_takes_the_job_makes_the_canceller_its_owner(redis_jobs) -> None:
-    store, first, second = redis_jobs
-    job_id = await queued(store, first)
-    assert await second.request_cancel(job_id) == "mine"
-    entry = await first.read_one(100)
-    assert await first.take(entry) == "skip"
-
-
-async def test_cancel_of_a_running_job_reaches_its_owner_and_a_reclaimer(redis_jobs) -> None:
-    store, first, second = redis_jobs
-    job_id = await queued(store, first)
-    entry = await first.read_one(100)
-    await first.take(entry)
-    assert await second.request_cancel(job_id) == "owned"
-    assert await first.heartbeat({job_id: entry.entry_id}) == (set(), {job_id})
-
-    # Had the owner died, the replica reclaiming the job settles the cancellation.
-    await asyncio.sleep(0.3)
-    reclaimed = await second.reclaim_one(250)
-    assert await second.take(reclaimed) == "cancel"
-
-
-async def test_finished_jobs_cannot_be_cancelled_or_taken(redis_jobs) -> None:
-    store, first, _ = redis_jobs
-    job = new_job()
-    await store.insert(job, "alice", "", "")
-    await first.add(job.job_id)
-    job.state = common_pb2.JOB_STATE_COMPLETED
-    await store.update(job)
-    assert await first.request_cancel(job.job_id) == "done"
-    assert await first.take(await first.read_one(100)) == "skip"
-
-
-async def test_capacity_counts_the_run_slots_of_live_replicas(redis_jobs) -> None:
-    _, first, second = redis_jobs
-    await first.register(2, ttl_seconds=30)
-    await second.register(3, ttl_seconds=30)
-    assert await first.capacity() == 5
-    await second.forget()
-    assert await first.capacity() == 2
-
-
-async def test_consumers_of_gone_replicas_are_pruned_unless_they_hold_a_job(redis_jobs) -> None:
-    store, first, second = redis_jobs
-    gone = RedisJobStream(store.client, store.keys, "replica-3")
-    for _ in range(3):
-        await queued(store, first)
-    await first.take(await first.read_one(100))  # replica-1 holds a job
-    for replica in (second, gone):  # the others ran one each and hold nothing now
-        await replica.done((await replica.read_one(100)).entry_id)
-    await asyncio.sleep(0.2)
-    assert await first.prune_consumers(100) == 2  # replica-2 and replica-3, never replica-1
-    names = {c["name"] for c in await store.client.xinfo_consumers(first.stream, "runners")}
-    assert names == {b"replica-1"}
-    await queued(store, first)
-    assert await second.read_one(100) is not None  # a pruned live replica simply comes back

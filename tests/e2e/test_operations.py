@@ -36,7 +36,7 @@ def test_health_reports_every_service_resources_capabilities_and_the_scanner(mes
             "active_sessions"
         ] < 1 and time.monotonic() < deadline:
             time.sleep(0.5)
-    assert set(body["services"].values()) == {"SERVING"}
+    assert set(body["services"].values()) == {"serving"}
     assert body["resources"]["level"] in {"ok", "warning", "critical"}
     assert body["capabilities"]["mode"] == "simulation"
     assert body["scanner"] == {"available": True, "signature_db": "test-signatures"}

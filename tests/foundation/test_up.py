@@ -36,17 +36,18 @@ def mesh(tmp_path_factory):
 
 def test_all_processes_serve_and_readyz_answers(mesh) -> None:
     print(f"vidsynth up: all processes SERVING after {mesh.startup_seconds:.2f}s")
-    assert set(mesh.pids()) == {*EXPECTED_SERVICES, "gateway", "clamd"}
+    assert set(mesh.pids()) == {*EXPECTED_SERVICES, "gateway", "clamd", "edge"}
     assert "[up] clamd:" in mesh.output()
+    assert f"[up] edge: nginx on http://127.0.0.1:{mesh.http_port}" in mesh.output()
     response = httpx.get(f"{mesh.url}/readyz", timeout=5)
     assert response.status_code == 200
-    assert set(response.json()["services"].values()) == {"SERVING"}
+    assert set(response.json()["services"].values()) == {"serving"}
     assert httpx.get(f"{mesh.url}/healthz", timeout=5).json() == {"status": "ok"}
     assert httpx.get(f"{mesh.url}/openapi.json", timeout=5).json()["info"]["title"] == "vidsynth"
 
 
 @pytest.mark.parametrize("service", list(EXPECTED_SERVICES))
-def test_each_service_answers_health_and_reflection(mesh, service) -> None:
+def test_each_service_answers_health_and_reflection_behind_the_edge(mesh, service) -> None:
     address = f"127.0.0.1:{mesh.grpc_port + SERVICE_PORT_OFFSETS[service]}"
     with grpc.insecure_channel(address) as channel:
         full_name = EXPECTED_SERVICES[service]

@@ -67,3 +67,24 @@ async def test_unauthenticated_callers_share_their_address_bucket(client):
     assert_problem(
         await client.get("/v1/sessions", headers={"Authorization": "Bearer guess2"}), 429, "RATE_LIMITED"
     )
+
+
+async def test_junk_from_an_address_does_not_lock_a_user_out_of_their_progress_stream(client):
+    """Issue 15, item 3: a request carrying a valid stream token is limited by the token's
+    user, not by the address it shares with junk traffic (or with everyone behind a proxy)."""
+    created = await client.post("/v1/sessions", headers=bearer("alice"))
+    session_id = created.json()["session_id"]
+    issued = await client.post(f"/v1/sessions/{session_id}/stream-token", headers=bearer("alice"))
+    token = issued.json()["token"]
+    for _ in range(3):  # the address's whole burst, spent on wrong keys
+        await client.get("/v1/sessions", headers={"Authorization": "Bearer junk"})
+    assert_problem(
+        await client.get("/v1/sessions", headers={"Authorization": "Bearer junk"}), 429, "RATE_LIMITED"
+    )
+    # A forged or foreign token is junk too: the address bucket answers.
+    forged = await client.get(f"/v1/sessions/{session_id}/events", params={"token": token[:-2] + "xx"})
+    assert_problem(forged, 429, "RATE_LIMITED")
+    # Alice's own stream, opened with her token, still opens (its own bucket, per user).
+    async with client.stream("GET", f"/v1/sessions/{session_id}/events", params={"token": token}) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")

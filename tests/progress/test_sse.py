@@ -8,6 +8,7 @@ import httpx
 
 from libs.common.ids import new_id
 from services.gateway import routes_events
+from services.gateway.config import GatewaySettings
 from tests.progress.conftest import eventually
 from tests.progress.sse_client import events, frames
 from tests.support.identities import bearer, mesh_metadata
@@ -213,3 +214,50 @@ async def test_idle_stream_gets_ping_comments(progress_mesh, gateway_url, monkey
                 pinged = True
                 break
     assert pinged
+
+
+async def test_a_resume_point_beyond_the_last_event_is_409_event_seq_ahead(progress_mesh, gateway_url):
+    """Issue 18: Last-Event-ID (or ?after=) past the session's last event gets a clear answer
+    instead of a stream that waits for events that may never come."""
+    session_id = await progress_mesh.create_session()
+    url = events_url(gateway_url, session_id)
+    async with httpx.AsyncClient(timeout=30) as client:
+        empty = await client.get(url, headers={**bearer("alice"), "Last-Event-ID": "1"})
+        assert empty.status_code == 409 and empty.json()["code"] == "EVENT_SEQ_AHEAD"
+        await publish(progress_mesh.channel, session_id, job_events()[:5], batch_size=5)
+        for headers, params in [
+            ({**bearer("alice"), "Last-Event-ID": "6"}, {}),
+            (bearer("alice"), {"after": "99"}),
+        ]:
+            ahead = await client.get(url, headers=headers, params=params)
+            assert ahead.status_code == 409, ahead.text
+            problem = ahead.json()
+            assert problem["code"] == "EVENT_SEQ_AHEAD" and "(5)" in problem["detail"]
+            assert ahead.headers["content-type"] == "application/problem+json"
+        # Another user's session is still not found, whatever the resume point.
+        foreign = await client.get(url, headers={**bearer("bob"), "Last-Event-ID": "99"})
+        assert foreign.status_code == 404 and foreign.json()["code"] == "SESSION_NOT_FOUND"
+        # The last event itself is a fine resume point: the stream then waits for the next.
+        async with client.stream("GET", url, headers={**bearer("alice"), "Last-Event-ID": "5"}) as response:
+            assert response.status_code == 200
+
+
+async def test_a_stream_ends_after_its_lifetime_and_resumes_by_seq(progress_mesh, gateway):
+    gateway.app.state.gateway_settings = GatewaySettings(
+        gateway_rate_limit_per_second=10_000, gateway_rate_limit_burst=10_000, gateway_stream_max_seconds=0.5
+    )
+    session_id = await progress_mesh.create_session()
+    job = job_events()
+    await publish(progress_mesh.channel, session_id, job[:3], batch_size=3)
+    url = events_url(gateway.url, session_id)
+    async with httpx.AsyncClient(timeout=30) as client:
+        started = asyncio.get_running_loop().time()
+        async with client.stream("GET", url, headers=bearer("alice")) as response:
+            first = [int(frame.id) async for frame in events(response)]  # ends by itself
+        assert first == [1, 2, 3]
+        assert asyncio.get_running_loop().time() - started < 10
+        await publish(progress_mesh.channel, session_id, job[3:], batch_size=50)
+        headers = {**bearer("alice"), "Last-Event-ID": "3"}
+        async with client.stream("GET", url, headers=headers, params={"until_terminal": "true"}) as response:
+            rest = [int(frame.id) async for frame in events(response)]
+    assert first + rest == list(range(1, len(job) + 1))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.reliability.faults import FAULT_MESH_ENV
 from tests.support.mesh_process import MeshProcess
 
@@ -23,7 +24,6 @@ RELIABILITY_MESH_ENV = {
     "VIDSYNTH_STAGE_RUNNER_WEBHOOK_ALLOWED_HOSTS": WEBHOOK_HOST,
     "VIDSYNTH_STAGE_RUNNER_WEBHOOK_SECRET": "reliability-webhook-secret",
 }
-SERVICE_OFFSETS = {"session": 0, "validator": 1, "stage_runner": 2, "progress": 3, "cleanup": 4}
 
 
 @pytest.fixture(scope="session")
@@ -43,10 +43,10 @@ def ready_mesh(mesh):
 
 @pytest.fixture
 async def channels(ready_mesh):
-    """A gRPC channel to each service of the mesh, by name."""
+    """A gRPC channel straight to each service of the mesh (behind the edge), by name."""
     opened = {
         name: grpc.aio.insecure_channel(f"127.0.0.1:{ready_mesh.grpc_port + offset}")
-        for name, offset in SERVICE_OFFSETS.items()
+        for name, offset in SERVICE_PORT_OFFSETS.items()
     }
     yield opened
     for channel in opened.values():

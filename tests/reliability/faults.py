@@ -20,6 +20,7 @@ import grpc
 import psutil
 
 from libs.common.errors import CATALOG
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.support.identities import API_KEYS, user_metadata
 from tests.support.mesh_process import MeshProcess
 from vidsynth.http_client import TERMINAL_EVENTS, GatewayClient
@@ -42,7 +43,7 @@ FAULT_MESH_ENV = {
 }
 STOP_SECONDS = 2.0
 CASE_TIMEOUT_SECONDS = 120.0
-PROGRESS_PORT_OFFSET = 3
+PROGRESS_PORT_OFFSET = SERVICE_PORT_OFFSETS["progress"]
 GRPC_PROGRESS_EVENT_NAMES = {
     progress_pb2.EVENT_TYPE_JOB_COMPLETED: "job.completed",
     progress_pb2.EVENT_TYPE_JOB_FAILED: "job.failed",

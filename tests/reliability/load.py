@@ -22,7 +22,9 @@ from tests.support.percentiles import percentile
 from vidsynth.http_client import GatewayClient
 
 # Deliberate refusals: the limits doing their job, not failures.
-LIMIT_CODES = frozenset({"RATE_LIMITED", "SESSION_LIMIT_REACHED", "QUEUE_FULL"})
+LIMIT_CODES = frozenset(
+    {"RATE_LIMITED", "SESSION_LIMIT_REACHED", "QUEUE_FULL", "USER_JOB_LIMIT_REACHED", "TOO_MANY_UPLOADS"}
+)
 USERS = ("alice", "bob", "root")
 SERVICES = ("session", "validator", "stage_runner", "progress", "cleanup", "gateway")
 # Limits raised for the load mesh so the offered load, not the limits, is measured.
@@ -36,6 +38,8 @@ LOAD_MESH_ENV = {
     "VIDSYNTH_SESSION_MAX_PER_USER": "100000",
     "VIDSYNTH_SESSION_MAX_GLOBAL": "100000",
     "VIDSYNTH_STAGE_RUNNER_MAX_QUEUED_JOBS": "200",
+    # Every load client shares one address: the edge's per-address cap must not be the limit.
+    "VIDSYNTH_EDGE_MAX_CONNECTIONS_PER_ADDRESS": "4096",
 }
 
 

@@ -227,7 +227,9 @@ async def test_a_service_process_rate_limits_each_key_not_the_mesh(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{port + SERVICE_PORT_OFFSETS['session']}"
+        ) as channel:
             await asyncio.wait_for(channel.channel_ready(), 30)
             stub = session_pb2_grpc.SessionServiceStub(channel)
 

@@ -21,8 +21,8 @@ import httpx
 import psutil
 import pytest
 
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from services.validator.config import ValidatorSettings
-from tests.reliability.conftest import SERVICE_OFFSETS
 from tests.reliability.faults import FAULT_MESH_ENV
 from tests.support.identities import bearer, user_metadata
 from tests.support.mesh_process import MeshProcess
@@ -47,7 +47,7 @@ RSS_RETURN_BYTES = 250 * 1024 * 1024
 MB = 1024 * 1024
 WORKER_MODULE = "services.validator.decode_worker"
 SPOOL_MARK = ".upload-"
-VALIDATOR_OFFSET = SERVICE_OFFSETS["validator"]
+VALIDATOR_OFFSET = SERVICE_PORT_OFFSETS["validator"]
 
 
 @pytest.fixture(scope="module")

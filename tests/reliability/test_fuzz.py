@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from libs.common.errors import CATALOG
 from libs.common.rpc_status import error_from_rpc_error
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.reliability.faults import FACE, VOICE
 from tests.support.identities import bearer, user_metadata
 from vidsynth.v1 import common_pb2, validator_pb2, validator_pb2_grpc
@@ -99,7 +100,7 @@ def test_mutated_uploads_over_grpc_are_accepted_or_refused_with_a_code(
     messages = [validator_pb2.ValidateUploadRequest(header=header)] + [
         validator_pb2.ValidateUploadRequest(chunk=body[i : i + split]) for i in range(0, len(body), split)
     ]
-    with grpc.insecure_channel(f"127.0.0.1:{mesh.grpc_port + 1}") as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{mesh.grpc_port + SERVICE_PORT_OFFSETS['validator']}") as channel:
         stub = validator_pb2_grpc.ValidatorServiceStub(channel)
         try:
             report = stub.ValidateUpload(iter(messages), metadata=user_metadata("alice"), timeout=60)

@@ -76,6 +76,8 @@ class Cluster:
         if service == "gateway":
             port = free_port()
             env["VIDSYNTH_HTTP_HOST"], env["VIDSYNTH_HTTP_PORT"] = "127.0.0.1", str(port)
+            # Its gRPC server (reflection, health) listens on VIDSYNTH_GRPC_PORT + 6: a block per replica.
+            env["VIDSYNTH_GRPC_PORT"] = str(free_port_block())
             replica_url = f"http://127.0.0.1:{port}"
         else:
             block = free_port_block()

@@ -9,6 +9,7 @@ import signal
 import grpc
 import pytest
 
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.session.helpers import FACE, asset
 from tests.support.identities import mesh_env, mesh_metadata, user_metadata
 from tests.support.ports import free_port_block
@@ -34,7 +35,7 @@ def service_env(tmp_path) -> dict[str, str]:
 
 
 async def test_sigkill_and_restart_keeps_sessions(service_env, tmp_path):
-    address = f"127.0.0.1:{service_env['VIDSYNTH_GRPC_PORT']}"
+    address = f"127.0.0.1:{int(service_env['VIDSYNTH_GRPC_PORT']) + SERVICE_PORT_OFFSETS['session']}"
     process = await start_service(service_env)
     try:
         async with grpc.aio.insecure_channel(address) as channel:

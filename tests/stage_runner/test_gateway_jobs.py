@@ -79,6 +79,13 @@ async def test_create_read_download(http):
     part = await client.get(video_url, headers={**bearer("alice"), "Range": "bytes=0-99"})
     assert part.status_code == 206 and part.content == full.content[:100]
     assert part.headers["content-range"] == f"bytes 0-99/{sizes['video']}"
+    # Range errors are problems with a code like every other error (issue 15, item 4).
+    beyond = await client.get(video_url, headers={**bearer("alice"), "Range": f"bytes={sizes['video']}-"})
+    assert_problem(beyond, 416, "RANGE_NOT_SATISFIABLE")
+    assert beyond.headers["content-range"] == f"bytes */{sizes['video']}"
+    # A malformed Range is ignored (RFC 9110 section 14.2): the whole file.
+    ignored = await client.get(video_url, headers={**bearer("alice"), "Range": "bytes=50-10"})
+    assert ignored.status_code == 200 and ignored.content == full.content
     thumbnail = await client.get(f"/v1/jobs/{job['job_id']}/outputs/thumbnail", headers=bearer("alice"))
     assert thumbnail.headers["content-type"] == "image/jpeg" and thumbnail.content[:2] == b"\xff\xd8"
     script = await client.get(f"/v1/jobs/{job['job_id']}/outputs/script", headers=bearer("alice"))
@@ -86,8 +93,13 @@ async def test_create_read_download(http):
     audio = await client.get(f"/v1/jobs/{job['job_id']}/outputs/audio", headers=bearer("alice"))
     assert audio.headers["content-type"] == "audio/wav" and audio.content[:4] == b"RIFF"
 
+    # Output names are an enum of the API: an unknown one is a bad request, a known one the
+    # job did not produce is not found.
+    unknown = await client.get(f"/v1/jobs/{job['job_id']}/outputs/nope", headers=bearer("alice"))
+    assert_problem(unknown, 400, "INVALID_ARGUMENT")
+    assert [e["field"] for e in unknown.json()["errors"]] == ["name"]
     assert_problem(
-        await client.get(f"/v1/jobs/{job['job_id']}/outputs/nope", headers=bearer("alice")),
+        await client.get(f"/v1/jobs/{job['job_id']}/outputs/captions_srt", headers=bearer("alice")),
         404,
         "OUTPUT_NOT_FOUND",
     )
@@ -181,6 +193,40 @@ async def test_queue_full_over_http(http):
     )
     assert_problem(refused, 429, "QUEUE_FULL")
     assert int(refused.headers["retry-after"]) >= 5
+    for job_id in reversed(job_ids):
+        await client.post(f"/v1/jobs/{job_id}/cancel", headers=bearer("alice"))
+
+
+async def test_one_users_share_of_the_queue_over_http(http):
+    mesh, client = await http(
+        stage_runner_max_running_jobs=1,
+        stage_runner_max_queued_jobs_per_user=1,
+        stage_runner_simulation_seconds=30.0,
+    )
+    job_ids = []
+    for _ in range(2):  # one runs, one waits: alice's share of the waiting room
+        session_id = await mesh.ready_session("alice")
+        response = await client.post(
+            f"/v1/sessions/{session_id}/jobs", json={"script_text": "Hi."}, headers=bearer("alice")
+        )
+        job_ids.append(response.json()["job_id"])
+    refused = await client.post(
+        f"/v1/sessions/{await mesh.ready_session('alice')}/jobs",
+        json={"script_text": "Hi."},
+        headers=bearer("alice"),
+    )
+    assert_problem(refused, 429, "USER_JOB_LIMIT_REACHED")
+    assert int(refused.headers["retry-after"]) >= 5 and refused.json()["retry_after"] >= 5
+    # Bob's job is accepted, and goes before alice's waiting one.
+    bob = await client.post(
+        f"/v1/sessions/{await mesh.ready_session('bob')}/jobs",
+        json={"script_text": "Hi."},
+        headers=bearer("bob"),
+    )
+    assert bob.status_code == 202 and bob.json()["queue_position"] == 1
+    alice_waiting = (await client.get(f"/v1/jobs/{job_ids[1]}", headers=bearer("alice"))).json()
+    assert alice_waiting["queue_position"] == 2
+    await client.post(f"/v1/jobs/{bob.json()['job_id']}/cancel", headers=bearer("bob"))
     for job_id in reversed(job_ids):
         await client.post(f"/v1/jobs/{job_id}/cancel", headers=bearer("alice"))
 

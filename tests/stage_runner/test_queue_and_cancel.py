@@ -222,6 +222,7 @@ async def test_generate_script_without_a_key_is_unavailable(start_mesh):
 async def test_per_stage_limit_runs_one_voice_stage_at_a_time(start_mesh):
     mesh = await start_mesh(
         stage_runner_max_running_jobs=3,
+        stage_runner_max_running_jobs_per_user=3,
         stage_runner_stage_limits="voice=1",
         stage_runner_simulation_seconds=0.3,
     )

@@ -66,7 +66,7 @@ async def test_stopped_runner_resumes_the_job_from_its_checkpoint(in_process_mes
     session = await in_process_mesh.start("session", services.session.server.build)
     progress = await in_process_mesh.start("progress", services.progress.server.build)
     settings = in_process_mesh.settings
-    runner_address = f"127.0.0.1:{settings.grpc_port + 2}"
+    runner_address = settings.listen_address("stage_runner")
     mesh = RunnerMesh(settings, session.address, progress.address, runner_address, media_dir)
     process = await start_runner(mesh)
     try:

@@ -6,6 +6,7 @@ import ast
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,8 +22,12 @@ PIDS_LINE = re.compile(r"^\[up\] pids: (\{.*\})$")
 
 
 class MeshProcess:
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    """`vidsynth up` on free ports: the edge on http_port (P) and grpc_port (G), the
+    services behind it on G+1..G+5, the gateway on G+6 (gRPC) and G+7 (HTTP)."""
+
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None, tls: bool = False) -> None:
         self.data_dir = data_dir
+        self.tls = tls
         self.http_port = free_port()
         self.grpc_port = free_port_block()
         self.lines: list[str] = []
@@ -40,6 +45,7 @@ class MeshProcess:
                 str(self.http_port),
                 "--grpc-port",
                 str(self.grpc_port),
+                *(["--tls"] if tls else []),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -58,7 +64,21 @@ class MeshProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """The one public gRPC address (the edge)."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The development CA `up --tls` made (trust it to reach the edge)."""
+        return self.data_dir.resolve() / "tls" / "ca.pem"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else True
 
     def output(self) -> str:
         with self._lock:
@@ -89,7 +109,7 @@ class MeshProcess:
 
     def ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200
+            return httpx.get(f"{self.url}/readyz", timeout=2.0, verify=self.verify).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -5,17 +5,20 @@ webhook; uploads have a span per check; nothing secret or personal is exported."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 
+import grpc
 import httpx
 import pytest
 
-from tests.support.identities import API_KEYS, MESH_TOKEN, bearer
+from tests.support.identities import API_KEYS, MESH_TOKEN, bearer, user_metadata
 from tests.support.otlp_receiver import ReceivedSpan, traces_of
 from tests.tracing.conftest import WEBHOOK_SECRET
 from tests.validator.corpus import PORTRAIT, VOICE
+from vidsynth.v1 import session_pb2, session_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -264,3 +267,35 @@ def test_a_malformed_traceparent_is_ignored(traced_mesh) -> None:
     # Each request started a trace of its own, carried on to the session service.
     assert all(s.parent_span_id == "" and s.status_code != 2 for s in started)
     assert len({s.trace_id for s in started}) == 3
+
+
+async def test_the_edge_passes_trace_context_over_http_and_grpc(traced_mesh) -> None:
+    """Both of the edge's doors (nginx proxy_pass and grpc_pass) hand `traceparent` on."""
+    http_parent, http_trace, http_span = new_traceparent()
+    grpc_parent, grpc_trace, grpc_span = new_traceparent()
+    with httpx.Client(base_url=traced_mesh.url, timeout=30) as client:  # the edge's HTTP port
+        assert (
+            client.post(
+                "/v1/sessions", headers={**bearer("alice"), "traceparent": http_parent}, json={}
+            ).status_code
+            == 201
+        )
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{traced_mesh.mesh.grpc_port}"
+    ) as channel:  # its gRPC port
+        await session_pb2_grpc.SessionServiceStub(channel).CreateSession(
+            session_pb2.CreateSessionRequest(),
+            metadata=(*user_metadata("alice"), ("traceparent", grpc_parent)),
+            timeout=30,
+        )
+
+    def arrived(spans: list[ReceivedSpan]) -> bool:
+        return any(s.trace_id == http_trace and s.service == "vidsynth-session" for s in spans) and any(
+            s.trace_id == grpc_trace for s in spans
+        )
+
+    spans = await asyncio.to_thread(traced_mesh.receiver.wait_for, arrived)
+    gateway = one([s for s in spans if s.trace_id == http_trace], service="vidsynth-gateway")
+    assert gateway.parent_span_id == http_span
+    session = one([s for s in spans if s.trace_id == grpc_trace], service="vidsynth-session")
+    assert session.name == "vidsynth.v1.SessionService/CreateSession" and session.parent_span_id == grpc_span

@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from libs.common.healthcheck import is_serving
+from libs.common.settings import SERVICE_PORT_OFFSETS
 from tests.support.identities import bearer, mesh_env
 from tests.support.ports import free_port, free_port_block
 
@@ -70,7 +71,8 @@ def gateway_and_session(
     url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + 60
-        while not (is_serving(f"127.0.0.1:{grpc_port}", timeout=1.0) and healthy(url)):
+        session = f"127.0.0.1:{grpc_port + SERVICE_PORT_OFFSETS['session']}"
+        while not (is_serving(session, timeout=1.0) and healthy(url)):
             assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
             time.sleep(0.1)
         yield url, processes

@@ -126,5 +126,6 @@ async def test_upload_policy_over_grpc_and_http(mesh, validator_settings):
     assert response.status_code == 200
     body = response.json()
     assert body["signature_db"] == "test-signatures" and body["scanner_available"] is True
-    assert {k["kind"] for k in body["kinds"]} == {"ASSET_KIND_FACE_IMAGE", "ASSET_KIND_VOICE_AUDIO"}
+    assert {k["kind"] for k in body["kinds"]} == {"face", "voice"}
+    assert all(isinstance(k["max_bytes"], int) for k in body["kinds"])
     assert (await mesh.http.get("/v1/upload-policy")).json()["code"] == "UNAUTHENTICATED"

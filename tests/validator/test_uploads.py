@@ -61,7 +61,11 @@ async def test_voice_accepted_over_http_as_pcm_wav(mesh):
     assert status == 201, body
     report = body["report"]
     assert report["detected_type"] == "audio/mpeg" and 2.5 < report["duration_seconds"] < 3.5
-    path = mesh.settings.sessions_dir / session_id / "assets" / body["asset"]["stored_name"]
+    # The stored file's name is internal (the HTTP view leaves it out): ask the session.
+    session = await mesh.get_session(session_id)
+    [asset] = [a for a in session.assets if a.asset_id == body["asset"]["asset_id"]]
+    assert body["asset"]["kind"] == "voice" and isinstance(body["asset"]["size_bytes"], int)
+    path = stored(mesh, session_id, asset)
     with wave.open(str(path)) as wav:
         assert wav.getsampwidth() == 2 and wav.getnchannels() == 1
     assert body["asset"]["content_type"] == "audio/wav"

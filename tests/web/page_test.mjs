@@ -3,7 +3,9 @@
 //
 // Environment: BASE_URL, API_KEY, FACE_FILE, VOICE_FILE, BAD_FILE (a text file named .jpg),
 // ARTIFACTS (screenshot dir), USER_DATA_DIR (fresh), GATEWAY_PID (optional: SIGKILLed
-// mid-job to prove the progress stream resumes), CHROMIUM (default /usr/bin/chromium).
+// mid-job to prove the progress stream resumes), CHROMIUM (default /usr/bin/chromium),
+// TRUSTED_SPKI (optional, for an https BASE_URL: the base64 SHA-256 of the server
+// certificate's public key, the one certificate chromium accepts besides public ones).
 // Prints one JSON line `RESULT {...}` with what it observed; exits non-zero on failure.
 
 import { strict as assert } from "node:assert";
@@ -102,6 +104,7 @@ async function main() {
       "--disable-background-networking",
       "--disable-component-update",
       "--disable-sync",
+      ...(env.TRUSTED_SPKI ? [`--ignore-certificate-errors-spki-list=${env.TRUSTED_SPKI}`] : []),
     ],
     viewport: { width: 1200, height: 900 },
   });
@@ -121,6 +124,8 @@ async function main() {
     const response = await page.goto(BASE_URL + "/", { waitUntil: "load" });
     assert.equal(response.status(), 200);
     assert.match(response.headers()["content-security-policy"], /script-src 'self'/);
+    const protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+    step("page loaded", { protocol, secure: await page.evaluate(() => window.isSecureContext) });
 
     // A wrong key: the server's refusal is shown in plain words.
     await page.fill("#api-key", "not-a-real-key");
@@ -132,14 +137,44 @@ async function main() {
     assert.ok(!/\{|HTTP_/.test(wrongKey), `plain words for a wrong key: ${wrongKey}`);
     step("wrong key refused", { text: wrongKey, keyStatus: await page.textContent("#key-status") });
 
-    // API key, kept in localStorage across reloads.
+    // The API key: by default kept for this tab only (sessionStorage: it survives a reload,
+    // not a new tab); "Remember on this device" keeps it in localStorage.
+    const storedKeys = (target) =>
+      target.evaluate(() => ({
+        session: sessionStorage.getItem("vidsynth.apiKey"),
+        local: localStorage.getItem("vidsynth.apiKey"),
+        status: document.querySelector("#key-status").textContent,
+        remember: document.querySelector("#key-remember").checked,
+      }));
+    const capsShown = (target) =>
+      target.waitForFunction(() => document.querySelector("#caps-summary").dataset.mode, null, { timeout: STEP_TIMEOUT });
+    assert.equal(await page.isChecked("#key-remember"), false, "remembering is opt-in");
     await page.fill("#api-key", env.API_KEY);
     await page.press("#api-key", "Enter");
-    await page.waitForFunction(() => document.querySelector("#caps-summary").dataset.mode, null, { timeout: STEP_TIMEOUT });
+    await capsShown(page);
     await page.reload({ waitUntil: "load" });
-    await page.waitForFunction(() => document.querySelector("#caps-summary").dataset.mode, null, { timeout: STEP_TIMEOUT });
-    const stored = await page.evaluate(() => localStorage.getItem("vidsynth.apiKey"));
-    assert.equal(stored, env.API_KEY);
+    await capsShown(page);
+    const tabOnly = await storedKeys(page);
+    assert.deepEqual([tabOnly.session, tabOnly.local], [env.API_KEY, null], "the key stays in the tab");
+    const otherTab = await context.newPage();
+    await otherTab.goto(BASE_URL + "/", { waitUntil: "load" });
+    const inOtherTab = await storedKeys(otherTab);
+    assert.deepEqual([inOtherTab.session, inOtherTab.local], [null, null], "a new tab has no key");
+    await otherTab.close();
+    await page.check("#key-remember");
+    await page.fill("#api-key", env.API_KEY);
+    await page.press("#api-key", "Enter");
+    await capsShown(page);
+    const remembered = await storedKeys(page);
+    assert.deepEqual([remembered.session, remembered.local], [null, env.API_KEY], "remembered on the device");
+    const laterTab = await context.newPage();
+    await laterTab.goto(BASE_URL + "/", { waitUntil: "load" });
+    await capsShown(laterTab);
+    const inLaterTab = await storedKeys(laterTab);
+    await laterTab.close();
+    assert.equal(inLaterTab.local, env.API_KEY);
+    assert.ok(inLaterTab.remember, "the checkbox shows the key is remembered");
+    step("key storage", { tabOnly, inOtherTab, remembered, inLaterTab: { status: inLaterTab.status } });
     const caps = await page.$eval("#caps-summary", (node) => ({ mode: node.dataset.mode, text: node.textContent }));
     const backendRows = await page.$$eval("#caps-table tbody tr", (rows) => rows.length);
     assert.ok(backendRows > 0, "capabilities list the backends");

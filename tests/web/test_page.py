@@ -8,6 +8,8 @@ signatures). Screenshots land in test-artifacts/web/.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.support.identities import API_KEYS, bearer
 from tests.support.mesh_process import MeshProcess
@@ -36,10 +40,11 @@ def sample(*patterns: str) -> Path:
     raise AssertionError(f"no sample matching {patterns} in {SAMPLES}")
 
 
-@pytest.fixture
-def mesh(tmp_path):
+@pytest.fixture(params=["http", "https"])
+def mesh(request, tmp_path):
     process = MeshProcess(
         tmp_path / "var",
+        tls=request.param == "https",
         extra_env={
             "VIDSYNTH_PROCESSING_MODE": "simulation",
             # Long enough per stage that the test can kill the gateway and cancel mid-job.
@@ -61,11 +66,20 @@ def mesh(tmp_path):
         process.stop()
 
 
+def spki_pin(certificate: Path) -> str:
+    """What chromium's --ignore-certificate-errors-spki-list takes: base64(SHA-256(SPKI))."""
+    public_key = x509.load_pem_x509_certificate(certificate.read_bytes()).public_key()
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 def run_page_test(mesh: MeshProcess, tmp_path: Path) -> tuple[int, dict, str]:
     bad = tmp_path / "holiday-photo.jpg"
     bad.write_text("This is a plain text file that only pretends to be a photo.\n" * 20)
-    policy = httpx.get(f"{mesh.url}/v1/upload-policy", headers=bearer("alice"), timeout=30).json()
-    face_cap = next(int(k["max_bytes"]) for k in policy["kinds"] if "FACE" in k["kind"])
+    policy = httpx.get(
+        f"{mesh.url}/v1/upload-policy", headers=bearer("alice"), timeout=30, verify=mesh.verify
+    ).json()
+    face_cap = next(k["max_bytes"] for k in policy["kinds"] if k["kind"] == "face")
     big = tmp_path / "huge-photo.jpg"
     with big.open("wb") as handle:
         handle.truncate(face_cap + 1)
@@ -85,6 +99,9 @@ def run_page_test(mesh: MeshProcess, tmp_path: Path) -> tuple[int, dict, str]:
         "USER_DATA_DIR": str(tmp_path / "chromium-profile"),
         "GATEWAY_PID": str(mesh.pids()["gateway"]),
     }
+    if mesh.tls:
+        env["NODE_EXTRA_CA_CERTS"] = str(mesh.ca_file)  # Node's own fetch calls
+        env["TRUSTED_SPKI"] = spki_pin(mesh.ca_file.with_name("edge.pem"))
     completed = subprocess.run(
         ["node", str(WEB_TESTS / "page_test.mjs")],
         cwd=WEB_TESTS,
@@ -108,8 +125,16 @@ def test_page_uploads_runs_resumes_plays_and_cancels(mesh, tmp_path):
     steps = {step["name"]: step for step in result["steps"]}
     (ARTIFACTS / "result.json").write_text(json.dumps(result, indent=2))
 
+    # Over TLS the page is a secure context served over HTTP/2 (ALPN); plain HTTP is HTTP/1.1.
+    assert steps["page loaded"]["protocol"] == ("h2" if mesh.tls else "http/1.1")
+    assert steps["page loaded"]["secure"] is True  # loopback http counts as secure too
+
     assert "API key" in steps["wrong key refused"]["text"]
     assert "did not accept this key" in steps["wrong key refused"]["keyStatus"]
+    keys = steps["key storage"]
+    assert "for this tab only" in keys["tabOnly"]["status"] and not keys["tabOnly"]["remember"]
+    assert keys["inOtherTab"]["status"] == "No key saved yet."
+    assert "remembered on this device" in keys["inLaterTab"]["status"]
     assert "largest accepted" in steps["oversized file refused in the browser"]["text"]
     refusal = steps["refused upload shown"]
     # The validator refuses by detected content: text is not an accepted image type.

@@ -13,9 +13,10 @@ from typing import Annotated
 import typer
 
 from libs.common.identity import parse_api_keys
+from vidsynth.cli.edge import EdgeError
 from vidsynth.cli.follow import new_progress
 from vidsynth.cli.remote import EXIT_JOB_FAILED, console
-from vidsynth.cli.up import READY_TIMEOUT_SECONDS, build_supervisor
+from vidsynth.cli.up import READY_TIMEOUT_SECONDS, prepare_mesh
 from vidsynth.http_client import GatewayClient, GatewayError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,10 +67,14 @@ async def render(client: GatewayClient, face: Path, voice: Path, script: str, ou
 
 
 async def run_demo(data_dir: Path, http_port: int, grpc_port: int, face: Path, voice: Path, out: Path) -> int:
-    # Writes clamd.conf and copies its database: file I/O, kept off the event loop.
-    supervisor, settings, dev_key = await asyncio.to_thread(build_supervisor, data_dir, http_port, grpc_port)
+    try:
+        plan = await prepare_mesh(data_dir, http_port, grpc_port)
+    except (EdgeError, ValueError) as error:
+        console.print(f"[red]cannot start: {error}[/]")
+        return 1
+    supervisor, settings = plan.supervisor, plan.settings
     supervisor.echo = _quiet
-    api_key = dev_key or next(iter(parse_api_keys(os.environ.get("VIDSYNTH_API_KEYS", ""))))
+    api_key = plan.dev_key or next(iter(parse_api_keys(os.environ.get("VIDSYNTH_API_KEYS", ""))))
     main_task = asyncio.current_task()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, main_task.cancel)
@@ -78,7 +83,7 @@ async def run_demo(data_dir: Path, http_port: int, grpc_port: int, face: Path, v
     await supervisor.start()
     try:
         await supervisor.wait_until_serving(READY_TIMEOUT_SECONDS)
-        url = f"http://{settings.http_host}:{http_port}"
+        url = plan.url
         console.print(f"mesh up in {time.monotonic() - started:.1f}s at {url}")
         async with GatewayClient(url, api_key) as client:
             video = await render(client, face, voice, DEMO_SCRIPT, out)
@@ -101,8 +106,12 @@ def demo(
     face: Annotated[Path, typer.Option(exists=True, dir_okay=False)] = SAMPLES / "portrait.jpg",
     voice: Annotated[Path, typer.Option(exists=True, dir_okay=False)] = SAMPLES / "voice.wav",
     data_dir: Annotated[Path, typer.Option(help="Where the mesh keeps its data.")] = Path("var/demo"),
-    http_port: Annotated[int, typer.Option(help="Gateway port.")] = 8080,
-    grpc_port: Annotated[int, typer.Option(help="First of the five consecutive service ports.")] = 50051,
+    http_port: Annotated[
+        int, typer.Option(envvar="VIDSYNTH_HTTP_PORT", help="The HTTP address (the edge).")
+    ] = 8080,
+    grpc_port: Annotated[
+        int, typer.Option(envvar="VIDSYNTH_GRPC_PORT", help="The public gRPC address (the edge).")
+    ] = 50051,
 ) -> None:
     """Start the mesh, render the bundled samples into a talking-head MP4, stop the mesh."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

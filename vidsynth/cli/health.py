@@ -16,8 +16,8 @@ from vidsynth.cli.supervisor import Supervisor
 
 
 def mesh_at(grpc_target: str, url: str) -> MeshSettings:
-    """Where the mesh answers: its first service at `grpc_target` (the others on the next
-    ports), its gateway at `url`."""
+    """Where the mesh answers: its public gRPC address (the edge) at `grpc_target`, the
+    services behind it on the next ports, its HTTP address at `url`."""
     grpc_host, grpc_port = grpc_host_and_port(grpc_target)
     gateway = urlsplit(url)
     if gateway.scheme not in ("http", "https") or not gateway.hostname:

@@ -80,7 +80,7 @@ def job_spec(
 
 def download_output(remote: Remote, job_id: str, name: str, out: Path) -> Path:
     async def fetch() -> Path:
-        async with GatewayClient(remote.url.rstrip("/"), remote.api_key) as client:
+        async with GatewayClient(remote.url.rstrip("/"), remote.api_key, verify=remote.http_verify) as client:
             return await client.download(job_id, name, out)
 
     try:

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import ssl
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
 import typer
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import Field, ValidationError, field_validator
 from rich.console import Console
 
 from libs.common.clients import ServiceStubs
+from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from libs.common.rpc_status import error_from_rpc_error
-from libs.common.settings import SERVICE_PORT_OFFSETS
+from libs.common.settings import VidsynthSettings
+from services.gateway.views import capabilities_view, job_view
+from vidsynth.v1 import stage_runner_pb2
 
 # Exit codes by the gRPC status of the catalogued error (documented in `vidsynth --help`).
 EXIT_CODES: dict[grpc.StatusCode, int] = {
@@ -46,7 +54,9 @@ ApiKeyOption = Annotated[
 GrpcOption = Annotated[
     str,
     typer.Option(
-        "--grpc", envvar="VIDSYNTH_GRPC_TARGET", help="host:port of the first service (SessionService)."
+        "--grpc",
+        envvar="VIDSYNTH_GRPC_TARGET",
+        help="host:port of the mesh's public gRPC address (the edge).",
     ),
 ]
 UrlOption = Annotated[str, typer.Option("--url", envvar="VIDSYNTH_URL", help="The gateway's base URL.")]
@@ -56,9 +66,38 @@ console = Console(stderr=True)
 Reply = TypeVar("Reply", bound=Message)
 
 
+class ClientSettings(VidsynthSettings):
+    """How the command line reaches a mesh over TLS."""
+
+    tls_ca: Path | None = Field(
+        None,
+        description="CA certificate (PEM) the `vidsynth` client commands trust, e.g. the one `vidsynth up "
+        "--tls` prints (<data-dir>/tls/ca.pem); setting it also makes them use TLS for gRPC.",
+    )
+    grpc_tls: bool = Field(
+        False, description="`vidsynth` client commands use TLS for gRPC with the system's trusted CAs."
+    )
+
+    @field_validator("tls_ca")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"VIDSYNTH_TLS_CA: no file at {path}")
+        return path
+
+
+@functools.cache
+def client_settings() -> ClientSettings:
+    try:
+        return ClientSettings()
+    except ValidationError as error:
+        fail(VidsynthError("INVALID_ARGUMENT", error.errors()[0]["msg"].removeprefix("Value error, ")))
+
+
 @dataclass
 class Remote(ServiceStubs):
-    """Stubs for every service of one mesh, called with the user's key."""
+    """Stubs for every public service of one mesh, all through its one gRPC address (the
+    edge), called with the user's key."""
 
     grpc_target: str
     api_key: str
@@ -67,8 +106,20 @@ class Remote(ServiceStubs):
     def __post_init__(self) -> None:
         if not self.api_key:
             fail(VidsynthError("UNAUTHENTICATED", "Pass --api-key or set VIDSYNTH_API_KEY."))
-        self._host, self._base_port = grpc_host_and_port(self.grpc_target)
-        self._channels: dict[str, grpc.Channel] = {}
+        grpc_host_and_port(self.grpc_target)  # a usage error now, not at the first call
+        self._settings = client_settings()
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def tls(self) -> bool:
+        return bool(self._settings.tls_ca or self._settings.grpc_tls or self.url.startswith("https://"))
+
+    @property
+    def http_verify(self) -> ssl.SSLContext | bool:
+        """What HTTPS downloads verify the gateway's certificate against."""
+        if self._settings.tls_ca:
+            return ssl.create_default_context(cafile=str(self._settings.tls_ca))
+        return True
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -80,14 +131,19 @@ class Remote(ServiceStubs):
             return rpc(request, metadata=self.metadata)
 
     def channel(self, service: str) -> grpc.Channel:
-        if service not in self._channels:
-            address = f"{self._host}:{self._base_port + SERVICE_PORT_OFFSETS[service]}"
-            self._channels[service] = grpc.insecure_channel(address)
-        return self._channels[service]
+        """One channel for every service: the edge routes each call by its path."""
+        if self._channel is None:
+            if self.tls:
+                ca = self._settings.tls_ca.read_bytes() if self._settings.tls_ca else None
+                credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+                self._channel = grpc.secure_channel(self.grpc_target, credentials)
+            else:
+                self._channel = grpc.insecure_channel(self.grpc_target)
+        return self._channel
 
 
 def grpc_host_and_port(target: str) -> tuple[str, int]:
-    """`host:port` of the first service; a usage error (exit 5) when it is not one."""
+    """`host:port` of the mesh's gRPC address; a usage error (exit 5) when it is not one."""
     host, _, port = target.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
         fail(VidsynthError("INVALID_ARGUMENT", f"--grpc must look like host:port, not {target!r}."))
@@ -114,8 +170,42 @@ def catalogued_errors(as_json: bool = False) -> Iterator[None]:
         fail(error, as_json)
 
 
-def as_dict(message: Message) -> dict:
-    return MessageToDict(message, preserving_proto_field_name=True)
+# Messages the HTTP API shows too: --json prints exactly the HTTP answer.
+HTTP_VIEWS: dict[type, Callable[[Any], Any]] = {
+    stage_runner_pb2.Job: job_view,
+    stage_runner_pb2.Capabilities: capabilities_view,
+}
+
+
+def _field_json(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        return enum_label(field.enum_type._concrete_class, value)  # type: ignore[attr-defined]
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return plain_json(value)
+    return value
+
+
+def plain_json(message: Message) -> Any:
+    """Any message in the HTTP API's spelling: lower-case enum words, integers as numbers
+    (protobuf-JSON writes 64-bit ones as strings), RFC 3339 timestamps, every field present."""
+    if isinstance(message, Timestamp):
+        return message.ToJsonString()
+    body: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        if field.is_repeated:
+            body[field.name] = [_field_json(field, item) for item in value]
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and not message.HasField(field.name):
+            body[field.name] = None
+        else:
+            body[field.name] = _field_json(field, value)
+    return body
+
+
+def as_dict(message: Message) -> Any:
+    """A reply as --json prints it: the HTTP API's view where it has one, else `plain_json`."""
+    view = HTTP_VIEWS.get(type(message))
+    return view(message).model_dump(mode="json") if view is not None else plain_json(message)
 
 
 def print_json(value: Any) -> None:

@@ -1,5 +1,5 @@
-"""Runs the whole mesh on one machine: every service and the gateway as child
-processes, restarted with backoff when they die, stopped cleanly on Ctrl-C."""
+"""Runs the whole mesh on one machine: every service, the gateway, clamd and the nginx
+edge as child processes, restarted with backoff when they die, stopped cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import contextlib
 import ctypes
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import httpx
@@ -35,6 +37,30 @@ class ChildSpec:
     env: dict[str, str]
 
 
+@dataclass(frozen=True)
+class EdgeProbe:
+    """How to check the edge from outside: HTTP through P, gRPC health through G. With TLS
+    from the development CA both are verified against it; with an operator's own
+    certificate (whose CA and names `up` cannot know) HTTP is checked unverified and gRPC
+    health at the gateway's own server."""
+
+    http_url: str
+    grpc_target: str
+    tls: bool = False
+    ca_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        if not self.tls:
+            return True
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else False
+
+    def grpc_channel(self) -> grpc.aio.Channel:
+        if not (self.tls and self.ca_file):
+            return grpc.aio.insecure_channel(self.grpc_target)
+        credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_file.read_bytes())
+        return grpc.aio.secure_channel(self.grpc_target, credentials)
+
+
 @dataclass
 class Child:
     spec: ChildSpec
@@ -50,22 +76,32 @@ def _terminate_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def child_specs(env: dict[str, str], clamd_argv: list[str] | None = None) -> list[ChildSpec]:
+def child_specs(
+    env: dict[str, str], clamd_argv: list[str] | None = None, edge_argv: list[str] | None = None
+) -> list[ChildSpec]:
     specs = [
         ChildSpec(name, [sys.executable, "-m", f"services.{name}"], env) for name in [*SERVICES, "gateway"]
     ]
     if clamd_argv:
         specs.insert(0, ChildSpec("clamd", clamd_argv, env))
+    if edge_argv:
+        specs.append(ChildSpec("edge", edge_argv, env))
     return specs
 
 
 class Supervisor:
     def __init__(
-        self, specs: list[ChildSpec], settings: MeshSettings, echo: Echo, clamd_address: str = ""
+        self,
+        specs: list[ChildSpec],
+        settings: MeshSettings,
+        echo: Echo,
+        clamd_address: str = "",
+        edge: EdgeProbe | None = None,
     ) -> None:
         self.children = {spec.name: Child(spec) for spec in specs}
         self.settings = settings
         self.clamd_address = clamd_address
+        self.edge = edge
         self.echo = echo
         self.stopping = False
         self._runners: list[asyncio.Task] = []
@@ -122,13 +158,30 @@ class Supervisor:
                     return "UNREACHABLE"
                 return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
-        async def gateway() -> str:
-            url = f"http://{self.settings.http_host}:{self.settings.http_port}/healthz"
+        async def http_state(url: str, verify: ssl.SSLContext | bool = True) -> str:
             try:
-                async with httpx.AsyncClient(timeout=1.0) as client:
+                async with httpx.AsyncClient(timeout=1.0, verify=verify) as client:
                     return "SERVING" if (await client.get(url)).status_code == 200 else "NOT_SERVING"
             except httpx.HTTPError:
                 return "UNREACHABLE"
+
+        async def gateway() -> str:
+            return await http_state(
+                f"http://{self.settings.http_host}:{self.settings.gateway_listen_port}/healthz"
+            )
+
+        async def edge(probe: EdgeProbe) -> str:
+            """SERVING when P answers /healthz and G reports the whole public API SERVING."""
+            http = await http_state(f"{probe.http_url}/healthz", probe.ssl_context())
+            async with probe.grpc_channel() as channel:
+                try:
+                    reply = await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=2.0
+                    )
+                    grpc_state = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+                except grpc.RpcError:
+                    grpc_state = "UNREACHABLE"
+            return http if http != "SERVING" else grpc_state
 
         async def clamd() -> str:
             answers, _ = await ClamdScanner(self.clamd_address, timeout=1.0).status()
@@ -139,6 +192,9 @@ class Supervisor:
         if self.clamd_address:
             names.append("clamd")
             checks.append(clamd())
+        if self.edge:
+            names.append("edge")
+            checks.append(edge(self.edge))
         states = await asyncio.gather(*checks)
         return dict(zip(names, states, strict=True))
 

@@ -1,4 +1,4 @@
-"""`vidsynth up`: the whole mesh on one machine."""
+"""`vidsynth up`: the whole mesh on one machine, behind the nginx edge."""
 
 from __future__ import annotations
 
@@ -8,23 +8,41 @@ import secrets
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
+import pydantic
 import typer
 
 from libs.common.identity import parse_api_keys
-from libs.common.settings import MeshSettings
+from libs.common.settings import GATEWAY_GRPC_PORT_OFFSET, GATEWAY_HTTP_PORT_OFFSET, MeshSettings
+from libs.common.tls import CertificateFiles, ensure_ca, ensure_certificate
 from services.validator import clamd_runner
-from vidsynth.cli.supervisor import Supervisor, child_environment, child_specs
+from vidsynth.cli import edge
+from vidsynth.cli.supervisor import EdgeProbe, Supervisor, child_environment, child_specs
 
 READY_TIMEOUT_SECONDS = 60.0
 CLAMD_ADDRESS_ENV = "VIDSYNTH_VALIDATOR_CLAMD_ADDRESS"
+LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 def _echo(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
+
+
+@dataclass
+class MeshPlan:
+    """A mesh ready to start: its supervisor, settings, and what to tell the user."""
+
+    supervisor: Supervisor
+    settings: MeshSettings
+    dev_key: str | None
+    url: str
+    edge_argv: list[str]
+    tls: CertificateFiles | None
 
 
 def mesh_overrides(data_dir: Path, http_port: int, grpc_port: int) -> tuple[dict[str, str], str | None]:
@@ -33,6 +51,9 @@ def mesh_overrides(data_dir: Path, http_port: int, grpc_port: int) -> tuple[dict
         "VIDSYNTH_DATA_DIR": str(data_dir.resolve()),
         "VIDSYNTH_HTTP_PORT": str(http_port),
         "VIDSYNTH_GRPC_PORT": str(grpc_port),
+        # The edge owns P and G; the gateway listens behind it and believes only its X-Forwarded-For.
+        "VIDSYNTH_GATEWAY_HTTP_PORT": str(grpc_port + GATEWAY_HTTP_PORT_OFFSET),
+        "VIDSYNTH_GATEWAY_TRUSTED_PROXIES": "127.0.0.1",
     }
     if not os.environ.get("VIDSYNTH_MESH_TOKEN"):
         overrides["VIDSYNTH_MESH_TOKEN"] = secrets.token_urlsafe(32)
@@ -61,19 +82,90 @@ def clamd_child(data_dir: Path, overrides: dict[str, str]) -> tuple[list[str] | 
     return argv, address
 
 
-def build_supervisor(
-    data_dir: Path, http_port: int, grpc_port: int
-) -> tuple[Supervisor, MeshSettings, str | None]:
+def _connectable(host: str) -> str:
+    return "127.0.0.1" if host in WILDCARD_HOSTS else host
+
+
+def edge_certificate(
+    data_dir: Path, settings: MeshSettings, edge_settings: edge.EdgeSettings
+) -> CertificateFiles:
+    """The operator's certificate when configured, else one from the development CA under
+    <data-dir>/tls/ (both reused on later starts while valid)."""
+    own = edge_settings.own_certificate
+    if own:
+        return own
+    tls_dir = data_dir.resolve() / "tls"
+    hosts = [*LOOPBACK_NAMES]
+    for host in (settings.http_host, settings.grpc_host):
+        if host not in WILDCARD_HOSTS and host not in hosts:
+            hosts.append(host)
+    return ensure_certificate(ensure_ca(tls_dir), tls_dir, "edge", hosts)
+
+
+def plan_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False) -> MeshPlan:
+    """Blocking (config files, clamd's database copy, certificates): run it off the event loop.
+    Raises EdgeError or ValueError with a message for the user."""
+    try:
+        edge_settings = edge.EdgeSettings()
+    except pydantic.ValidationError as error:
+        raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())) from None
+    binary = edge.nginx_binary(edge_settings.edge_nginx)
     overrides, dev_key = mesh_overrides(data_dir, http_port, grpc_port)
     clamd_argv, clamd_address = clamd_child(data_dir, overrides)
-    settings = MeshSettings(data_dir=data_dir, http_port=http_port, grpc_port=grpc_port)
+    settings = MeshSettings(
+        data_dir=data_dir,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        gateway_http_port=grpc_port + GATEWAY_HTTP_PORT_OFFSET,
+    )
+    certificate = edge_certificate(data_dir, settings, edge_settings) if tls else None
+    config = edge.config_for_mesh(settings, edge_settings, data_dir, certificate)
+    edge_argv = edge.nginx_argv(binary, edge.write_config(config, edge.edge_dir(data_dir)))
+    scheme = "https" if certificate else "http"
+    url = f"{scheme}://{settings.http_host}:{http_port}"
+    probe_url = f"{scheme}://{_connectable(settings.http_host)}:{http_port}"
+    probe_target = f"{_connectable(settings.grpc_host)}:{grpc_port}"
+    probe = EdgeProbe(probe_url, probe_target)
+    if certificate and edge_settings.own_certificate:
+        probe = EdgeProbe(probe_url, settings.gateway_grpc_address, tls=True)
+    elif certificate:
+        probe = EdgeProbe(probe_url, probe_target, tls=True, ca_file=certificate.ca)
     env = child_environment(overrides)
-    return Supervisor(child_specs(env, clamd_argv), settings, _echo, clamd_address), settings, dev_key
+    supervisor = Supervisor(child_specs(env, clamd_argv, edge_argv), settings, _echo, clamd_address, probe)
+    return MeshPlan(supervisor, settings, dev_key, url, edge_argv, certificate)
 
 
-async def run_mesh(data_dir: Path, http_port: int, grpc_port: int) -> int:
-    # Writes clamd.conf and copies its database: file I/O, kept off the event loop.
-    supervisor, settings, dev_key = await asyncio.to_thread(build_supervisor, data_dir, http_port, grpc_port)
+async def prepare_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False) -> MeshPlan:
+    plan = await asyncio.to_thread(plan_mesh, data_dir, http_port, grpc_port, tls)
+    await edge.check_config(plan.edge_argv)
+    return plan
+
+
+def describe_edge(plan: MeshPlan) -> list[str]:
+    settings = plan.settings
+    grpc_port = settings.grpc_port
+    lines = [
+        f"[up] edge: nginx on {plan.url} (HTTP, SSE, WebSocket) and {settings.grpc_host}:{grpc_port} "
+        f"(gRPC{' over TLS' if plan.tls else ''}); config {plan.edge_argv[-1]}",
+        f"[up] behind the edge: session..cleanup on {grpc_port + 1}-{grpc_port + 5}, gateway HTTP on "
+        f"{settings.gateway_listen_port}, gateway gRPC (reflection, health) on "
+        f"{grpc_port + GATEWAY_GRPC_PORT_OFFSET}",
+    ]
+    if plan.tls:
+        lines.append(f"[up] TLS: certificate {plan.tls.certificate}; CA {plan.tls.ca}")
+        lines.append(f"[up] clients trust it with: export VIDSYNTH_TLS_CA={plan.tls.ca}")
+    return lines
+
+
+async def run_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False) -> int:
+    try:
+        plan = await prepare_mesh(data_dir, http_port, grpc_port, tls)
+    except (edge.EdgeError, ValueError) as error:
+        _echo(f"[up] cannot start: {error}")
+        return 1
+    supervisor, settings = plan.supervisor, plan.settings
+    for line in describe_edge(plan):
+        _echo(line)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -86,11 +178,10 @@ async def run_mesh(data_dir: Path, http_port: int, grpc_port: int) -> int:
     await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if waiting.done() and waiting.exception() is None:
-        url = f"http://{settings.http_host}:{http_port}"
-        _echo(f"[up] vidsynth is up in {time.monotonic() - started:.1f}s: {url}")
+        _echo(f"[up] vidsynth is up in {time.monotonic() - started:.1f}s: {plan.url}")
         _echo(f"[up] pids: {supervisor.pids()}")
-        if dev_key:
-            _echo(f"[up] dev API key (user 'dev', admin): {dev_key}")
+        if plan.dev_key:
+            _echo(f"[up] dev API key (user 'dev', admin): {plan.dev_key}")
         _echo("[up] press Ctrl-C to stop")
         await stopped
     elif waiting.done():
@@ -105,9 +196,28 @@ async def run_mesh(data_dir: Path, http_port: int, grpc_port: int) -> int:
 
 def up(
     data_dir: Annotated[Path, typer.Option(help="Where sessions and databases live.")] = Path("var"),
-    http_port: Annotated[int, typer.Option(help="Gateway port.")] = 8080,
-    grpc_port: Annotated[int, typer.Option(help="First of the five consecutive service ports.")] = 50051,
+    http_port: Annotated[
+        int,
+        typer.Option(
+            envvar="VIDSYNTH_HTTP_PORT", help="The HTTP address (the edge): browsers, curl, SSE, WebSocket."
+        ),
+    ] = 8080,
+    grpc_port: Annotated[
+        int,
+        typer.Option(
+            envvar="VIDSYNTH_GRPC_PORT",
+            help="The one public gRPC address (the edge); the services listen on the next ports.",
+        ),
+    ] = 50051,
+    tls: Annotated[
+        bool,
+        typer.Option(
+            "--tls",
+            help="Serve HTTPS and gRPC over TLS (a development CA under <data-dir>/tls/ unless "
+            "VIDSYNTH_EDGE_TLS_CERT_FILE is set).",
+        ),
+    ] = False,
 ) -> None:
-    """Start every service and the gateway; Ctrl-C stops them all."""
+    """Start every service, the gateway and the nginx edge; Ctrl-C stops them all."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    raise typer.Exit(asyncio.run(run_mesh(data_dir, http_port, grpc_port)))
+    raise typer.Exit(asyncio.run(run_mesh(data_dir, http_port, grpc_port, tls)))

@@ -1,10 +1,24 @@
 // Talking to the gateway: the API key, JSON calls, uploads with progress, blobs.
 // Every failure becomes an ApiError carrying the catalog code and the plain-words detail
 // of the problem+json body, so the page can show exactly what the server said.
+//
+// The shapes are the API's own: api-types.d.ts is generated from /openapi.json by
+// openapi-typescript (a test fails when it is stale), and the page's modules are
+// type-checked against it (tsc --checkJs).
+//
+// The API key lives in this tab's sessionStorage unless the user ticks "remember on this
+// device" (then localStorage, until "Forget key").
+
+/** @typedef {import("./api-types").components["schemas"]} Schemas */
+/** @typedef {Schemas["Problem"]} Problem */
 
 const KEY_STORAGE = "vidsynth.apiKey";
 
 export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {Partial<Omit<Problem, "code">> & { code?: string }} problem
+   */
   constructor(status, problem) {
     super(problem.detail || problem.title || `The server answered ${status}.`);
     this.status = status;
@@ -15,15 +29,27 @@ export class ApiError extends Error {
   }
 }
 
+/** The key of this tab, else the one remembered on this device, else "". */
 export function loadKey() {
-  return localStorage.getItem(KEY_STORAGE) || "";
+  return sessionStorage.getItem(KEY_STORAGE) || localStorage.getItem(KEY_STORAGE) || "";
 }
 
-export function saveKey(key) {
-  localStorage.setItem(KEY_STORAGE, key.trim());
+/** Whether the key is remembered on this device (localStorage), not just for this tab. */
+export function keyRemembered() {
+  return Boolean(localStorage.getItem(KEY_STORAGE));
+}
+
+/**
+ * @param {string} key
+ * @param {boolean} remember keep it on this device (localStorage) instead of this tab only
+ */
+export function saveKey(key, remember = false) {
+  forgetKey();
+  (remember ? localStorage : sessionStorage).setItem(KEY_STORAGE, key.trim());
 }
 
 export function forgetKey() {
+  sessionStorage.removeItem(KEY_STORAGE);
   localStorage.removeItem(KEY_STORAGE);
 }
 
@@ -49,7 +75,14 @@ async function failure(response) {
   return new ApiError(response.status, problemFromText(response.status, await response.text()));
 }
 
-/** A JSON API call with the API key; returns the parsed body (null for 204). */
+/**
+ * A JSON API call with the API key; returns the parsed body (null for 204), which the
+ * caller types as the operation's answer with a JSDoc cast (e.g. to Schemas["Job"]).
+ * @param {string} method
+ * @param {string} path
+ * @param {{ body?: unknown, headers?: Record<string, string> }} [options]
+ * @returns {Promise<any>}
+ */
 export async function api(method, path, { body, headers = {} } = {}) {
   const init = { method, headers: authHeaders(headers) };
   if (body !== undefined) {
@@ -68,7 +101,13 @@ export async function api(method, path, { body, headers = {} } = {}) {
   return text ? JSON.parse(text) : null;
 }
 
-/** Uploads a file as multipart field `file`; onProgress(fraction 0..1) while bytes go out. */
+/**
+ * Uploads a file as multipart field `file`; onProgress(fraction 0..1) while bytes go out.
+ * @param {string} path
+ * @param {File} file
+ * @param {(fraction: number) => void} onProgress
+ * @returns {Promise<Schemas["UploadResult"]>}
+ */
 export function upload(path, file, onProgress) {
   return new Promise((resolve, reject) => {
     let headers;

@@ -1,6 +1,12 @@
 // Small DOM and formatting helpers shared by the page's modules (text only: no innerHTML,
 // so nothing the server or a file name says can inject markup).
 
+/**
+ * The first element matching `selector` (the page's own markup: it is there).
+ * @param {string} selector
+ * @param {ParentNode} [root]
+ * @returns {any}
+ */
 export const $ = (selector, root = document) => root.querySelector(selector);
 
 export function el(tag, attributes = {}, ...children) {

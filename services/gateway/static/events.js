@@ -7,6 +7,8 @@
 
 import { api, describe } from "./api.js";
 
+/** @typedef {import("./api-types").components["schemas"]} Schemas */
+
 export const EVENT_TYPES = [
   "job.queued",
   "job.started",
@@ -45,6 +47,7 @@ export class ProgressStream {
 
   async open() {
     if (this.closed) return;
+    /** @type {Schemas["StreamToken"]} */
     let token;
     try {
       token = await api("POST", `/v1/sessions/${this.sessionId}/stream-token`);
@@ -70,14 +73,16 @@ export class ProgressStream {
     source.addEventListener("error", (message) => this.failed(source, message));
   }
 
+  /** @param {MessageEvent<string>} message */
   receive(message) {
+    /** @type {Schemas["ProgressEvent"]} */
     let event;
     try {
       event = JSON.parse(message.data);
     } catch {
       return;
     }
-    const seq = Number(event.seq || message.lastEventId || 0);
+    const seq = event.seq;
     if (seq && seq <= this.lastSeq) return; // Already applied before a reconnect.
     if (seq && this.lastSeq && seq !== this.lastSeq + 1) this.gaps += 1;
     if (seq) this.lastSeq = seq;
@@ -92,8 +97,9 @@ export class ProgressStream {
     if (message && message.data) {
       // The server's own `event: error` frame (its upstream failed); the browser reconnects next.
       try {
+        /** @type {Schemas["StreamError"]} */
         const body = JSON.parse(message.data);
-        this.onStatus(`Progress paused: ${(body.error && body.error.detail) || "the server had a problem"}. Reconnecting…`, "reconnecting");
+        this.onStatus(`Progress paused: ${body.error.detail}. Reconnecting…`, "reconnecting");
       } catch {
         this.onStatus("Progress paused. Reconnecting…", "reconnecting");
       }

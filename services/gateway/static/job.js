@@ -4,6 +4,9 @@ import { api, describe, fetchBlob } from "./api.js";
 import { $, el, formatPercent, formatSeconds, randomKey, setText } from "./dom.js";
 import { ProgressStream } from "./events.js";
 
+/** @typedef {import("./api-types").components["schemas"]} Schemas */
+/** @typedef {Schemas["Job"]} Job */
+
 const STAGES = ["script", "voice", "face", "animate", "enhance", "assemble"];
 const STAGE_LABELS = {
   script: "Script",
@@ -20,7 +23,15 @@ const STATE_WORDS = {
   failed: "The job failed",
   cancelled: "Cancelled",
 };
-const OUTPUT_FILES = { video: "video.mp4", thumbnail: "thumbnail.jpg", audio: "audio.wav", script: "script.txt" };
+/** @type {Record<Schemas["OutputName"], string>} */
+const OUTPUT_FILES = {
+  video: "video.mp4",
+  thumbnail: "thumbnail.jpg",
+  audio: "audio.wav",
+  script: "script.txt",
+  captions: "captions.vtt",
+  captions_srt: "captions.srt",
+};
 
 function stageItem(name) {
   const id = `stage-${name}`;
@@ -37,7 +48,9 @@ function stageItem(name) {
 export class JobView {
   constructor({ onFinished }) {
     this.onFinished = onFinished;
+    /** @type {Job | null} */
     this.job = null;
+    /** @type {ProgressStream | null} */
     this.stream = null;
     this.blobUrls = [];
     this.panel = $("#job-panel");
@@ -45,9 +58,14 @@ export class JobView {
     this.cancelButton.addEventListener("click", () => this.cancel());
   }
 
-  /** Starts a job in `sessionId` with `spec` (the POST body). */
+  /**
+   * Starts a job in `sessionId` with `spec` (the POST body).
+   * @param {string} sessionId
+   * @param {Schemas["ScriptTextJob"] | Schemas["ScriptPromptJob"]} spec
+   */
   async start(sessionId, spec) {
     this.clear();
+    /** @type {Job} */
     const job = await api("POST", `/v1/sessions/${sessionId}/jobs`, {
       body: spec,
       headers: { "Idempotency-Key": randomKey() },
@@ -56,15 +74,19 @@ export class JobView {
     return job;
   }
 
-  /** Shows `job` and follows its events (replayed from the start, then live). */
+  /**
+   * Shows `job` and follows its events (replayed from the start, then live).
+   * @param {string} sessionId
+   * @param {Job} job
+   */
   async attach(sessionId, job) {
     this.clear();
     this.job = job;
     this.panel.hidden = false;
     this.panel.dataset.jobId = job.job_id;
-    const stages = (job.stages || []).map((s) => s.stage).filter(Boolean);
+    const stages = job.stages.map((s) => s.stage);
     $("#stage-list").replaceChildren(...(stages.length ? stages : STAGES).map(stageItem));
-    for (const stage of job.stages || []) this.applyStage(stage.stage, stage.status, stage.percent, stage.backend);
+    for (const stage of job.stages) this.applyStage(stage.stage, stage.status, stage.percent, stage.backend);
     this.applyJob(job.state, job.overall_percent, job.eta_seconds, job.queue_position);
     this.cancelButton.disabled = false;
     this.stream = new ProgressStream({
@@ -127,6 +149,7 @@ export class JobView {
     if (backend) setText(item.querySelector(".stage-note"), backend);
   }
 
+  /** @param {Schemas["ProgressEvent"]} event */
   onEvent(event) {
     const type = event.type;
     if (event.stage) {
@@ -171,7 +194,7 @@ export class JobView {
     this.cancelButton.disabled = true;
     if (state !== "completed") {
       // Stages that never got to finish say so instead of looking busy.
-      for (const item of document.querySelectorAll("#stage-list .stage")) {
+      for (const item of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll("#stage-list .stage"))) {
         if (item.dataset.status === "running") item.dataset.status = state === "failed" ? "failed" : "cancelled";
         else if (item.dataset.status === "pending") item.dataset.status = "not-run";
       }
@@ -183,8 +206,9 @@ export class JobView {
   async showResult() {
     const jobId = this.job.job_id;
     try {
+      /** @type {Job} */
       const job = await api("GET", `/v1/jobs/${jobId}`);
-      const outputs = job.outputs || [];
+      const outputs = job.outputs;
       const downloads = $("#downloads");
       const byName = {};
       for (const output of outputs) {

@@ -1,11 +1,13 @@
 // The page's wiring: the API key, the session, and the four steps.
 
-import { api, describe, forgetKey, loadKey, saveKey } from "./api.js";
+import { api, describe, forgetKey, keyRemembered, loadKey, saveKey } from "./api.js";
 import { loadCapabilities, scriptWriterStatus } from "./capabilities.js";
 import { $, setText } from "./dom.js";
 import { JobView } from "./job.js";
 import { setupScript } from "./script.js";
 import { setupUploads } from "./uploads.js";
+
+/** @typedef {import("./api-types").components["schemas"]} Schemas */
 
 const SESSION_STORAGE = "vidsynth.sessionId";
 const GONE = new Set(["SESSION_NOT_FOUND", "SESSION_EXPIRED"]);
@@ -23,6 +25,7 @@ function rememberSession(id) {
 async function restoreSession() {
   const saved = sessionStorage.getItem(SESSION_STORAGE);
   if (!saved || sessionId) return;
+  /** @type {Schemas["Session"]} */
   let session;
   try {
     session = await api("GET", `/v1/sessions/${saved}`);
@@ -36,6 +39,7 @@ async function restoreSession() {
   if (!session.active_job_id) return;
   try {
     // Reloaded mid-job: follow it again (its events replay from the start).
+    /** @type {Schemas["Job"]} */
     const job = await api("GET", `/v1/jobs/${session.active_job_id}`);
     if (!job.done) {
       running = true;
@@ -52,7 +56,7 @@ async function ensureSession() {
   if (sessionId) return sessionId;
   if (!creating) {
     creating = api("POST", "/v1/sessions", { body: { display_name: "web page" } })
-      .then((session) => {
+      .then((/** @type {Schemas["Session"]} */ session) => {
         rememberSession(session.session_id);
         return sessionId;
       })
@@ -94,7 +98,9 @@ async function refreshServerInfo() {
 
 function showKeyState() {
   const key = loadKey();
-  setText($("#key-status"), key ? `Key saved in this browser (…${key.slice(-4)}).` : "No key saved yet.");
+  const where = keyRemembered() ? "remembered on this device" : "kept for this tab only";
+  setText($("#key-status"), key ? `Key ${where} (…${key.slice(-4)}).` : "No key saved yet.");
+  $("#key-remember").checked = keyRemembered();
   $("#api-key").value = key ? "" : $("#api-key").value;
   $("#api-key").placeholder = key ? "saved — enter a new one to replace it" : "paste your API key";
 }
@@ -103,7 +109,7 @@ $("#key-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const key = $("#api-key").value.trim();
   if (!key) return;
-  saveKey(key);
+  saveKey(key, $("#key-remember").checked);
   rememberSession(null);
   uploads.reset();
   showKeyState();

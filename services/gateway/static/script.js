@@ -5,7 +5,7 @@ import { api, describe } from "./api.js";
 import { $, setText } from "./dom.js";
 
 function source() {
-  return document.querySelector("input[name=script-source]:checked").value;
+  return $("input[name=script-source]:checked").value;
 }
 
 function prompt() {
@@ -53,9 +53,10 @@ export function setupScript() {
     button.disabled = true;
     setText(button, "Writing…");
     try {
+      /** @type {import("./api-types").components["schemas"]["GeneratedScript"]} */
       const result = await api("POST", "/v1/scripts/generate", { body });
-      textarea.value = result.text || "";
-      document.querySelector("input[name=script-source][value=text]").checked = true;
+      textarea.value = result.text;
+      $("input[name=script-source][value=text]").checked = true;
       showSource();
       countWords();
       textarea.focus();
@@ -81,7 +82,7 @@ export function setupScript() {
       const label = promptRadio.closest("label");
       label.title = available ? "" : reason;
       if (!available && source() === "prompt") {
-        document.querySelector("input[name=script-source][value=text]").checked = true;
+        $("input[name=script-source][value=text]").checked = true;
         showSource();
       }
       // The reason stays visible next to the choice even while the text mode is shown.

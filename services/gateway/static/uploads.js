@@ -4,29 +4,38 @@
 import { api, describe, upload } from "./api.js";
 import { $, el, formatBytes, formatSeconds, setText } from "./dom.js";
 
+/** @typedef {import("./api-types").components["schemas"]} Schemas */
+/** @typedef {Schemas["AssetKind"]} AssetKind */
+/** @typedef {Schemas["KindPolicy"]} KindPolicy */
+
+/** @type {AssetKind[]} */
 const KINDS = ["face", "voice"];
 const SESSION_GONE = new Set(["SESSION_NOT_FOUND", "SESSION_EXPIRED"]);
 
-/** The policy of one kind, whatever way the server lists kinds (array or map). */
+/**
+ * The policy of one kind.
+ * @param {Schemas["UploadPolicy"] | null} policy
+ * @param {AssetKind} kind
+ * @returns {KindPolicy | null}
+ */
 export function kindPolicy(policy, kind) {
-  if (!policy) return null;
-  const kinds = policy.kinds;
-  if (Array.isArray(kinds)) {
-    return kinds.find((entry) => String(entry.kind || "").toLowerCase().includes(kind)) || null;
-  }
-  if (kinds && typeof kinds === "object") return kinds[kind] || null;
-  return policy[kind] || null;
+  return (policy && policy.kinds.find((entry) => entry.kind === kind)) || null;
 }
 
+/** @param {KindPolicy} rules */
 function extensionsOf(rules) {
   return (rules.allowed_extensions || []).map((ext) => (ext.startsWith(".") ? ext : `.${ext}`).toLowerCase());
 }
 
-/** Why the browser already knows this file will be refused, in plain words; "" when it looks fine. */
+/**
+ * Why the browser already knows this file will be refused, in plain words; "" when it looks fine.
+ * @param {File} file
+ * @param {KindPolicy | null} rules
+ */
 export function clientProblem(file, rules) {
   if (file.size === 0) return "This file is empty. Choose another one.";
   if (!rules) return "";
-  const maxBytes = Number(rules.max_bytes);
+  const maxBytes = rules.max_bytes;
   if (maxBytes && file.size > maxBytes) {
     let size = formatBytes(file.size);
     let limit = formatBytes(maxBytes);
@@ -48,17 +57,26 @@ export function clientProblem(file, rules) {
   return "";
 }
 
-function reportRows(report, asset) {
+/**
+ * The facts of an upload: its asset, and the validator's report when there is one (right
+ * after the upload; a restored session has only its assets).
+ * @param {Schemas["Asset"]} asset
+ * @param {Schemas["ValidationReport"] | null} report
+ * @returns {[string, string][]}
+ */
+function reportRows(asset, report) {
+  /** @type {[string, string][]} */
   const rows = [];
+  /** @param {string} label @param {string | number | null | undefined} value */
   const add = (label, value) => {
     if (value !== undefined && value !== null && value !== "" && value !== 0) rows.push([label, String(value)]);
   };
-  add("Detected type", report.detected_type || asset.content_type);
-  add("Size", formatBytes(Number(report.size_bytes || asset.size_bytes)));
-  const width = report.width || asset.width;
-  const height = report.height || asset.height;
-  if (width && height) add("Dimensions", `${width} × ${height} px`);
-  add("Duration", formatSeconds(Number(report.duration_seconds || asset.duration_seconds)));
+  const facts = report || asset; // the report describes the upload itself; the asset, its stored copy
+  add("Detected type", report ? report.detected_type : asset.content_type);
+  add("Size", formatBytes(facts.size_bytes));
+  if (facts.width && facts.height) add("Dimensions", `${facts.width} × ${facts.height} px`);
+  add("Duration", formatSeconds(facts.duration_seconds ?? 0));
+  if (!report) return rows;
   if (report.sample_rate) add("Audio", `${report.sample_rate} Hz, ${report.channels || 1} channel(s)`);
   const box = report.face_box;
   if (box && box.width) add("Face found at", `${box.x},${box.y} (${box.width} × ${box.height} px)`);
@@ -70,23 +88,26 @@ function reportRows(report, asset) {
   return rows;
 }
 
-/** Renders the validation report of an accepted upload. */
+/**
+ * Renders the validation report of an accepted upload.
+ * @param {HTMLElement} container
+ * @param {Schemas["UploadResult"]} result
+ */
 export function renderReport(container, result) {
-  const report = (result && (result.report || (result.asset && result.asset.report))) || result || {};
-  const asset = (result && result.asset) || result || {};
+  const { asset, report } = result;
   container.replaceChildren();
   container.append(el("p", { className: "ok", text: "Accepted: the file passed every check." }));
   const list = el("dl", { className: "facts-list" });
-  for (const [label, value] of reportRows(report, asset)) list.append(el("dt", { text: label }), el("dd", { text: value }));
+  for (const [label, value] of reportRows(asset, report)) list.append(el("dt", { text: label }), el("dd", { text: value }));
   container.append(list);
-  const checks = report.checks || [];
+  const checks = report.checks;
   if (checks.length) {
     const items = checks.map((check) =>
       el("li", { className: check.passed ? "pass" : "fail" }, `${check.passed ? "✓" : "✗"} ${check.name}${check.detail ? ` — ${check.detail}` : ""}`),
     );
     container.append(el("details", {}, el("summary", { text: `Checks (${checks.length})` }), el("ul", { className: "plain checks" }, ...items)));
   }
-  const warnings = report.warnings || asset.warnings || [];
+  const warnings = report.warnings.length ? report.warnings : asset.warnings;
   for (const warning of warnings) container.append(el("p", { className: "warning", text: `Note: ${warning}` }));
 }
 
@@ -106,6 +127,7 @@ function showPreview(picker, file) {
  * `onChange(kind, accepted)` tells the page which files are in place.
  */
 export function setupUploads({ ensureSession, forgetSession, onChange }) {
+  /** @type {Schemas["UploadPolicy"] | null} */
   let policy = null;
   const state = { face: false, voice: false };
 
@@ -123,7 +145,7 @@ export function setupUploads({ ensureSession, forgetSession, onChange }) {
         const accept = [...extensionsOf(rules), ...(rules.allowed_content_types || [])];
         if (accept.length) input.accept = accept.join(",");
         const limits = [];
-        if (rules.max_bytes) limits.push(`up to ${formatBytes(Number(rules.max_bytes))}`);
+        if (rules.max_bytes) limits.push(`up to ${formatBytes(rules.max_bytes)}`);
         if (rules.min_width) limits.push(`at least ${rules.min_width} × ${rules.min_height} px`);
         if (rules.max_duration_seconds) {
           limits.push(`${rules.min_duration_seconds || 0}–${rules.max_duration_seconds} s long`);
@@ -199,15 +221,17 @@ export function setupUploads({ ensureSession, forgetSession, onChange }) {
   return {
     loadPolicy,
     ready: () => state.face && state.voice,
-    /** Shows the assets an existing session already holds (after a page reload). */
+    /**
+     * Shows the assets an existing session already holds (after a page reload).
+     * @param {Schemas["Session"]} session
+     */
     restore(session) {
-      for (const asset of session.assets || []) {
-        if (!KINDS.includes(asset.kind)) continue;
+      for (const asset of session.assets) {
         const picker = $(`#picker-${asset.kind}`);
         const report = $(".report", picker);
         report.replaceChildren(el("p", { className: "ok", text: "Already uploaded in this session." }));
         const list = el("dl", { className: "facts-list" });
-        for (const [label, value] of reportRows({}, asset)) list.append(el("dt", { text: label }), el("dd", { text: value }));
+        for (const [label, value] of reportRows(asset, null)) list.append(el("dt", { text: label }), el("dd", { text: value }));
         report.append(list);
         state[asset.kind] = true;
         onChange(asset.kind, true);
