@@ -18,6 +18,7 @@ both against the floors measured here, on this machine:
    (no coordinated omission).
 
     .venv/bin/python -m bench.sessions [--clients 32] [--seconds 4]
+    .venv/bin/python -m bench.sessions --tracing   # tracing off / sampled out / on (sessions_tracing.py)
 
 Targets: gateway >= 0.5x direct gRPC throughput; the edge costs at most 10 % of the
 gateway's throughput (through the edge >= 0.9x the gateway reached directly); p99 through
@@ -369,7 +370,16 @@ def cli() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per target (default 4)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per target (default 1)")
     parser.add_argument("--rounds", type=int, default=8, help="alternations between the targets (default 8)")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="measure the gateway with tracing off, sampled out and on at 100 %% (bench/sessions_tracing.py)",
+    )
     args = parser.parse_args()
+    if args.tracing:
+        from bench.sessions_tracing import main as tracing_main
+
+        sys.exit(uvloop.run(tracing_main(args.clients, args.seconds, args.warmup, args.rounds)))
     sys.exit(uvloop.run(main(args.clients, args.seconds, args.warmup, args.rounds)))
 
 

@@ -29,6 +29,7 @@ from libs.common.log import configure_logging
 from libs.common.metrics import serve_metrics
 from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.settings import MeshSettings, get_mesh_settings
+from libs.common.tracing import configure_tracing
 
 log = structlog.get_logger("vidsynth.server")
 
@@ -200,6 +201,7 @@ def run_service(name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiri
     """Entry point of a service process: configure logging and serve until signalled."""
     settings = get_mesh_settings()
     configure_logging(name, settings.log_level)
+    configure_tracing(name)
     serve_metrics(name, settings)
     with refuse_bad_keys_file(name):
         uvloop.run(serve(name, build, settings))

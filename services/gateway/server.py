@@ -19,6 +19,7 @@ from libs.common.grpc_server import refuse_bad_keys_file, watch_keys_file
 from libs.common.heap import freeze_startup_heap
 from libs.common.log import configure_logging
 from libs.common.settings import PUBLIC_SERVICES, MeshSettings, get_mesh_settings
+from libs.common.tracing import configure_tracing
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.http_protocol import BoundedHttpToolsProtocol
@@ -104,6 +105,7 @@ async def serve(settings: MeshSettings) -> None:
 def main() -> None:
     settings = get_mesh_settings()
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway")
     keep_large_buffers_in_heap()  # uploads are relayed through MB-sized buffers
     with refuse_bad_keys_file("gateway"):
         uvloop.run(serve(settings))

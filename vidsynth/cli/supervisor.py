@@ -251,4 +251,7 @@ def child_environment(overrides: dict[str, str]) -> dict[str, str]:
     # SIGSEGV before exec (FILE_CORRUPT uploads, failed stages under load). Read by gRPC at
     # import, so it must be in the environment the child starts with.
     env.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    # Each process names itself in traces (vidsynth-gateway, vidsynth-session, ...);
+    # one name for all would merge them.
+    env.pop("OTEL_SERVICE_NAME", None)
     return env
