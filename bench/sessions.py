@@ -19,6 +19,7 @@ both against the floors measured here, on this machine:
 
     .venv/bin/python -m bench.sessions [--clients 32] [--seconds 4]
     .venv/bin/python -m bench.sessions --tls   # through the edge, plaintext vs `up --tls` (sessions_tls.py)
+    .venv/bin/python -m bench.sessions --tracing   # tracing off / sampled out / on (sessions_tracing.py)
 
 Targets: gateway >= 0.5x direct gRPC throughput; the edge costs at most 10 % of the
 gateway's throughput (through the edge >= 0.9x the gateway reached directly); p99 through
@@ -387,11 +388,20 @@ def cli() -> None:
         help="through the edge without and with `up --tls` (HTTPS/gRPC over TLS at the edge, mutual TLS "
         "behind it): bench/sessions_tls.py",
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="measure the gateway with tracing off, sampled out and on at 100 %% (bench/sessions_tracing.py)",
+    )
     args = parser.parse_args()
     if args.tls:
         from bench.sessions_tls import main as tls_main
 
         sys.exit(uvloop.run(tls_main(args.clients, args.seconds, args.warmup, args.rounds)))
+    if args.tracing:
+        from bench.sessions_tracing import main as tracing_main
+
+        sys.exit(uvloop.run(tracing_main(args.clients, args.seconds, args.warmup, args.rounds)))
     sys.exit(uvloop.run(main(args.clients, args.seconds, args.warmup, args.rounds)))
 
 

@@ -5,6 +5,9 @@ reaps it. No child outlives the call that started it.
 
 `run` covers the common case (feed some bytes, collect the output, with a deadline);
 `child_process` is for callers that stream to or from the child themselves.
+
+Inside a trace, each child is a span named after its command, from start to reaping,
+with its pid and exit status: never its arguments, which carry user data.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import contextlib
 import os
 import signal
 import subprocess
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+from opentelemetry.trace import Span
+
+from libs.common import tracing
 
 log = structlog.get_logger("vidsynth.children")
 
@@ -33,6 +40,11 @@ _STDERR_KEEP_BYTES = 64 * 1024
 
 # Every child started here and not yet reaped, so shutdown can end them all.
 _live: set[asyncio.subprocess.Process] = set()
+# The span of each traced child not reaped yet (see tracing.start_child_span); weak, so
+# a child its caller never ended cannot keep its span alive.
+_spans: weakref.WeakKeyDictionary[asyncio.subprocess.Process | subprocess.Popen, Span] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class ChildTimeout(TimeoutError):
@@ -80,6 +92,7 @@ async def end_child(proc: asyncio.subprocess.Process, grace: float = TERMINATE_G
         raise
     finally:
         _live.discard(proc)
+        tracing.end_child_span(_spans.pop(proc, None), proc.pid, proc.returncode)
 
 
 async def start(
@@ -90,9 +103,12 @@ async def start(
     stderr: int | None = DEVNULL,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    traced: bool = True,
 ) -> asyncio.subprocess.Process:
     """Starts `argv` (never through a shell) in a process group of its own. Prefer
-    `child_process`, which also ends it; whoever calls this must call `end_child`."""
+    `child_process`, which also ends it; whoever calls this must call `end_child`.
+    `traced=False` for long-lived workers, whose lifetime is no step of any request."""
+    child_span = tracing.start_child_span(argv[0]) if traced else None
     try:
         proc = await asyncio.create_subprocess_exec(
             *(str(a) for a in argv),
@@ -104,8 +120,11 @@ async def start(
             start_new_session=True,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as error:
+        tracing.end_child_span(child_span, None, None)
         raise ChildNotStartable(str(error)) from None
     _live.add(proc)
+    if child_span is not None:
+        _spans[proc] = child_span
     return proc
 
 
@@ -210,7 +229,15 @@ async def run(
 def popen_in_group(argv: Sequence[str | Path], **kwargs) -> subprocess.Popen:
     """Blocking `subprocess.Popen` in a group of its own, for the rare caller that must
     spawn from a worker thread (see validator.audio_prestart); end it with `end_popen`."""
-    return subprocess.Popen([str(a) for a in argv], start_new_session=True, **kwargs)
+    child_span = tracing.start_child_span(argv[0])
+    try:
+        proc = subprocess.Popen([str(a) for a in argv], start_new_session=True, **kwargs)
+    except BaseException:
+        tracing.end_child_span(child_span, None, None)
+        raise
+    if child_span is not None:
+        _spans[proc] = child_span
+    return proc
 
 
 def end_popen(proc: subprocess.Popen, grace: float = TERMINATE_GRACE_SECONDS) -> int:
@@ -220,7 +247,9 @@ def end_popen(proc: subprocess.Popen, grace: float = TERMINATE_GRACE_SECONDS) ->
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(grace)
     _signal_group(proc.pid, signal.SIGKILL)
-    return proc.wait()
+    returncode = proc.wait()
+    tracing.end_child_span(_spans.pop(proc, None), proc.pid, returncode)
+    return returncode
 
 
 def live_children() -> list[int]:

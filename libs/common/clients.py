@@ -1,5 +1,6 @@
 """Clients for calls inside the mesh: one channel per service, a deadline on every
-call, keepalive, retries for idempotent RPCs, and the caller's identity attached."""
+call, keepalive, retries for idempotent RPCs, the caller's identity and (when tracing)
+its trace context attached."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from libs.common.identity import (
     current_identity,
     current_request_id,
 )
+from libs.common.rpc_tracing import inject_current
 from libs.common.settings import MeshSettings
 from vidsynth.internal.v1 import (
     progress_internal_pb2,
@@ -93,8 +95,8 @@ CHANNEL_OPTIONS = [
 
 
 class _MeshMetadata:
-    """Attaches the mesh credential, the acting user and the request id; sets a
-    deadline on any call that has none."""
+    """Attaches the mesh credential, the acting user, the request id and the trace
+    context; sets a deadline on any call that has none."""
 
     def __init__(self, mesh_token: str, default_timeout: float, stream_timeout: float) -> None:
         self._mesh_token = mesh_token
@@ -114,6 +116,7 @@ class _MeshMetadata:
         timeout = details.timeout
         if timeout is None:
             timeout = self._stream_timeout if streaming else self._default_timeout
+        inject_current(metadata)
         return grpc.aio.ClientCallDetails(
             details.method, timeout, metadata, details.credentials, details.wait_for_ready
         )

@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -23,10 +24,13 @@ from libs.common.children import end_all_children
 from libs.common.heap import freeze_startup_heap
 from libs.common.identity import Access, Keyring, parse_api_keys
 from libs.common.interceptors import MeshServerInterceptor
+from libs.common.keyring_reload import KeysFileWatcher
+from libs.common.keys_file import KeysFileError, load_keys_file
 from libs.common.log import configure_logging
 from libs.common.metrics import serve_metrics
 from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.settings import MeshSettings, get_mesh_settings
+from libs.common.tracing import configure_tracing
 
 log = structlog.get_logger("vidsynth.server")
 
@@ -43,11 +47,25 @@ SERVER_OPTIONS = [
 
 
 def keyring_from_settings(settings: MeshSettings) -> Keyring:
+    """The environment's keys and, when VIDSYNTH_API_KEYS_FILE is set, the file's; a file
+    that cannot be used raises KeysFileError, so the process does not start."""
+    file_keys = load_keys_file(settings.api_keys_file) if settings.api_keys_file else None
     return Keyring(
         parse_api_keys(settings.api_keys.get_secret_value()),
         settings.mesh_token.get_secret_value(),
         settings.admin_user_ids,
+        file_keys,
     )
+
+
+def watch_keys_file(keyring: Keyring, settings: MeshSettings) -> KeysFileWatcher | None:
+    """Reloads the keys file into `keyring` on change and on SIGHUP (None without a file)."""
+    if not settings.api_keys_file:
+        return None
+    watcher = KeysFileWatcher(keyring, settings.api_keys_file, settings.api_keys_reload_seconds)
+    watcher.install_sighup()
+    watcher.start()
+    return watcher
 
 
 def limiter_from_settings(settings: MeshSettings) -> TokenBucketLimiter:
@@ -163,15 +181,17 @@ async def serve(
     name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiring]], settings: MeshSettings | None = None
 ) -> None:
     settings = settings or get_mesh_settings()
+    keyring = keyring_from_settings(settings)  # before anything starts: a bad keys file stops us here
     wiring = await build(settings)
     tls = mesh_tls.current()
     server, port, health_servicer = await start_wiring(
         wiring,
         settings.listen_address(name),
-        keyring_from_settings(settings),
+        keyring,
         limiter_from_settings(settings),
         tls.server_credentials() if tls else None,
     )
+    keys_watcher = watch_keys_file(keyring, settings)
     freeze_startup_heap()
     log.info("service.serving", port=port, pid=os.getpid(), mesh_tls=bool(tls))
 
@@ -183,6 +203,8 @@ async def serve(
     await stop.wait()
 
     log.info("service.stopping", grace=settings.shutdown_grace_seconds)
+    if keys_watcher is not None:
+        await keys_watcher.stop()
     await stop_wiring(wiring, server, health_servicer, settings.shutdown_grace_seconds)
     await end_all_children()
     if watcher:
@@ -197,5 +219,17 @@ def run_service(name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiri
     mesh_tls.configure_process(name)  # unusable certificate settings end the process here
     settings = get_mesh_settings()
     configure_logging(name, settings.log_level)
+    configure_tracing(name)
     serve_metrics(name, settings)
-    uvloop.run(serve(name, build, settings))
+    with refuse_bad_keys_file(name):
+        uvloop.run(serve(name, build, settings))
+
+
+@contextlib.contextmanager
+def refuse_bad_keys_file(name: str) -> Iterator[None]:
+    """A keys file that cannot be used at start stops the process with one clear line."""
+    try:
+        yield
+    except KeysFileError as error:
+        log.error("keys_file.invalid", error=str(error))
+        sys.exit(f"vidsynth {name}: refusing to start: {error}")

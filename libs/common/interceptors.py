@@ -16,7 +16,7 @@ import structlog
 from prometheus_client import Counter, Histogram
 
 from libs.common import ids
-from libs.common.errors import VidsynthError
+from libs.common.errors import CATALOG, VidsynthError
 from libs.common.identity import (
     REQUEST_ID_KEY,
     Access,
@@ -28,6 +28,7 @@ from libs.common.identity import (
 )
 from libs.common.rate_limit import TokenBucketLimiter
 from libs.common.rpc_status import abort_with_error
+from libs.common.rpc_tracing import end_server_span, start_server_span
 
 log = structlog.get_logger("vidsynth.rpc")
 
@@ -77,6 +78,7 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         request_id = clean_request_id(metadata.get(REQUEST_ID_KEY))
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=name)
+        traced = start_server_span(method, metadata)
         request_token = current_request_id.set(request_id)
         identity_token = None
         started = time.perf_counter()
@@ -110,6 +112,7 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
             GRPC_REQUESTS.labels(service, name, code).inc()
             GRPC_LATENCY.labels(service, name).observe(elapsed)
             log.debug("rpc.done", code=code, ms=round(elapsed * 1000, 2))
+            end_server_span(traced, code, _grpc_status(code, context))
             if identity_token is not None:
                 current_identity.reset(identity_token)
             current_request_id.reset(request_token)
@@ -121,6 +124,17 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         wait = self._limiter.acquire(identity.user_id)
         if wait > 0:
             raise VidsynthError("RATE_LIMITED", retry_after_seconds=round(wait, 3))
+
+
+def _grpc_status(code: str, context: grpc.aio.ServicerContext) -> int:
+    """The call's numeric status: the catalog's for its code, else what the servicer set."""
+    spec = CATALOG.get(code)
+    if spec is not None:
+        return spec.grpc_code.value[0]
+    if code == "OK":
+        return grpc.StatusCode.OK.value[0]
+    set_by_servicer = context.code()
+    return set_by_servicer.value[0] if isinstance(set_by_servicer, grpc.StatusCode) else 2
 
 
 ScopeFactory = Callable[[grpc.aio.ServicerContext], contextlib.AbstractAsyncContextManager]

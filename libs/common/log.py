@@ -1,7 +1,9 @@
 """structlog JSON logging: one processor chain, configured in one place.
 
 Request, session and job ids are bound with `bind_context` (contextvars), so every
-line logged while handling a call carries them without being passed around.
+line logged while handling a call carries them without being passed around; a line
+logged inside an OpenTelemetry span also carries its `trace_id` and `span_id`, so logs
+and traces join.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, WrappedLogger
 
 _service_name = "vidsynth"
@@ -26,8 +29,18 @@ def drop_uvicorn_color_message(_: WrappedLogger, __: str, event_dict: EventDict)
     return event_dict
 
 
+def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """The current span's ids (W3C hex spelling), when a span is current."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event_dict.setdefault("trace_id", format(span_context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(span_context.span_id, "016x"))
+    return event_dict
+
+
 SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
+    add_trace_ids,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -8,6 +8,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from libs.common.errors import FieldViolation, VidsynthError, code_for_grpc_status
+from libs.common.rpc_tracing import record_failed_call
 
 ERROR_DOMAIN = "vidsynth"
 DETAILS_KEY = "grpc-status-details-bin"
@@ -80,7 +81,14 @@ def error_from_status_proto(status: status_pb2.Status) -> VidsynthError | None:
 
 
 def error_from_rpc_error(error: grpc.RpcError) -> VidsynthError:
-    """The catalogued error a failed call carried, or the closest code for a bare status."""
+    """The catalogued error a failed call carried, or the closest code for a bare status
+    (recorded on the caller's trace span)."""
+    translated = _translate(error)
+    record_failed_call(error.code(), translated.code)
+    return translated
+
+
+def _translate(error: grpc.RpcError) -> VidsynthError:
     trailers = error.trailing_metadata() or ()
     for key, value in trailers:
         if key == DETAILS_KEY:

@@ -74,6 +74,14 @@ class MeshSettings(VidsynthSettings):
         "which the edge routes there (default: grpc_host:grpc_port+6).",
     )
     api_keys: SecretStr = Field(SecretStr(""), description='API keys as "key1=alice,key2=bob".')
+    api_keys_file: Path | None = Field(
+        None,
+        description="File of API key hashes (`sha256:<hex> user [admin]` per line, written by "
+        "`vidsynth keys`), reloaded on change or SIGHUP; used beside VIDSYNTH_API_KEYS.",
+    )
+    api_keys_reload_seconds: float = Field(
+        1.0, gt=0, description="How often every process checks the API keys file for changes."
+    )
     admin_users: str = Field("", description="Comma-separated user ids with the admin role.")
     mesh_token: SecretStr = Field(
         SecretStr(""),

@@ -116,6 +116,29 @@ class DeletedSession(ApiModel):
     bytes_freed: int
 
 
+class ActiveSession(ApiModel):
+    """A session as operators list it (admin)."""
+
+    session: Session
+    age_seconds: float = Field(description="Seconds since the session was created.")
+    disk_used_bytes: int = Field(description="Bytes of the files in its directory (uploads, work, outputs).")
+
+
+class ActiveSessionList(ApiModel):
+    sessions: list[ActiveSession]
+    next_page_token: str = Field(description="Pass as page_token for the next page; empty on the last.")
+
+
+class EndedSession(ApiModel):
+    """What an admin's force-end did."""
+
+    session_id: SessionId
+    user_id: str = Field(description="Whose session it was.")
+    cancelled_job_id: JobId | None = Field(description="The job cancelled by `force`, if one was processing.")
+    bytes_freed: int
+    events_deleted: int = Field(description="Progress events removed.")
+
+
 class FaceBox(ApiModel):
     x: int
     y: int

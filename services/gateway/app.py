@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,9 @@ from fastapi import FastAPI
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import keyring_from_settings
 from libs.common.settings import MeshSettings
+from libs.common.tracing import shutdown_tracing
 from services.gateway import (
+    routes_admin,
     routes_assets,
     routes_events,
     routes_health,
@@ -41,6 +44,9 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await app.state.clients.close()
+        # uvicorn re-raises SIGTERM once it has stopped, so no exit hook would run: the
+        # spans still queued are exported (within seconds) now.
+        await asyncio.to_thread(shutdown_tracing)
 
     app = FastAPI(
         title="vidsynth",
@@ -64,6 +70,7 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
         routes_events.router,
         routes_jobs.router,
         routes_outputs.router,
+        routes_admin.router,
         routes_ui.router,
     ):
         app.include_router(router)

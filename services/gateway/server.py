@@ -16,9 +16,11 @@ from grpc_health.v1 import health_pb2_grpc
 from libs.common import mesh_tls
 from libs.common.allocator import keep_large_buffers_in_heap
 from libs.common.clients import MeshClients
+from libs.common.grpc_server import refuse_bad_keys_file, watch_keys_file
 from libs.common.heap import freeze_startup_heap
 from libs.common.log import configure_logging
 from libs.common.settings import PUBLIC_SERVICES, MeshSettings, get_mesh_settings
+from libs.common.tracing import configure_tracing
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.http_protocol import BoundedHttpToolsProtocol
@@ -81,7 +83,8 @@ async def start_public_grpc(settings: MeshSettings, clients: MeshClients) -> grp
 
 async def serve(settings: MeshSettings) -> None:
     gateway = GatewaySettings()
-    config = uvicorn_config(create_app(settings, gateway), settings, gateway)
+    app = create_app(settings, gateway)
+    config = uvicorn_config(app, settings, gateway)
     server = uvicorn.Server(config)
     clients = MeshClients(settings)
     public_grpc = await start_public_grpc(settings, clients)
@@ -98,9 +101,12 @@ async def serve(settings: MeshSettings) -> None:
         port=settings.gateway_listen_port,
         grpc=settings.gateway_grpc_listen_address,
     )
+    keys_watcher = watch_keys_file(app.state.keyring, settings)
     try:
         await server.serve()
     finally:
+        if keys_watcher is not None:
+            await keys_watcher.stop()
         await public_grpc.stop(settings.shutdown_grace_seconds)
         await clients.close()
         if watcher:
@@ -111,5 +117,7 @@ def main() -> None:
     mesh_tls.configure_process("gateway")  # unusable certificate settings end the process here
     settings = get_mesh_settings()
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway")
     keep_large_buffers_in_heap()  # uploads are relayed through MB-sized buffers
-    uvloop.run(serve(settings))
+    with refuse_bad_keys_file("gateway"):
+        uvloop.run(serve(settings))

@@ -72,6 +72,24 @@ def session_view(session: session_pb2.Session) -> m.Session:
     )
 
 
+def active_session_view(active: session_pb2.ActiveSession) -> m.ActiveSession:
+    return m.ActiveSession(
+        session=session_view(active.session),
+        age_seconds=round(active.age.ToMicroseconds() / 1e6, 3),
+        disk_used_bytes=active.disk_used_bytes,
+    )
+
+
+def ended_session_view(ended: session_pb2.EndSessionResponse) -> m.EndedSession:
+    return m.EndedSession(
+        session_id=ended.session_id,
+        user_id=ended.user_id,
+        cancelled_job_id=ended.cancelled_job_id or None,
+        bytes_freed=ended.bytes_freed,
+        events_deleted=ended.events_deleted,
+    )
+
+
 def report_view(report: common_pb2.ValidationReport) -> m.ValidationReport:
     box, scan = report.face_box, report.scan
     return m.ValidationReport(

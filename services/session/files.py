@@ -40,6 +40,17 @@ def _remove_file(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
+def _trees_sizes(roots: list[Path]) -> list[int]:
+    return [_tree_size(root) for root in roots]
+
+
+async def disk_used(sessions_dir: Path, session_ids: list[str]) -> list[int]:
+    """Bytes of the files in each session's directory (0 when it has none), one walk per
+    session, all on one worker thread."""
+    roots = [session_paths(sessions_dir, session_id).root for session_id in session_ids]
+    return await asyncio.to_thread(_trees_sizes, roots)
+
+
 async def create_session_dirs(sessions_dir: Path, session_id: str) -> None:
     """`sessions/<id>/{assets,work,output}`, mode 0700."""
     await asyncio.to_thread(session_paths(sessions_dir, session_id).create)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from services.session.lifecycle import EXPIRED, TtlPolicy
 from vidsynth.v1 import common_pb2, session_pb2
@@ -63,4 +63,15 @@ def to_proto(record: SessionRecord, ttl: TtlPolicy, now: float) -> session_pb2.S
         last_active_time=timestamp(record.last_active_time),
         expire_time=timestamp(ttl.expire_time(record.state, record.last_active_time)),
         active_job_id=record.active_job_id,
+    )
+
+
+def active_to_proto(
+    record: SessionRecord, disk_used_bytes: int, ttl: TtlPolicy, now: float
+) -> session_pb2.ActiveSession:
+    """The operators' view: the session, its age and the disk its files use."""
+    age = duration_pb2.Duration()
+    age.FromMicroseconds(max(0, round((now - record.create_time) * 1e6)))
+    return session_pb2.ActiveSession(
+        session=to_proto(record, ttl, now), age=age, disk_used_bytes=disk_used_bytes
     )

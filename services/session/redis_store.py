@@ -3,6 +3,8 @@
 Layout (every key starts with the configured namespace, e.g. `vidsynth:`):
 - `session:<id>`: a hash with the record's fields;
 - `session:user-created:<user>`: the user's session ids scored by create time (listing);
+- `session:created`: every session id scored by create time (the admins' listing); a store
+  opened on data written before this index existed fills it once from the users' indexes;
 - `session:user-expiry:<user>` and `session:expiry`: ids scored by `expires_at` (`inf` while
   processing), the per-user and global counts of live sessions, and the sweep's queue.
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,6 +37,7 @@ _SCAN_BATCH = 200
 _TTL_AND_INDEXES = """
 local function index(prefix, id, user, created, expires_at, ttl_ms)
   redis.call('ZADD', prefix .. 'session:user-created:' .. user, created, id)
+  redis.call('ZADD', prefix .. 'session:created', created, id)
   redis.call('ZADD', prefix .. 'session:user-expiry:' .. user, expires_at, id)
   redis.call('ZADD', prefix .. 'session:expiry', expires_at, id)
   local key = prefix .. 'session:' .. id
@@ -42,6 +45,7 @@ local function index(prefix, id, user, created, expires_at, ttl_ms)
 end
 local function unindex(prefix, id, user)
   redis.call('ZREM', prefix .. 'session:user-created:' .. user, id)
+  redis.call('ZREM', prefix .. 'session:created', id)
   redis.call('ZREM', prefix .. 'session:user-expiry:' .. user, id)
   redis.call('ZREM', prefix .. 'session:expiry', id)
 end
@@ -84,6 +88,7 @@ _DELETE = (
 local fields = redis.call('HMGET', KEYS[1], 'user_id', 'version', 'expires_at')
 if not fields[1] then
   redis.call('ZREM', ARGV[1] .. 'session:expiry', ARGV[2])
+  redis.call('ZREM', ARGV[1] .. 'session:created', ARGV[2])
   return 0
 end
 if ARGV[3] ~= '' and fields[2] ~= ARGV[3] then return 0 end
@@ -166,6 +171,12 @@ class RedisSessionStore:
     def _user_created_key(self, user_id: str) -> str:
         return f"{self._prefix}session:user-created:{user_id}"
 
+    def _created_key(self) -> str:
+        return f"{self._prefix}session:created"
+
+    def _backfilled_key(self) -> str:
+        return f"{self._prefix}session:created-backfilled"
+
     def _expiry_key(self, user_id: str | None) -> str:
         if user_id is None:
             return f"{self._prefix}session:expiry"
@@ -182,6 +193,20 @@ class RedisSessionStore:
     async def open(self) -> None:
         async with redis_unavailable_as_error():
             await self._redis.ping()
+            await self._backfill_created_index()
+
+    async def _backfill_created_index(self) -> None:
+        """Sessions written before `session:created` existed join it once, from the users'
+        own create-time indexes. Writes since then index themselves (the Lua scripts), and an
+        id copied here after its session was deleted is pruned on sight like any other."""
+        if await self._redis.exists(self._backfilled_key()):
+            return
+        pattern = f"{self._prefix}session:user-created:*"
+        async for user_key in self._redis.scan_iter(match=pattern, count=_SCAN_BATCH):
+            members = await self._redis.zrange(user_key, 0, -1, withscores=True)
+            if members:
+                await self._redis.zadd(self._created_key(), dict(members))
+        await self._redis.set(self._backfilled_key(), "1")
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -235,9 +260,33 @@ class RedisSessionStore:
         return [_record(raw) for raw in raws if raw]
 
     async def list_for_user(self, user_id: str, after: PageCursor | None, limit: int) -> list[SessionRecord]:
-        """Newest first, ties by id descending: Redis orders equal scores by member bytes,
-        exactly as SQLite compares TEXT, so pages match the SQLite store's."""
         key = self._user_created_key(user_id)
+        prune = [key, self._expiry_key(user_id), self._expiry_key(None), self._created_key()]
+        return await self._newest_first(key, prune, after, limit, keep=lambda record: True)
+
+    async def list_active(
+        self, user_id: str | None, after: PageCursor | None, limit: int, now: float
+    ) -> list[SessionRecord]:
+        """Unexpired sessions of every user (or of `user_id`), newest first."""
+        if user_id is None:
+            key = self._created_key()
+            prune = [key, self._expiry_key(None)]
+        else:
+            key = self._user_created_key(user_id)
+            prune = [key, self._expiry_key(user_id), self._expiry_key(None), self._created_key()]
+        return await self._newest_first(key, prune, after, limit, keep=lambda record: record.expires_at > now)
+
+    async def _newest_first(
+        self,
+        key: str,
+        prune_keys: list[str],
+        after: PageCursor | None,
+        limit: int,
+        keep: Callable[[SessionRecord], bool],
+    ) -> list[SessionRecord]:
+        """Records of the ids in the create-time index `key` that `keep` accepts, newest first,
+        ties by id descending: Redis orders equal scores by member bytes, exactly as SQLite
+        compares TEXT, so pages match the SQLite store's."""
         found: list[SessionRecord] = []
         while len(found) < limit:
             batch = max(limit - len(found), 1)
@@ -255,9 +304,8 @@ class RedisSessionStore:
                     page = ([tie for tie in ties if tie[0] < cursor_id] + older)[:batch]
             if not page:
                 break
-            found += await self._records(
-                [member for member, _ in page], [key, self._expiry_key(user_id), self._expiry_key(None)]
-            )
+            records = await self._records([member for member, _ in page], prune_keys)
+            found += [record for record in records if keep(record)]
             last_member, last_score = page[-1]
             after = PageCursor(last_score, last_member.decode())
             if len(page) < batch:

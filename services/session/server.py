@@ -9,18 +9,18 @@ from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.settings import MeshSettings
 from services.session.active_gauge import refresh_active_sessions
 from services.session.config import SessionSettings
+from services.session.peers import MeshPeers
 from services.session.redis_store import RedisSessionStore
 from services.session.servicer import SessionInternalService, SessionService
 from services.session.sessions import SessionManager
 from services.session.store import SessionStore, SqliteSessionStore
 from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
-from vidsynth.v1 import session_pb2, session_pb2_grpc, stage_runner_pb2
+from vidsynth.v1 import session_pb2, session_pb2_grpc
 
 SERVICES = [
     session_pb2.DESCRIPTOR.services_by_name["SessionService"],
     session_internal_pb2.DESCRIPTOR.services_by_name["SessionInternalService"],
 ]
-CANCEL_TIMEOUT_SECONDS = 3.0
 DATABASE_FILE = "session.sqlite3"
 
 
@@ -36,13 +36,8 @@ async def build(settings: MeshSettings, session_settings: SessionSettings | None
     store = _store(settings, session_settings)
     await store.open()
     clients = MeshClients(settings)
-
-    async def cancel_job(job_id: str) -> None:
-        await clients.stage_runner.CancelJob(
-            stage_runner_pb2.CancelJobRequest(job_id=job_id), timeout=CANCEL_TIMEOUT_SECONDS
-        )
-
-    manager = SessionManager(store, session_settings, settings.sessions_dir, cancel_job=cancel_job)
+    peers = MeshPeers(clients)
+    manager = SessionManager(store, session_settings, settings.sessions_dir, peers=peers)
     servicer = SessionService(manager)
     internal = SessionInternalService(manager)
 
@@ -59,6 +54,7 @@ async def build(settings: MeshSettings, session_settings: SessionSettings | None
     async def on_stopping() -> None:
         if gauge is not None:
             gauge.cancel()
+        await peers.close()
         await clients.close()
         if isinstance(store, RedisSessionStore):
             # Its pool reconnects if a call in the grace period still needs it; SQLite could not.

@@ -41,6 +41,27 @@ class SessionService(session_pb2_grpc.SessionServiceServicer):
         freed = await self._manager.delete(require_identity().user_id, request.session_id, request.force)
         return session_pb2.DeleteSessionResponse(session_id=request.session_id, bytes_freed=freed)
 
+    # Admin only (declared ACCESS_ADMIN in session.proto; the interceptor refuses anyone else).
+
+    async def ListActiveSessions(self, request, context) -> session_pb2.ListActiveSessionsResponse:
+        views, next_token = await self._manager.list_active(
+            request.page_size, request.page_token, request.user_id
+        )
+        return session_pb2.ListActiveSessionsResponse(
+            sessions=[self._manager.to_active_proto(view) for view in views], next_page_token=next_token
+        )
+
+    async def EndSession(self, request, context) -> session_pb2.EndSessionResponse:
+        bind_context(session_id=request.session_id)
+        ended = await self._manager.end(request.session_id, request.force)
+        return session_pb2.EndSessionResponse(
+            session_id=ended.session_id,
+            user_id=ended.user_id,
+            cancelled_job_id=ended.cancelled_job_id,
+            bytes_freed=ended.bytes_freed,
+            events_deleted=ended.events_deleted,
+        )
+
 
 class SessionInternalService(session_internal_pb2_grpc.SessionInternalServiceServicer):
     """The mesh's own calls (mesh credential only, declared in session_internal.proto)."""

@@ -7,7 +7,7 @@ another user's session is indistinguishable from a missing one.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +19,13 @@ from services.session import files, lifecycle, validation
 from services.session.config import SessionSettings
 from services.session.lifecycle import PROCESSING, TtlPolicy
 from services.session.pagination import decode_token, encode_token, page_size
-from services.session.records import SessionRecord, timestamp, to_proto
+from services.session.peers import SessionPeers
+from services.session.records import SessionRecord, active_to_proto, timestamp, to_proto
 from services.session.store import CreateOutcome, PageCursor, SessionStore
 from vidsynth.v1 import common_pb2, session_pb2
 
 log = structlog.get_logger("vidsynth.session")
 
-JobCanceller = Callable[[str], Awaitable[None]]
 Change = Callable[[SessionRecord, float], SessionRecord]
 _MAX_WRITE_ATTEMPTS = 20
 MAX_BATCH_GET = 1000
@@ -37,6 +37,25 @@ class SweepResult:
     bytes_freed: int
 
 
+@dataclass(frozen=True)
+class EndResult:
+    """A session that was ended: whose it was, the job cancelled, what was freed."""
+
+    session_id: str
+    user_id: str
+    cancelled_job_id: str
+    bytes_freed: int
+    events_deleted: int
+
+
+@dataclass(frozen=True)
+class ActiveView:
+    """An active session as operators list it."""
+
+    record: SessionRecord
+    disk_used_bytes: int
+
+
 class SessionManager:
     def __init__(
         self,
@@ -44,18 +63,21 @@ class SessionManager:
         settings: SessionSettings,
         sessions_dir: Path,
         *,
-        cancel_job: JobCanceller | None = None,
+        peers: SessionPeers | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._settings = settings
         self._sessions_dir = sessions_dir
-        self._cancel_job = cancel_job
+        self._peers = peers
         self._clock = clock
         self.ttl = TtlPolicy(settings.session_idle_ttl_seconds, settings.session_processing_ttl_seconds)
 
     def to_proto(self, record: SessionRecord) -> session_pb2.Session:
         return to_proto(record, self.ttl, self._clock())
+
+    def to_active_proto(self, view: ActiveView) -> session_pb2.ActiveSession:
+        return active_to_proto(view.record, view.disk_used_bytes, self.ttl, self._clock())
 
     # --- user-facing -------------------------------------------------------------------
 
@@ -104,23 +126,66 @@ class SessionManager:
         return records[:size], encode_token(PageCursor(last.create_time, last.session_id))
 
     async def delete(self, user_id: str, session_id: str, force: bool) -> int:
+        ended = await self._end(session_id, force, owner=user_id)
+        return ended.bytes_freed
+
+    # --- admin -------------------------------------------------------------------------
+
+    async def list_active(
+        self, requested_page_size: int, page_token: str, user_id: str
+    ) -> tuple[list[ActiveView], str]:
+        """Every user's unexpired sessions (or `user_id`'s), newest first, with the disk
+        each one's files use. Read-only: no session's activity moves."""
+        size = page_size(requested_page_size)
+        cursor = decode_token(page_token)
+        if user_id:
+            validation.check_user_filter(user_id)
+        records = await self._store.list_active(user_id or None, cursor, size + 1, self._clock())
+        token = ""
+        if len(records) > size:
+            records = records[:size]
+            token = encode_token(PageCursor(records[-1].create_time, records[-1].session_id))
+        used = await files.disk_used(self._sessions_dir, [r.session_id for r in records])
+        return [ActiveView(r, u) for r, u in zip(records, used, strict=True)], token
+
+    async def end(self, session_id: str, force: bool) -> EndResult:
+        """Ends any user's session (an expired one not yet swept too)."""
+        return await self._end(session_id, force, owner=None)
+
+    async def _end(self, session_id: str, force: bool, owner: str | None) -> EndResult:
+        """Cancels the session's job (with `force`), then removes its record at the version
+        checked (a job that started meanwhile is seen), its files and its events."""
+        cancelled, was_processing = "", False
         for _ in range(_MAX_WRITE_ATTEMPTS):
-            record = await self._owned(user_id, session_id)
+            record = await (self._owned(owner, session_id) if owner is not None else self._any(session_id))
             if record.state == PROCESSING:
                 if not force:
                     raise VidsynthError(
                         "INVALID_SESSION_STATE",
                         "A job is processing in this session; cancel it or delete with force.",
                     )
-                await self._cancel_active_job(record)
-            # Only the version checked above is deleted: a job that started meanwhile is seen.
+                was_processing = True
+                if await self._cancel_active_job(record):
+                    cancelled = record.active_job_id
             if await self._store.delete(session_id, record.version):
                 break
         else:
             raise VidsynthError("SERVICE_UNAVAILABLE", "The session is too busy; try again.")
         freed = await files.remove_session_dirs(self._sessions_dir, session_id)
-        log.info("session.deleted", session_id=session_id, bytes_freed=freed, forced=force)
-        return freed
+        events = 0
+        if self._peers is not None:
+            # A job that was processing (cancelled or not) may still publish a last event.
+            events = await self._peers.delete_events(session_id, expect_late=was_processing)
+        log.info(
+            "session.deleted" if owner is not None else "session.ended_by_admin",
+            session_id=session_id,
+            owner=record.user_id,
+            bytes_freed=freed,
+            events_deleted=events,
+            forced=force,
+            cancelled_job_id=cancelled,
+        )
+        return EndResult(session_id, record.user_id, cancelled, freed, events)
 
     # --- internal (mesh) ---------------------------------------------------------------
 
@@ -253,10 +318,17 @@ class SessionManager:
             metadata={"scope": "user" if user_id is not None else "global", "limit": str(limit)},
         )
 
-    async def _cancel_active_job(self, record: SessionRecord) -> None:
-        if not record.active_job_id or self._cancel_job is None:
-            return
-        try:
-            await self._cancel_job(record.active_job_id)
-        except Exception as error:  # the session goes either way; the runner notices missing files
-            log.warning("session.cancel_failed", session_id=record.session_id, error=str(error))
+    async def _any(self, session_id: str) -> SessionRecord:
+        """The session whoever owns it, expired or not (operators end those too)."""
+        ids.check_id("session", session_id)
+        record = await self._store.get(session_id)
+        if record is None:
+            raise VidsynthError("SESSION_NOT_FOUND", metadata={"session_id": session_id})
+        return record
+
+    async def _cancel_active_job(self, record: SessionRecord) -> bool:
+        """Asks the runner to cancel the session's job as its owner; the session goes either
+        way (a runner that missed it finds the files gone)."""
+        if not record.active_job_id or self._peers is None:
+            return False
+        return await self._peers.cancel_job(record.active_job_id, record.user_id)

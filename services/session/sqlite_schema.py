@@ -58,7 +58,15 @@ PRAGMA user_version = 1;
 COMMIT;
 """
 
-MIGRATIONS = (_ROW_COUNTS,)
+# Version 2: every user's sessions newest first, for the admins' ListActiveSessions.
+_BY_CREATE_TIME = """
+BEGIN IMMEDIATE;
+CREATE INDEX IF NOT EXISTS sessions_by_create_time ON sessions (create_time DESC, session_id DESC);
+PRAGMA user_version = 2;
+COMMIT;
+"""
+
+MIGRATIONS = (_ROW_COUNTS, _BY_CREATE_TIME)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -46,6 +46,9 @@ class SessionStore(Protocol):
     async def list_for_user(
         self, user_id: str, after: PageCursor | None, limit: int
     ) -> list[SessionRecord]: ...
+    async def list_active(
+        self, user_id: str | None, after: PageCursor | None, limit: int, now: float
+    ) -> list[SessionRecord]: ...
     async def replace(self, record: SessionRecord, expected_version: int) -> bool: ...
     async def delete(self, session_id: str, expected_version: int | None = None) -> bool: ...
     async def delete_if_expired(self, session_id: str, now: float) -> bool: ...
@@ -201,6 +204,24 @@ class SqliteSessionStore:
             )
             params = (user_id, after.create_time, after.create_time, after.session_id)
         sql += "ORDER BY create_time DESC, session_id DESC LIMIT ?"
+        return [_record(row) for row in await self._fetchall(sql, (*params, limit))]
+
+    async def list_active(
+        self, user_id: str | None, after: PageCursor | None, limit: int, now: float
+    ) -> list[SessionRecord]:
+        """Unexpired sessions of every user (or of `user_id`), newest first."""
+        conditions = ["expires_at > ?"]
+        params: list = [now]
+        if user_id is not None:
+            conditions.append("user_id = ?")
+            params.append(user_id)
+        if after is not None:
+            conditions.append("(create_time < ? OR (create_time = ? AND session_id < ?))")
+            params += [after.create_time, after.create_time, after.session_id]
+        sql = (
+            # Only constant condition texts are joined; every value is bound.
+            f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY create_time DESC, session_id DESC LIMIT ?"
+        )
         return [_record(row) for row in await self._fetchall(sql, (*params, limit))]
 
     async def replace(self, record: SessionRecord, expected_version: int) -> bool:

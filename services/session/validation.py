@@ -54,3 +54,12 @@ def check_requested_state(state: int) -> None:
         raise VidsynthError(
             "INVALID_SESSION_STATE", "Sessions reach that state on their own, not by request."
         )
+
+
+USER_ID_MAX_CHARS = 128
+
+
+def check_user_filter(user_id: str) -> None:
+    """The owner an admin narrows a listing to: a plain, bounded user id."""
+    if len(user_id) > USER_ID_MAX_CHARS or not user_id.isprintable() or user_id != user_id.strip():
+        raise _invalid("user_id", f"must be a user id of at most {USER_ID_MAX_CHARS} printable characters")

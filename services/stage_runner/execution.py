@@ -22,6 +22,7 @@ from services.stage_runner import checkpoints
 from services.stage_runner.backends.base import StageBackend, stage_name
 from services.stage_runner.capabilities import BackendRegistry
 from services.stage_runner.cost_model import CostModel
+from services.stage_runner.job_tracing import traced_job_run
 from services.stage_runner.job_view import job_to_dict
 from services.stage_runner.pipeline import JobRun, Pipeline
 from services.stage_runner.publisher import ProgressPublisher
@@ -133,6 +134,7 @@ class JobRunner:
                 raise
         return chosen
 
+    @traced_job_run
     async def run(self, job_id: str) -> None:
         live = self._live[job_id]
         job = live.job

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import structlog
 
-from libs.common import ids
+from libs.common import ids, tracing
 from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
 from libs.common.session_paths import session_paths
@@ -120,7 +120,9 @@ class JobManager:
             )
             try:
                 with disk_full_as_insufficient_storage():
-                    await self._store.insert(job, identity.user_id, request.request_id, fingerprint)
+                    await self._store.insert(
+                        job, identity.user_id, request.request_id, fingerprint, tracing.current_traceparent()
+                    )
             except BaseException:
                 await self._sessions.follow_job(request.session_id, session.state, job.job_id)
                 raise

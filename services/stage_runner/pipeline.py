@@ -17,6 +17,7 @@ from libs.common.session_paths import SessionPaths
 from services.stage_runner import checkpoints, storage
 from services.stage_runner.backends.base import STAGE_ORDER, StageBackend, StageInput, stage_name
 from services.stage_runner.cost_model import CostModel, work_units
+from services.stage_runner.job_tracing import traced_stage
 from services.stage_runner.media.ffmpeg import duration_of, probe
 from services.stage_runner.queue import JobQueue
 from services.stage_runner.script_text import speech_seconds_for_text
@@ -140,6 +141,7 @@ class Pipeline:
                 sha256=output.sha256,
             )
 
+    @traced_stage(restored=True)
     async def _restore(self, run: JobRun, stage: int, checkpoint: checkpoints.StageCheckpoint) -> None:
         """A stage finished before a restart: take its outputs, redo nothing."""
         run.inputs.update(checkpoint.outputs)
@@ -166,6 +168,7 @@ class Pipeline:
         async with self._queue.stage_slot(stage, run.backends[stage].needs_gpu):
             await self._run_stage_in_slot(run, stage, stage_dir)
 
+    @traced_stage(restored=False)
     async def _run_stage_in_slot(self, run: JobRun, stage: int, stage_dir: Path) -> None:
         backend = run.backends[stage]
         state = run.stage_state(stage)

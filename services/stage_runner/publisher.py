@@ -1,6 +1,7 @@
 """Sends progress events to ProgressService without ever holding up a job: events go
 into a bounded buffer that one worker drains in order, retrying with backoff while
-ProgressService is unreachable."""
+ProgressService is unreachable. Each publish is a span of the trace the event came
+from (the job's), though the worker sends it later."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections import deque
 import grpc
 import structlog
 
+from libs.common import tracing
 from libs.common.clients import MeshClients
 from vidsynth.internal.v1 import progress_internal_pb2
 from vidsynth.v1 import progress_pb2
@@ -30,6 +32,8 @@ class ProgressPublisher:
         self._clients = clients
         self._max_buffer = max_buffer
         self._buffer: deque[progress_pb2.ProgressEvent] = deque()
+        # id(event) -> the trace context it was published in (only while tracing).
+        self._contexts: dict[int, object] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -41,6 +45,9 @@ class ProgressPublisher:
         if not event.HasField("timestamp"):
             event.timestamp.GetCurrentTime()
         self._buffer.append(event)
+        ctx = tracing.current_context()
+        if ctx is not None:
+            self._contexts[id(event)] = ctx
         if len(self._buffer) > self._max_buffer:
             self._drop_one()
         self._idle.clear()
@@ -52,7 +59,8 @@ class ProgressPublisher:
                 del self._buffer[index]
                 break
         else:
-            self._buffer.popleft()
+            queued = self._buffer.popleft()
+        self._contexts.pop(id(queued), None)
         self.dropped += 1
         if self.dropped % 100 == 1:
             log.warning("progress.buffer_full", dropped=self.dropped, buffered=len(self._buffer))
@@ -96,10 +104,11 @@ class ProgressPublisher:
                 continue
             session_id, batch = self._next_batch()
             try:
-                await self._clients.progress_internal.PublishEvents(
-                    progress_internal_pb2.PublishEventsRequest(session_id=session_id, events=batch),
-                    timeout=PUBLISH_TIMEOUT_SECONDS,
-                )
+                with tracing.attached(self._contexts.get(id(batch[0]))):
+                    await self._clients.progress_internal.PublishEvents(
+                        progress_internal_pb2.PublishEventsRequest(session_id=session_id, events=batch),
+                        timeout=PUBLISH_TIMEOUT_SECONDS,
+                    )
             except grpc.RpcError as error:
                 log.warning("progress.publish_failed", code=str(error.code()), retry_in=delay)
                 await asyncio.sleep(delay)
@@ -109,4 +118,4 @@ class ProgressPublisher:
             # The buffer may have dropped some meanwhile; remove exactly the events sent.
             sent = {id(event) for event in batch}
             while self._buffer and id(self._buffer[0]) in sent:
-                self._buffer.popleft()
+                self._contexts.pop(id(self._buffer.popleft()), None)

@@ -1,7 +1,8 @@
 """The JobStore on Redis, so several stage_runner replicas share one set of jobs.
 
 Layout (every key starts with the configured namespace, e.g. `vidsynth:stage_runner:`):
-- `job:<id>`: a hash with the serialized Job, owner, session, state, fingerprint and seq
+- `job:<id>`: a hash with the serialized Job, owner, session, state, fingerprint, seq and
+  the W3C traceparent of the request that started it
   (plus the queue's own fields: the stream `entry`, the running replica `owner`, `cancel`);
 - `seq`: the counter giving jobs their order (list pages, like SQLite's rowid);
 - `user:<user>` and `user:<user>:session:<session>`: job ids scored by seq (listing);
@@ -65,14 +66,15 @@ class JobKeys:
 
 
 # KEYS: job, seq, user index, user+session index, unfinished, idempotency key.
-# ARGV: job id, user, session, state, fingerprint, job blob, idempotency key, its ttl, unfinished(0/1).
+# ARGV: job id, user, session, state, fingerprint, job blob, idempotency key, its ttl, unfinished(0/1),
+# the traceparent of the request that started it.
 _INSERT = """
 if ARGV[7] ~= '' then
   if not redis.call('SET', KEYS[6], ARGV[1], 'NX', 'EX', ARGV[8]) then return -1 end
 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'job', ARGV[6], 'user_id', ARGV[2], 'session_id', ARGV[3],
-  'state', ARGV[4], 'spec_hash', ARGV[5], 'seq', seq)
+  'state', ARGV[4], 'spec_hash', ARGV[5], 'seq', seq, 'trace_parent', ARGV[10] or '')
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
 if ARGV[9] == '1' then redis.call('ZADD', KEYS[5], seq, ARGV[1]) end
@@ -116,7 +118,12 @@ class RedisJobStore:
         self._update = client.register_script(_UPDATE)
 
     async def insert(
-        self, job: stage_runner_pb2.Job, user_id: str, idempotency_key: str, spec_hash: str
+        self,
+        job: stage_runner_pb2.Job,
+        user_id: str,
+        idempotency_key: str,
+        spec_hash: str,
+        trace_parent: str = "",
     ) -> None:
         keys = self.keys
         seq = await self._insert(
@@ -138,10 +145,16 @@ class RedisJobStore:
                 idempotency_key,
                 self._idempotency_ttl,
                 "1" if job.state in UNFINISHED_STATES else "0",
+                trace_parent,
             ],
         )
         if int(seq) < 0:
             raise IdempotencyKeyTaken(idempotency_key)
+
+    async def trace_parent(self, job_id: str) -> str:
+        """The W3C traceparent of the request that started the job ("" if none)."""
+        value = await self._redis.hget(self.keys.job(job_id), "trace_parent")
+        return value.decode() if value else ""
 
     async def update(self, job: stage_runner_pb2.Job) -> None:
         await self._update(

@@ -26,7 +26,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     state INTEGER NOT NULL,
     idempotency_key TEXT NOT NULL DEFAULT '',
     spec_hash TEXT NOT NULL DEFAULT '',
-    job BLOB NOT NULL
+    job BLOB NOT NULL,
+    trace_parent TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, seq);
@@ -61,8 +62,14 @@ class CostRate:
 
 class JobStore(Protocol):
     async def insert(
-        self, job: stage_runner_pb2.Job, user_id: str, idempotency_key: str, spec_hash: str
+        self,
+        job: stage_runner_pb2.Job,
+        user_id: str,
+        idempotency_key: str,
+        spec_hash: str,
+        trace_parent: str = "",
     ) -> None: ...
+    async def trace_parent(self, job_id: str) -> str: ...
     async def update(self, job: stage_runner_pb2.Job) -> None: ...
     async def get(self, job_id: str) -> StoredJob | None: ...
     async def find_idempotent(self, user_id: str, key: str) -> StoredJob | None: ...
@@ -91,6 +98,9 @@ class SqliteJobStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
+        if "trace_parent" not in columns:  # a database from before tracing
+            self._conn.execute("ALTER TABLE jobs ADD COLUMN trace_parent TEXT NOT NULL DEFAULT ''")
         self._lock = threading.Lock()
 
     def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -101,11 +111,16 @@ class SqliteJobStore:
         return await asyncio.to_thread(self._run, sql, params)
 
     async def insert(
-        self, job: stage_runner_pb2.Job, user_id: str, idempotency_key: str, spec_hash: str
+        self,
+        job: stage_runner_pb2.Job,
+        user_id: str,
+        idempotency_key: str,
+        spec_hash: str,
+        trace_parent: str = "",
     ) -> None:
         await self._call(
-            "INSERT INTO jobs (job_id, user_id, session_id, state, idempotency_key, spec_hash, job) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (job_id, user_id, session_id, state, idempotency_key, spec_hash, job, "
+            "trace_parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job.job_id,
                 user_id,
@@ -114,8 +129,14 @@ class SqliteJobStore:
                 idempotency_key,
                 spec_hash,
                 job.SerializeToString(),
+                trace_parent,
             ),
         )
+
+    async def trace_parent(self, job_id: str) -> str:
+        """The W3C traceparent of the request that started the job ("" if none)."""
+        rows = await self._call("SELECT trace_parent FROM jobs WHERE job_id = ?", (job_id,))
+        return rows[0][0] if rows else ""
 
     async def update(self, job: stage_runner_pb2.Job) -> None:
         await self._call(

@@ -1,5 +1,6 @@
 """Job webhooks: allowed hosts only, no redirects followed, HMAC-SHA256 over
-`timestamp.body`, retried with exponential backoff."""
+`timestamp.body`, retried with exponential backoff. Each delivery is a span of the
+job's trace and carries its W3C `traceparent`, so the receiver can continue it."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
+from libs.common import tracing
 from libs.common.errors import FieldViolation, VidsynthError
 
 log = structlog.get_logger("vidsynth.stage_runner.webhooks")
@@ -72,6 +74,16 @@ class WebhookSender:
         task.add_done_callback(self._tasks.discard)
 
     async def deliver(self, url: str, event_type: str, payload: dict) -> bool:
+        # The URL's path and query may hold the receiver's secret: the span keeps the host.
+        attributes = {"server.address": urlsplit(url).hostname or "", "vidsynth.webhook.event": event_type}
+        with tracing.span("webhook delivery", attributes, kind=tracing.SpanKind.CLIENT) as delivery:
+            delivered = await self._deliver(url, event_type, payload)
+            delivery.set_attribute("vidsynth.webhook.delivered", delivered)
+            if not delivered:
+                tracing.set_error(delivery, "not delivered")
+            return delivered
+
+    async def _deliver(self, url: str, event_type: str, payload: dict) -> bool:
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         delivery_id = str(uuid.uuid4())
         delay = self._backoff
@@ -85,6 +97,7 @@ class WebhookSender:
                 DELIVERY_HEADER: delivery_id,
                 "User-Agent": "vidsynth-webhooks/1",
             }
+            tracing.inject_trace_headers(headers)
             try:
                 response = await self._client.post(url, content=body, headers=headers)
             except httpx.HTTPError as error:

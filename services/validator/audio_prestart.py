@@ -115,7 +115,8 @@ class PrestartedDecode:
         """Blocking: ffmpeg's exit code once it has read the spool; None when the copy failed."""
         if not self._send(path):
             return None
-        return self._proc.wait()
+        self._proc.wait()
+        return children.end_popen(self._proc, 0)  # reaped: ends what it left behind, and its span
 
     async def finish(self, spool_path: Path, limit_seconds: float) -> bool:
         """Decodes the complete upload at `spool_path`: True when ffmpeg succeeded (the

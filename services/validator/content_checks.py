@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from libs.common import tracing
 from services.validator import audio, images, policy
 from services.validator.audio_prestart import PrestartedDecode
 from services.validator.config import ValidatorSettings
@@ -37,9 +38,11 @@ async def check_content(
     workers: DecodeWorkers,
 ) -> SafeCopy:
     """Type, then the kind's checks; fills `report` and returns the safe copy."""
-    with timings.phase("magic"):
-        report.detected_type = await asyncio.to_thread(detect_mime, path)
-    allowed = check_type(header.kind, report.detected_type, header.original_filename, header.content_type)
+    with tracing.span("check type") as type_check:
+        with timings.phase("magic"):
+            report.detected_type = await asyncio.to_thread(detect_mime, path)
+        type_check.set_attribute("vidsynth.upload.detected_type", report.detected_type)
+        allowed = check_type(header.kind, report.detected_type, header.original_filename, header.content_type)
     report.checks.add(name="type", passed=True, detail=allowed.canonical)
     if header.kind == policy.FACE:
         return await check_face(path, report, timings, target, workers)
@@ -55,7 +58,7 @@ async def check_face(
 ) -> SafeCopy:
     # Decode, detection and re-encode all happen in a worker process with capped CPU
     # and memory, killed if the upload is abandoned.
-    with timings.phase("image_worker"):
+    with timings.phase("image_worker"), tracing.span("check image"):
         photo = await workers.decode_face(path, report.detected_type, target.partial)
     report.width, report.height = photo.width, photo.height
     report.checks.add(name="image", passed=True, detail=f"{photo.width}x{photo.height} decoded")
@@ -72,7 +75,7 @@ async def check_voice(
     settings: ValidatorSettings,
     timings: PhaseTimings,
 ) -> SafeCopy:
-    with timings.phase("audio"):
+    with timings.phase("audio"), tracing.span("check audio"):
         facts = await audio.inspect_audio(path, report.detected_type, target.partial, settings, target.early)
     report.duration_seconds = facts.duration_seconds
     report.sample_rate, report.channels = facts.sample_rate, facts.channels

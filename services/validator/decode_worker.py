@@ -70,11 +70,21 @@ def refusal(code: str, detail: str | None = None) -> dict:
 
 
 def run_job(request: dict) -> dict:
-    """One photo, in the forked child: the answer to send back (a result or a refusal)."""
+    """One photo, in the forked child: the answer to send back (a result or a refusal),
+    with the timings of the steps it took (`phases`)."""
+    phases: dict[str, list] = {}
+    answer = _run_job(request, phases)
+    answer["phases"] = phases
+    return answer
+
+
+def _run_job(request: dict, phases: dict[str, list]) -> dict:
     limits = DecodeLimits.from_json(request["limits"])
     cap_resources(limits)
     try:
-        photo = check_face_photo(Path(request["path"]), request["detected"], Path(request["out"]), limits)
+        photo = check_face_photo(
+            Path(request["path"]), request["detected"], Path(request["out"]), limits, phases
+        )
     except VidsynthError as error:
         return refusal(error.code, error.detail)
     except MemoryError:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import structlog
 
-from libs.common import children
+from libs.common import children, tracing
 from libs.common.errors import CATALOG, VidsynthError
 from services.validator import storage
 from services.validator.config import ValidatorSettings
@@ -72,6 +72,16 @@ class DecodedPhoto:
     height: int
     box: Box
     sha256: str
+
+
+def _trace_phases(answer: dict) -> None:
+    """The photo process's steps (decode, face, safe_copy) as spans of the current one."""
+    phases = answer.get("phases")
+    if not isinstance(phases, dict):
+        return
+    code = "" if answer.get("ok") else str(answer.get("code") or "")
+    for name, (started, ended, ok) in sorted(phases.items(), key=lambda item: item[1][0]):
+        tracing.record_span(f"check {name.replace('_', ' ')}", started, ended, error="" if ok else code)
 
 
 def _too_complex(detail: str) -> VidsynthError:
@@ -123,6 +133,7 @@ class DecodeWorkers:
                     stdout=children.PIPE,
                     stderr=None,  # the service's own: only tracebacks of crashes go there
                     env={**os.environ, **WORKER_ENV_OVERRIDES},
+                    traced=False,  # one worker serves every upload
                 )
                 worker = _Worker(proc)
                 worker.reader = asyncio.create_task(self._read_reports(worker))
@@ -192,6 +203,7 @@ class DecodeWorkers:
             raise
         finally:
             worker.waiting.pop(job_id, None)
+        _trace_phases(report.get("answer") or {})
         return self._result(report)
 
     async def _kill(self, worker: _Worker, job_id: int, ended: asyncio.Future) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import structlog
 
+from libs.common import tracing
 from libs.common.clients import MeshClients
 from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity
@@ -43,6 +44,8 @@ class ScanState:
     signature_db: str = ""
     stream: StreamingScan | None = None
     warnings: list[str] = field(default_factory=list)
+    # The scan runs while the bytes arrive: its span starts with the stream.
+    started_ns: int = field(default_factory=time.time_ns)
 
 
 def check_header(header: validator_pb2.UploadHeader, settings: ValidatorSettings) -> None:
@@ -236,12 +239,16 @@ class UploadValidator:
     async def _verdict(self, scan: ScanState) -> ScanVerdict | None:
         if scan.stream is None:
             return None
-        try:
-            return await scan.stream.finish()
-        except ScannerUnavailable:
-            log.warning("scan.unavailable_midway")
-            self._scanner_unreachable(scan)
-            return None
+        with tracing.span("check scan", start_time=scan.started_ns) as check:
+            try:
+                verdict = await scan.stream.finish()
+            except ScannerUnavailable:
+                log.warning("scan.unavailable_midway")
+                self._scanner_unreachable(scan)
+                check.set_attribute("vidsynth.scan.scanned", False)
+                return None
+            check.set_attributes({"vidsynth.scan.scanned": True, "vidsynth.scan.clean": verdict.clean})
+            return verdict
 
     @staticmethod
     def _scan_result(scan: ScanState, verdict: ScanVerdict | None) -> common_pb2.ScanResult:
@@ -293,7 +300,7 @@ class UploadValidator:
         """Publishes the safe copy, registers it, then drops the asset it replaces."""
         partial = safe_copy.partial
         try:
-            with timings.phase("copy_publish"):
+            with timings.phase("copy_publish"), tracing.span("store safe copy"):
                 stored = await asyncio.to_thread(
                     safe_copies.publish, partial, safe_copy.suffix, safe_copy.sha256
                 )

@@ -1,7 +1,7 @@
 """Every code block in the README runs, as written, against real meshes.
 
 The blocks are taken from README.md itself; the only changes made to them are where they
-run: the ports and paths they name (8080, 50051, 9090, 60051, /srv/vs) are mapped onto free
+run: the ports and paths they name (8080, 50051, 9090, 60051, 60052, /srv/vs) are mapped onto free
 ports and a temp dir, `KEY=...`-style placeholders come from the environment, and
 `grpcurl` (not packaged) is tests/support/grpcurl.py, which does the same through server
 reflection. The meshes are the ones the README's own `vidsynth up` lines start. A block no
@@ -70,10 +70,12 @@ def kind_of(block: Block) -> str:
     rules = [
         ("commands", lambda b: "bash scripts/demo.sh" in b.text),
         ("up", lambda b: b.text.startswith(".venv/bin/vidsynth up")),
+        ("mesh_tls", lambda b: "VIDSYNTH_MESH_TLS=true" in b.text),
         ("tls", lambda b: "VIDSYNTH_TLS_CA=" in b.text),
         ("diagram", lambda b: b.language == "" and "──▶" in b.text),
         ("backends", lambda b: b.language == "toml"),
         ("cli", lambda b: "vidsynth submit" in b.text),
+        ("keys", lambda b: "vidsynth keys add" in b.text),
         ("curl", lambda b: b.language == "sh" and b.text.lstrip().startswith("KEY=")),
         ("grpcurl", lambda b: "grpcurl" in b.text),
         ("node", lambda b: b.language == "js"),
@@ -130,6 +132,8 @@ class Mapping:
             "127.0.0.1:9090": f"127.0.0.1:{self.tls_http_port}",
             "--http-port 9090": f"--http-port {self.tls_http_port}",
             "--grpc-port 60051": f"--grpc-port {self.tls_grpc_port}",
+            "127.0.0.1:60051": f"127.0.0.1:{self.tls_grpc_port}",
+            "127.0.0.1:60052": f"127.0.0.1:{self.tls_grpc_port + 1}",
             "/srv/vs": str(self.srv),
             ".venv/bin/": f"{ROOT}/.venv/bin/",
             "samples/": f"{ROOT}/samples/",
@@ -285,10 +289,33 @@ def test_the_cli_block_runs_as_written(meshes, mapping, tmp_path) -> None:
     )
 
 
+def test_the_keys_block_writes_hashes_only(mapping) -> None:
+    keys_file = mapping.srv / "api-keys"
+    script = mapping.apply(block("keys").text) + '\necho "$KEY"'
+    result = run_shell(script, mapping)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    revoked = result.stdout.splitlines()[-1]
+    assert revoked.startswith("vsk_")
+    written = keys_file.read_text()
+    assert revoked not in written and "alice" not in written  # alice's only key was revoked
+    assert re.search(r"^sha256:[0-9a-f]{64} root admin$", written, re.M)
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+
+
 def test_the_tls_block_reaches_the_tls_mesh(meshes, mapping) -> None:
     result = run_shell(mapping.apply(block("tls").text), mapping)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"status": "ok"}
+
+
+def test_the_mesh_tls_block_checks_every_service_with_the_edges_certificate(meshes, mapping) -> None:
+    """Run after the TLS block, as the README reads (it exports VIDSYNTH_TLS_CA first)."""
+    script = mapping.apply(block("tls").text + "\n" + block("mesh_tls").text)
+    result = run_shell(script, mapping)
+    assert result.returncode == 0, result.stdout + result.stderr
+    states = {line.split()[1]: line.split()[3] for line in result.stdout.splitlines() if line.count("│") == 3}
+    expected = ["session", "validator", "stage_runner", "progress", "cleanup", "gateway"]
+    assert states == dict.fromkeys(expected, "SERVING"), result.stdout
 
 
 def test_the_backends_block_is_the_shipped_file() -> None:

@@ -42,6 +42,7 @@ def test_compose_file_is_valid_and_runs_every_service() -> None:
         "edge",
         "redis",
         "clamav",
+        "jaeger",  # only with --profile tracing
     }
 
 
@@ -52,8 +53,10 @@ def rendered_services() -> dict[str, dict]:
 
 
 def published(service: dict) -> set[int]:
+    """Host ports, from `{published: ...}` or `[ip:]host:container[/proto]` spellings."""
     return {
-        int(p["published"]) if isinstance(p, dict) else int(p.split(":")[0]) for p in service.get("ports", [])
+        int(p["published"]) if isinstance(p, dict) else int(p.split("/")[0].split(":")[-2])
+        for p in service.get("ports", [])
     }
 
 
@@ -61,8 +64,10 @@ def test_every_mesh_service_has_a_grpc_healthcheck_behind_the_edge() -> None:
     services = rendered_services()
     for name, offset in SERVICE_PORT_OFFSETS.items():
         assert services[name]["healthcheck"]["test"][-1] == f"127.0.0.1:{50051 + offset}", name
-    # Only the edge is published: HTTP on 8080 and the one public gRPC address on 50051.
-    assert {name for name, service in services.items() if published(service)} == {"edge"}
+    # Only the edge is published: HTTP on 8080 and the one public gRPC address on 50051 (the
+    # optional trace viewer's UI, on the host's loopback only, is no way into the mesh).
+    assert {name for name, service in services.items() if published(service)} == {"edge", "jaeger"}
+    assert [str(p).startswith("127.0.0.1:") for p in services["jaeger"]["ports"]] == [True]
     assert published(services["edge"]) == {8080, 50051}
 
 
@@ -130,3 +135,16 @@ def test_dockerfile_is_multi_stage_and_runs_as_non_root() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.count("\nFROM ") + dockerfile.startswith("FROM ") >= 2
     assert "\nUSER vidsynth" in dockerfile
+
+
+def test_tracing_is_an_optional_profile_and_off_unless_an_endpoint_is_given() -> None:
+    rendered = yaml.safe_load(_compose("config").stdout)
+    assert rendered["services"]["jaeger"]["profiles"] == ["tracing"]
+    assert all(
+        rendered["services"][name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+        for name in ("session", "validator", "stage_runner", "progress", "cleanup", "gateway")
+    )
+    env = {**ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318"}
+    traced = yaml.safe_load(_compose("--profile", "tracing", "config", env=env).stdout)
+    assert traced["services"]["gateway"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+    assert published(traced["services"]["jaeger"]) == {16686}

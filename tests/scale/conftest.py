@@ -1,5 +1,6 @@
 """One scaled-out mesh for the module: 2 gateways, 2 progress and 2 stage_runner replicas,
-1 session and 1 validator (with a real clamd), one redis-server, one data dir."""
+1 session and 1 validator (with a real clamd), one redis-server, one data dir; every
+process exports its spans to one in-test OTLP receiver."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.scale.cluster import Cluster, Replica
+from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.redis_server import RedisServer
 from tests.validator.conftest import start_clamd
 
@@ -24,6 +26,7 @@ class ScaledMesh:
     gateways: tuple[Replica, Replica]
     progress: tuple[Replica, Replica]
     runners: tuple[Replica, Replica]
+    traces: OtlpReceiver
 
     def gateway_for_runner(self, runner: Replica) -> Replica:
         return self.gateways[self.runners.index(runner)]
@@ -34,9 +37,11 @@ def scaled_mesh(tmp_path_factory):
     base = tmp_path_factory.mktemp("scale")
     redis = RedisServer(base / "redis")
     clamd, clamd_address = start_clamd(base / "clamd", stream_max_bytes=64 * 1024 * 1024)
+    traces = OtlpReceiver().__enter__()
     cluster = Cluster.create(
         base / "mesh",
         redis.url,
+        **traces.env(),
         VIDSYNTH_PROCESSING_MODE="simulation",
         VIDSYNTH_STAGE_RUNNER_SIMULATION_SECONDS=SIMULATED_STAGE_SECONDS,
         VIDSYNTH_STAGE_RUNNER_RECLAIM_IDLE_SECONDS=RECLAIM_IDLE_SECONDS,
@@ -56,9 +61,10 @@ def scaled_mesh(tmp_path_factory):
             for side, p, r in zip("ab", progress, runners, strict=True)
         )
         cluster.wait_ready()
-        yield ScaledMesh(cluster, redis, gateways, progress, runners)
+        yield ScaledMesh(cluster, redis, gateways, progress, runners, traces)
     finally:
         cluster.stop()
+        traces.__exit__(None, None, None)
         redis.stop()
         clamd.kill()
         clamd.wait(10)

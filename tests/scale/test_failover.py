@@ -1,10 +1,12 @@
 """Replicas behave as one system: events cross progress replicas, and a SIGKILLed runner's
-job is finished by the other runner, the client's event stream continuing without a gap."""
+job is finished by the other runner, the client's event stream continuing without a gap
+and the job's trace going on where the dead replica left it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 
 import grpc
@@ -13,6 +15,7 @@ import redis
 
 from tests.progress.sse_client import events
 from tests.support.identities import bearer, mesh_metadata, user_metadata
+from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.validator.corpus import PORTRAIT, VOICE
 from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc
@@ -112,18 +115,25 @@ async def test_a_killed_runners_job_is_finished_by_the_other_from_its_checkpoint
     subscriber = asyncio.create_task(collect_sse(gateway_b, session_id, seen, subscribed))
     await asyncio.wait_for(subscribed.wait(), 30)
 
+    trace_id = os.urandom(16).hex()
     async with httpx.AsyncClient(base_url=gateway_a, timeout=30) as client:
         started = await client.post(
-            f"/v1/sessions/{session_id}/jobs", headers=ALICE, json={"script_text": SCRIPT}
+            f"/v1/sessions/{session_id}/jobs",
+            headers={**ALICE, "traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"},
+            json={"script_text": SCRIPT},
         )
         assert started.status_code == 202, started.text
         job_id = started.json()["job_id"]
 
-    # Kill whichever runner took the job once a real stage (voice) has its checkpoint.
+    # Kill whichever runner took the job once a real stage (voice) has its checkpoint (and
+    # its span is out: a SIGKILL loses only what a process has not exported yet).
     await wait_until(lambda: any(e["event"] == "stage.completed" and e.get("stage") == "voice" for e in seen))
     pid = await asyncio.to_thread(owner_pid, scaled_mesh.redis.url, job_id)
     victim = scaled_mesh.cluster.by_pid(pid)
     assert victim in scaled_mesh.runners
+    await asyncio.to_thread(
+        scaled_mesh.traces.wait_for, lambda spans: bool(stage_spans(spans, trace_id, "voice", pid)), 10
+    )
     await asyncio.to_thread(scaled_mesh.cluster.kill, victim)
     killed_at = len(seen)
 
@@ -146,6 +156,7 @@ async def test_a_killed_runners_job_is_finished_by_the_other_from_its_checkpoint
         assert job["state"] == "completed", job
         video = await client.get(f"/v1/jobs/{job_id}/outputs/video", headers=ALICE)
         assert video.status_code == 200
+    await asyncio.to_thread(assert_resumed_in_the_same_trace, scaled_mesh.traces, trace_id, victim, survivor)
     path = tmp_path / "video.mp4"
     path.write_bytes(video.content)
     probe = subprocess.run(
@@ -155,3 +166,36 @@ async def test_a_killed_runners_job_is_finished_by_the_other_from_its_checkpoint
         check=True,
     )
     assert sorted(probe.stdout.split()) == ["audio", "video"]
+
+
+def stage_spans(spans: list[ReceivedSpan], trace_id: str, stage: str, pid: int) -> list[ReceivedSpan]:
+    return [
+        s
+        for s in spans
+        if s.trace_id == trace_id and s.name == f"stage {stage}" and s.resource.get("process.pid") == pid
+    ]
+
+
+def assert_resumed_in_the_same_trace(traces: OtlpReceiver, trace_id: str, victim, survivor) -> None:
+    """The survivor's run continues the trace of the request that started the job: its
+    stages there after the victim's, the victim's checkpoints restored, not redone."""
+    spans = traces.wait_for(
+        lambda got: bool(stage_spans(got, trace_id, "assemble", survivor.pid)), WAIT_SECONDS
+    )
+    trace = [s for s in spans if s.trace_id == trace_id]
+    start_job = [s for s in trace if s.name.endswith("/StartJob") and s.kind == "server"]
+    assert len(start_job) == 1
+    resumed = [s for s in trace if s.name == "job run" and s.resource["process.pid"] == survivor.pid]
+    assert len(resumed) == 1 and resumed[0].attributes["vidsynth.job.resumed"] is True
+    assert resumed[0].parent_span_id == start_job[0].span_id
+    before = {
+        s.name for s in trace if s.resource.get("process.pid") == victim.pid and s.name.startswith("stage ")
+    }
+    assert {"stage script", "stage voice"} <= before
+    after = [s for s in trace if s.parent_span_id == resumed[0].span_id and s.name.startswith("stage ")]
+    restored = {s.name for s in after if s.attributes["vidsynth.stage.restored"]}
+    ran = {s.name for s in after if not s.attributes["vidsynth.stage.restored"]}
+    assert {"stage script", "stage voice"} <= restored and {"stage animate", "stage assemble"} <= ran
+    assert before | restored | ran == {
+        f"stage {n}" for n in ("script", "voice", "face", "animate", "assemble")
+    }

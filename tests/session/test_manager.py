@@ -235,22 +235,33 @@ async def test_transitions_through_a_job(manager):
     await expect("SESSION_NOT_FOUND", manager.update_state("bob", record.session_id, PROCESSING, job))
 
 
+class UnreachableRunner:
+    """Peers whose runner cannot be told: the delete still goes ahead."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[tuple[str, str]] = []
+        self.events_deleted: list[str] = []
+
+    async def cancel_job(self, job_id: str, owner: str) -> bool:
+        self.cancelled.append((job_id, owner))
+        return False
+
+    async def delete_events(self, session_id: str, expect_late: bool) -> int:
+        self.events_deleted.append(session_id)
+        return 0
+
+
 async def test_force_delete_cancels_the_running_job(store, tmp_path, clock):
-    cancelled: list[str] = []
-
-    async def cancel(job_id: str) -> None:
-        cancelled.append(job_id)
-        raise RuntimeError("runner unreachable")  # the delete still goes ahead
-
-    manager = make_manager(store, tmp_path, clock)
-    manager._cancel_job = cancel
+    peers = UnreachableRunner()
+    manager = SessionManager(store, SessionSettings(), tmp_path / "sessions", peers=peers, clock=clock)
     record = await manager.create("alice", "")
     await manager.register_asset("alice", record.session_id, asset(FACE))
     await manager.register_asset("alice", record.session_id, asset(VOICE))
     job = ids.new_id("job")
     await manager.update_state("alice", record.session_id, PROCESSING, job)
     await manager.delete("alice", record.session_id, force=True)
-    assert cancelled == [job]
+    assert peers.cancelled == [(job, "alice")]
+    assert peers.events_deleted == [record.session_id]
     await expect("SESSION_NOT_FOUND", manager.get("alice", record.session_id))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vidsynth.cli import admin, demo, health, jobs, up
+from vidsynth.cli import admin, demo, health, jobs, keys, sessions, up
 from vidsynth.cli.remote import EXIT_HELP
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app.command("watch")(jobs.watch)
 app.command("download")(jobs.download)
 app.command("caps")(admin.caps)
 app.command("cleanup")(admin.cleanup)
+app.add_typer(sessions.app, name="sessions")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

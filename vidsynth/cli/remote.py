@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import Field, ValidationError, field_validator
 from rich.console import Console
+from rich.markup import escape
 
 from libs.common.clients import ServiceStubs
 from libs.common.enums import enum_label
@@ -159,7 +160,7 @@ def fail(error: VidsynthError, as_json: bool = False) -> NoReturn:
     if as_json:
         print(json.dumps({"error": {"code": error.code, "message": error.message}}))
     else:
-        console.print(f"[red]error[/] {error.code}: {error.message}")
+        console.print(f"[red]error[/] {error.code}: {escape(error.message)}")
     raise typer.Exit(EXIT_CODES.get(error.spec.grpc_code, 1))
 
 

@@ -263,6 +263,14 @@ class Supervisor:
             runner.cancel()
         await asyncio.gather(*self._runners, return_exceptions=True)
 
+    def signal_mesh(self, sig: int) -> None:
+        """Sends `sig` to the running services and the gateway (not to clamd)."""
+        for name in [*SERVICES, "gateway"]:
+            child = self.children.get(name)
+            if child and child.process and child.process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(sig)
+
     def pids(self) -> dict[str, int]:
         return {name: c.process.pid for name, c in self.children.items() if c.process}
 
@@ -277,4 +285,7 @@ def child_environment(overrides: dict[str, str]) -> dict[str, str]:
     # SIGSEGV before exec (FILE_CORRUPT uploads, failed stages under load). Read by gRPC at
     # import, so it must be in the environment the child starts with.
     env.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    # Each process names itself in traces (vidsynth-gateway, vidsynth-session, ...);
+    # one name for all would merge them.
+    env.pop("OTEL_SERVICE_NAME", None)
     return env

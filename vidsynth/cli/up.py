@@ -16,6 +16,7 @@ import pydantic
 import typer
 
 from libs.common.identity import parse_api_keys
+from libs.common.keys_file import KeysFileError, load_keys_file
 from libs.common.settings import GATEWAY_GRPC_PORT_OFFSET, GATEWAY_HTTP_PORT_OFFSET, MeshSettings
 from libs.common.tls import Authority, CertificateFiles, ensure_ca, ensure_certificate
 from services.validator import clamd_runner
@@ -24,6 +25,8 @@ from vidsynth.cli.mesh_certs import MeshTlsPlan
 from vidsynth.cli.supervisor import EdgeProbe, Supervisor, child_environment, child_specs
 
 READY_TIMEOUT_SECONDS = 60.0
+KEYS_FILE_ENV = "VIDSYNTH_API_KEYS_FILE"
+EXIT_BAD_CONFIG = 2
 CLAMD_ADDRESS_ENV = "VIDSYNTH_VALIDATOR_CLAMD_ADDRESS"
 LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -60,7 +63,8 @@ def mesh_overrides(data_dir: Path, http_port: int, grpc_port: int) -> tuple[dict
     if not os.environ.get("VIDSYNTH_MESH_TOKEN"):
         overrides["VIDSYNTH_MESH_TOKEN"] = secrets.token_urlsafe(32)
     dev_key = None
-    if not parse_api_keys(os.environ.get("VIDSYNTH_API_KEYS", "")):
+    keys_file = os.environ.get(KEYS_FILE_ENV, "")
+    if not keys_file and not parse_api_keys(os.environ.get("VIDSYNTH_API_KEYS", "")):
         dev_key = "dev-" + secrets.token_urlsafe(24)
         overrides["VIDSYNTH_API_KEYS"] = f"{dev_key}=dev"
         if not os.environ.get("VIDSYNTH_ADMIN_USERS"):
@@ -160,6 +164,20 @@ def plan_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False)
     return MeshPlan(supervisor, settings, dev_key, url, edge_argv, certificate, mesh_tls)
 
 
+def check_keys_file() -> bool:
+    """Every child would refuse a keys file it cannot use: say why once, before starting any."""
+    path = os.environ.get(KEYS_FILE_ENV, "")
+    if not path:
+        return True
+    try:
+        keys = load_keys_file(Path(path))
+    except KeysFileError as error:
+        _echo(f"[up] refusing to start: {error}")
+        return False
+    _echo(f"[up] API keys file {path}: {len(keys.entries)} key(s), reloaded on change or SIGHUP")
+    return True
+
+
 async def prepare_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False) -> MeshPlan:
     plan = await asyncio.to_thread(plan_mesh, data_dir, http_port, grpc_port, tls)
     await edge.check_config(plan.edge_argv)
@@ -195,6 +213,8 @@ def describe_edge(plan: MeshPlan) -> list[str]:
 
 
 async def run_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False) -> int:
+    if not check_keys_file():
+        return EXIT_BAD_CONFIG
     try:
         plan = await prepare_mesh(data_dir, http_port, grpc_port, tls)
     except (edge.EdgeError, ValueError) as error:
@@ -207,6 +227,10 @@ async def run_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = F
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if os.environ.get(KEYS_FILE_ENV):
+        # `kill -HUP <up>` reloads the API keys file in every process at once (without a
+        # keys file SIGHUP keeps its usual meaning: the mesh stops with its terminal).
+        loop.add_signal_handler(signal.SIGHUP, supervisor.signal_mesh, signal.SIGHUP)
 
     started = time.monotonic()
     await supervisor.start()

@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from vidsynth.v1 import access_pb2 as vidsynth_dot_v1_dot_access__pb2
 from vidsynth.v1 import common_pb2 as vidsynth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19vidsynth/v1/session.proto\x12\x0bvidsynth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/access.proto\x1a\x18vidsynth/v1/common.proto\"\xf2\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.vidsynth.v1.SessionState\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\"\n\x06\x61ssets\x18\x05 \x03(\x0b\x32\x12.vidsynth.v1.Asset\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_active_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ractive_job_id\x18\n \x01(\t\",\n\x14\x43reateSessionRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"<\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.vidsynth.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x13TouchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"9\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\x15\x44\x65leteSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03*\xec\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATE_CREATED\x10\x01\x12\x17\n\x13SESSION_STATE_READY\x10\x02\x12\x1c\n\x18SESSION_STATE_PROCESSING\x10\x03\x12\x1b\n\x17SESSION_STATE_COMPLETED\x10\x04\x12\x18\n\x14SESSION_STATE_FAILED\x10\x05\x12\x19\n\x15SESSION_STATE_EXPIRED\x10\x06\x12\x19\n\x15SESSION_STATE_DELETED\x10\x07\x32\xba\x03\n\x0eSessionService\x12N\n\rCreateSession\x12!.vidsynth.v1.CreateSessionRequest\x1a\x14.vidsynth.v1.Session\"\x04\xe8\xe0\x18\x01\x12K\n\nGetSession\x12\x1e.vidsynth.v1.GetSessionRequest\x1a\x14.vidsynth.v1.Session\"\x07\x90\x02\x02\xe8\xe0\x18\x01\x12\\\n\x0cListSessions\x12 .vidsynth.v1.ListSessionsRequest\x1a!.vidsynth.v1.ListSessionsResponse\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x12O\n\x0cTouchSession\x12 .vidsynth.v1.TouchSessionRequest\x1a\x14.vidsynth.v1.Session\"\x07\x90\x02\x02\xe8\xe0\x18\x01\x12\\\n\rDeleteSession\x12!.vidsynth.v1.DeleteSessionRequest\x1a\".vidsynth.v1.DeleteSessionResponse\"\x04\xe8\xe0\x18\x01\x42N\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19vidsynth/v1/session.proto\x12\x0bvidsynth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/access.proto\x1a\x18vidsynth/v1/common.proto\"\xf2\x02\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.vidsynth.v1.SessionState\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\"\n\x06\x61ssets\x18\x05 \x03(\x0b\x32\x12.vidsynth.v1.Asset\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_active_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\ractive_job_id\x18\n \x01(\t\",\n\x14\x43reateSessionRequest\x12\x14\n\x0c\x64isplay_name\x18\x01 \x01(\t\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"<\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListSessionsResponse\x12&\n\x08sessions\x18\x01 \x03(\x0b\x32\x14.vidsynth.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x13TouchSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"9\n\x14\x44\x65leteSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\x15\x44\x65leteSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\"S\n\x19ListActiveSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\"c\n\x1aListActiveSessionsResponse\x12,\n\x08sessions\x18\x01 \x03(\x0b\x32\x1a.vidsynth.v1.ActiveSession\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"w\n\rActiveSession\x12%\n\x07session\x18\x01 \x01(\x0b\x32\x14.vidsynth.v1.Session\x12&\n\x03\x61ge\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0f\x64isk_used_bytes\x18\x03 \x01(\x03\"6\n\x11\x45ndSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x80\x01\n\x12\x45ndSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x18\n\x10\x63\x61ncelled_job_id\x18\x03 \x01(\t\x12\x13\n\x0b\x62ytes_freed\x18\x04 \x01(\x03\x12\x16\n\x0e\x65vents_deleted\x18\x05 \x01(\x03*\xec\x01\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15SESSION_STATE_CREATED\x10\x01\x12\x17\n\x13SESSION_STATE_READY\x10\x02\x12\x1c\n\x18SESSION_STATE_PROCESSING\x10\x03\x12\x1b\n\x17SESSION_STATE_COMPLETED\x10\x04\x12\x18\n\x14SESSION_STATE_FAILED\x10\x05\x12\x19\n\x15SESSION_STATE_EXPIRED\x10\x06\x12\x19\n\x15SESSION_STATE_DELETED\x10\x07\x32\xff\x04\n\x0eSessionService\x12N\n\rCreateSession\x12!.vidsynth.v1.CreateSessionRequest\x1a\x14.vidsynth.v1.Session\"\x04\xe8\xe0\x18\x01\x12K\n\nGetSession\x12\x1e.vidsynth.v1.GetSessionRequest\x1a\x14.vidsynth.v1.Session\"\x07\x90\x02\x02\xe8\xe0\x18\x01\x12\\\n\x0cListSessions\x12 .vidsynth.v1.ListSessionsRequest\x1a!.vidsynth.v1.ListSessionsResponse\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x12O\n\x0cTouchSession\x12 .vidsynth.v1.TouchSessionRequest\x1a\x14.vidsynth.v1.Session\"\x07\x90\x02\x02\xe8\xe0\x18\x01\x12\\\n\rDeleteSession\x12!.vidsynth.v1.DeleteSessionRequest\x1a\".vidsynth.v1.DeleteSessionResponse\"\x04\xe8\xe0\x18\x01\x12n\n\x12ListActiveSessions\x12&.vidsynth.v1.ListActiveSessionsRequest\x1a\'.vidsynth.v1.ListActiveSessionsResponse\"\x07\x90\x02\x01\xe8\xe0\x18\x02\x12S\n\nEndSession\x12\x1e.vidsynth.v1.EndSessionRequest\x1a\x1f.vidsynth.v1.EndSessionResponse\"\x04\xe8\xe0\x18\x02\x42N\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,24 +46,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONSERVICE'].methods_by_name['TouchSession']._serialized_options = b'\220\002\002\350\340\030\001'
   _globals['_SESSIONSERVICE'].methods_by_name['DeleteSession']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['DeleteSession']._serialized_options = b'\350\340\030\001'
-  _globals['_SESSIONSTATE']._serialized_start=907
-  _globals['_SESSIONSTATE']._serialized_end=1143
-  _globals['_SESSION']._serialized_start=128
-  _globals['_SESSION']._serialized_end=498
-  _globals['_CREATESESSIONREQUEST']._serialized_start=500
-  _globals['_CREATESESSIONREQUEST']._serialized_end=544
-  _globals['_GETSESSIONREQUEST']._serialized_start=546
-  _globals['_GETSESSIONREQUEST']._serialized_end=585
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=587
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=647
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=649
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=736
-  _globals['_TOUCHSESSIONREQUEST']._serialized_start=738
-  _globals['_TOUCHSESSIONREQUEST']._serialized_end=779
-  _globals['_DELETESESSIONREQUEST']._serialized_start=781
-  _globals['_DELETESESSIONREQUEST']._serialized_end=838
-  _globals['_DELETESESSIONRESPONSE']._serialized_start=840
-  _globals['_DELETESESSIONRESPONSE']._serialized_end=904
-  _globals['_SESSIONSERVICE']._serialized_start=1146
-  _globals['_SESSIONSERVICE']._serialized_end=1588
+  _globals['_SESSIONSERVICE'].methods_by_name['ListActiveSessions']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['ListActiveSessions']._serialized_options = b'\220\002\001\350\340\030\002'
+  _globals['_SESSIONSERVICE'].methods_by_name['EndSession']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['EndSession']._serialized_options = b'\350\340\030\002'
+  _globals['_SESSIONSTATE']._serialized_start=1433
+  _globals['_SESSIONSTATE']._serialized_end=1669
+  _globals['_SESSION']._serialized_start=160
+  _globals['_SESSION']._serialized_end=530
+  _globals['_CREATESESSIONREQUEST']._serialized_start=532
+  _globals['_CREATESESSIONREQUEST']._serialized_end=576
+  _globals['_GETSESSIONREQUEST']._serialized_start=578
+  _globals['_GETSESSIONREQUEST']._serialized_end=617
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=619
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=679
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=681
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=768
+  _globals['_TOUCHSESSIONREQUEST']._serialized_start=770
+  _globals['_TOUCHSESSIONREQUEST']._serialized_end=811
+  _globals['_DELETESESSIONREQUEST']._serialized_start=813
+  _globals['_DELETESESSIONREQUEST']._serialized_end=870
+  _globals['_DELETESESSIONRESPONSE']._serialized_start=872
+  _globals['_DELETESESSIONRESPONSE']._serialized_end=936
+  _globals['_LISTACTIVESESSIONSREQUEST']._serialized_start=938
+  _globals['_LISTACTIVESESSIONSREQUEST']._serialized_end=1021
+  _globals['_LISTACTIVESESSIONSRESPONSE']._serialized_start=1023
+  _globals['_LISTACTIVESESSIONSRESPONSE']._serialized_end=1122
+  _globals['_ACTIVESESSION']._serialized_start=1124
+  _globals['_ACTIVESESSION']._serialized_end=1243
+  _globals['_ENDSESSIONREQUEST']._serialized_start=1245
+  _globals['_ENDSESSIONREQUEST']._serialized_end=1299
+  _globals['_ENDSESSIONRESPONSE']._serialized_start=1302
+  _globals['_ENDSESSIONRESPONSE']._serialized_end=1430
+  _globals['_SESSIONSERVICE']._serialized_start=1672
+  _globals['_SESSIONSERVICE']._serialized_end=2311
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from vidsynth.v1 import access_pb2 as _access_pb2
 from vidsynth.v1 import common_pb2 as _common_pb2
@@ -104,3 +105,53 @@ class DeleteSessionResponse(_message.Message):
     session_id: str
     bytes_freed: int
     def __init__(self, session_id: _Optional[str] = ..., bytes_freed: _Optional[int] = ...) -> None: ...
+
+class ListActiveSessionsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "user_id")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    user_id: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., user_id: _Optional[str] = ...) -> None: ...
+
+class ListActiveSessionsResponse(_message.Message):
+    __slots__ = ("sessions", "next_page_token")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[ActiveSession]
+    next_page_token: str
+    def __init__(self, sessions: _Optional[_Iterable[_Union[ActiveSession, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ActiveSession(_message.Message):
+    __slots__ = ("session", "age", "disk_used_bytes")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    AGE_FIELD_NUMBER: _ClassVar[int]
+    DISK_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    session: Session
+    age: _duration_pb2.Duration
+    disk_used_bytes: int
+    def __init__(self, session: _Optional[_Union[Session, _Mapping]] = ..., age: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., disk_used_bytes: _Optional[int] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ("session_id", "force")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    force: bool
+    def __init__(self, session_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class EndSessionResponse(_message.Message):
+    __slots__ = ("session_id", "user_id", "cancelled_job_id", "bytes_freed", "events_deleted")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_DELETED_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    user_id: str
+    cancelled_job_id: str
+    bytes_freed: int
+    events_deleted: int
+    def __init__(self, session_id: _Optional[str] = ..., user_id: _Optional[str] = ..., cancelled_job_id: _Optional[str] = ..., bytes_freed: _Optional[int] = ..., events_deleted: _Optional[int] = ...) -> None: ...

@@ -27,8 +27,9 @@ if _version_not_supported:
 
 class SessionServiceStub:
     """Owns sessions: owners, limits, TTL, isolation directories and the assets index.
-    Every RPC is scoped to the caller's user id; another user's session answers
-    NOT_FOUND (SESSION_NOT_FOUND).
+    Every user RPC is scoped to the caller's user id; another user's session answers
+    NOT_FOUND (SESSION_NOT_FOUND). The admin RPCs (ListActiveSessions, EndSession) reach
+    every user's sessions; any other caller gets PERMISSION_DENIED.
     """
 
     def __init__(self, channel):
@@ -62,12 +63,23 @@ class SessionServiceStub:
                 request_serializer=vidsynth_dot_v1_dot_session__pb2.DeleteSessionRequest.SerializeToString,
                 response_deserializer=vidsynth_dot_v1_dot_session__pb2.DeleteSessionResponse.FromString,
                 _registered_method=True)
+        self.ListActiveSessions = channel.unary_unary(
+                '/vidsynth.v1.SessionService/ListActiveSessions',
+                request_serializer=vidsynth_dot_v1_dot_session__pb2.ListActiveSessionsRequest.SerializeToString,
+                response_deserializer=vidsynth_dot_v1_dot_session__pb2.ListActiveSessionsResponse.FromString,
+                _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/vidsynth.v1.SessionService/EndSession',
+                request_serializer=vidsynth_dot_v1_dot_session__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=vidsynth_dot_v1_dot_session__pb2.EndSessionResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
     """Owns sessions: owners, limits, TTL, isolation directories and the assets index.
-    Every RPC is scoped to the caller's user id; another user's session answers
-    NOT_FOUND (SESSION_NOT_FOUND).
+    Every user RPC is scoped to the caller's user id; another user's session answers
+    NOT_FOUND (SESSION_NOT_FOUND). The admin RPCs (ListActiveSessions, EndSession) reach
+    every user's sessions; any other caller gets PERMISSION_DENIED.
     """
 
     def CreateSession(self, request, context):
@@ -105,6 +117,25 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListActiveSessions(self, request, context):
+        """Admin only: every user's active (unexpired) sessions, newest first, with their owner,
+        state, age and the disk their files use (AIP-158 pagination; `user_id` narrows it to
+        one owner). Reading them is not activity: no session's idle TTL moves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSession(self, request, context):
+        """Admin only: ends any user's session now. With `force`, its queued or running job is
+        cancelled first (without it, a processing session answers INVALID_SESSION_STATE);
+        then its record, its files and its progress events are removed. An unknown id answers
+        SESSION_NOT_FOUND; an expired session not yet swept can be ended too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -133,6 +164,16 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     request_deserializer=vidsynth_dot_v1_dot_session__pb2.DeleteSessionRequest.FromString,
                     response_serializer=vidsynth_dot_v1_dot_session__pb2.DeleteSessionResponse.SerializeToString,
             ),
+            'ListActiveSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListActiveSessions,
+                    request_deserializer=vidsynth_dot_v1_dot_session__pb2.ListActiveSessionsRequest.FromString,
+                    response_serializer=vidsynth_dot_v1_dot_session__pb2.ListActiveSessionsResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=vidsynth_dot_v1_dot_session__pb2.EndSessionRequest.FromString,
+                    response_serializer=vidsynth_dot_v1_dot_session__pb2.EndSessionResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'vidsynth.v1.SessionService', rpc_method_handlers)
@@ -143,8 +184,9 @@ def add_SessionServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class SessionService:
     """Owns sessions: owners, limits, TTL, isolation directories and the assets index.
-    Every RPC is scoped to the caller's user id; another user's session answers
-    NOT_FOUND (SESSION_NOT_FOUND).
+    Every user RPC is scoped to the caller's user id; another user's session answers
+    NOT_FOUND (SESSION_NOT_FOUND). The admin RPCs (ListActiveSessions, EndSession) reach
+    every user's sessions; any other caller gets PERMISSION_DENIED.
     """
 
     @staticmethod
@@ -272,6 +314,60 @@ class SessionService:
             '/vidsynth.v1.SessionService/DeleteSession',
             vidsynth_dot_v1_dot_session__pb2.DeleteSessionRequest.SerializeToString,
             vidsynth_dot_v1_dot_session__pb2.DeleteSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListActiveSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidsynth.v1.SessionService/ListActiveSessions',
+            vidsynth_dot_v1_dot_session__pb2.ListActiveSessionsRequest.SerializeToString,
+            vidsynth_dot_v1_dot_session__pb2.ListActiveSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vidsynth.v1.SessionService/EndSession',
+            vidsynth_dot_v1_dot_session__pb2.EndSessionRequest.SerializeToString,
+            vidsynth_dot_v1_dot_session__pb2.EndSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

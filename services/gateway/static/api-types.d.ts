@@ -324,10 +324,71 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every user's active sessions, newest first, with owner, state, age and disk used (admin) */
+        get: operations["list_active_sessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** End any user's session: cancel its job (`force`), remove its files and events (admin) */
+        delete: operations["end_session"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * ActiveSession
+         * @description A session as operators list it (admin).
+         */
+        ActiveSession: {
+            session: components["schemas"]["Session"];
+            /**
+             * Age Seconds
+             * @description Seconds since the session was created.
+             */
+            age_seconds: number;
+            /**
+             * Disk Used Bytes
+             * @description Bytes of the files in its directory (uploads, work, outputs).
+             */
+            disk_used_bytes: number;
+        };
+        /** ActiveSessionList */
+        ActiveSessionList: {
+            /** Sessions */
+            sessions: components["schemas"]["ActiveSession"][];
+            /**
+             * Next Page Token
+             * @description Pass as page_token for the next page; empty on the last.
+             */
+            next_page_token: string;
+        };
         /** Asset */
         Asset: {
             /** Asset Id */
@@ -452,6 +513,34 @@ export interface components {
             session_id: string;
             /** Bytes Freed */
             bytes_freed: number;
+        };
+        /**
+         * EndedSession
+         * @description What an admin's force-end did.
+         */
+        EndedSession: {
+            /**
+             * Session Id
+             * @example ses_0123456789abcdef01234567
+             */
+            session_id: string;
+            /**
+             * User Id
+             * @description Whose session it was.
+             */
+            user_id: string;
+            /**
+             * Cancelled Job Id
+             * @description The job cancelled by `force`, if one was processing.
+             */
+            cancelled_job_id: string | null;
+            /** Bytes Freed */
+            bytes_freed: number;
+            /**
+             * Events Deleted
+             * @description Progress events removed.
+             */
+            events_deleted: number;
         };
         /**
          * ErrorSummary
@@ -4104,6 +4193,310 @@ export interface operations {
                         code: "RANGE_NOT_SATISFIABLE";
                         /** @constant */
                         status: 416;
+                    };
+                };
+            };
+            /** @description - `RATE_LIMITED`: Too many requests; slow down. */
+            429: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    /** @description Seconds to wait before retrying (on refusals that say when). */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "RATE_LIMITED";
+                        /** @constant */
+                        status: 429;
+                    };
+                };
+            };
+            /** @description - `REQUEST_HEADERS_TOO_LARGE`: The request line and headers are too large. */
+            431: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "REQUEST_HEADERS_TOO_LARGE";
+                        /** @constant */
+                        status: 431;
+                    };
+                };
+            };
+            /** @description - `SERVICE_UNAVAILABLE`: A service is unavailable; try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    /** @description Seconds to wait before retrying (on refusals that say when). */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status: 503;
+                    };
+                };
+            };
+            /** @description - `DEADLINE_EXCEEDED`: The request took too long. */
+            504: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "DEADLINE_EXCEEDED";
+                        /** @constant */
+                        status: 504;
+                    };
+                };
+            };
+        };
+    };
+    list_active_sessions: {
+        parameters: {
+            query?: {
+                /** @description 0: the default (50); capped at 200. */
+                page_size?: number;
+                /** @description The next_page_token of the previous page (opaque); empty for the first page. */
+                page_token?: string;
+                /** @description Only this owner's sessions. */
+                user_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ActiveSessionList"];
+                };
+            };
+            /** @description - `INVALID_ARGUMENT`: The request is not valid. */
+            400: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "INVALID_ARGUMENT";
+                        /** @constant */
+                        status: 400;
+                    };
+                };
+            };
+            /** @description - `UNAUTHENTICATED`: A valid API key is required. */
+            401: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "UNAUTHENTICATED";
+                        /** @constant */
+                        status: 401;
+                    };
+                };
+            };
+            /** @description - `PERMISSION_DENIED`: This action needs the admin role. */
+            403: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PERMISSION_DENIED";
+                        /** @constant */
+                        status: 403;
+                    };
+                };
+            };
+            /** @description - `RATE_LIMITED`: Too many requests; slow down. */
+            429: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    /** @description Seconds to wait before retrying (on refusals that say when). */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "RATE_LIMITED";
+                        /** @constant */
+                        status: 429;
+                    };
+                };
+            };
+            /** @description - `REQUEST_HEADERS_TOO_LARGE`: The request line and headers are too large. */
+            431: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "REQUEST_HEADERS_TOO_LARGE";
+                        /** @constant */
+                        status: 431;
+                    };
+                };
+            };
+            /** @description - `SERVICE_UNAVAILABLE`: A service is unavailable; try again shortly. */
+            503: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    /** @description Seconds to wait before retrying (on refusals that say when). */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "SERVICE_UNAVAILABLE";
+                        /** @constant */
+                        status: 503;
+                    };
+                };
+            };
+            /** @description - `DEADLINE_EXCEEDED`: The request took too long. */
+            504: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "DEADLINE_EXCEEDED";
+                        /** @constant */
+                        status: 504;
+                    };
+                };
+            };
+        };
+    };
+    end_session: {
+        parameters: {
+            query?: {
+                /** @description Cancel its queued or running job first. */
+                force?: boolean;
+            };
+            header?: never;
+            path: {
+                /** @description A session id. */
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["EndedSession"];
+                };
+            };
+            /**
+             * @description - `INVALID_ARGUMENT`: The request is not valid.
+             *     - `INVALID_ID`: That id is not well formed.
+             */
+            400: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "INVALID_ARGUMENT" | "INVALID_ID";
+                        /** @constant */
+                        status: 400;
+                    };
+                };
+            };
+            /** @description - `UNAUTHENTICATED`: A valid API key is required. */
+            401: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "UNAUTHENTICATED";
+                        /** @constant */
+                        status: 401;
+                    };
+                };
+            };
+            /** @description - `PERMISSION_DENIED`: This action needs the admin role. */
+            403: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "PERMISSION_DENIED";
+                        /** @constant */
+                        status: 403;
+                    };
+                };
+            };
+            /** @description - `SESSION_NOT_FOUND`: That session does not exist. */
+            404: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "SESSION_NOT_FOUND";
+                        /** @constant */
+                        status: 404;
+                    };
+                };
+            };
+            /** @description - `INVALID_SESSION_STATE`: The session is not in a state that allows this. */
+            409: {
+                headers: {
+                    "X-Request-ID"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"] & {
+                        /** @enum {string} */
+                        code: "INVALID_SESSION_STATE";
+                        /** @constant */
+                        status: 409;
                     };
                 };
             };

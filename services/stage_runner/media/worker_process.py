@@ -48,7 +48,7 @@ class WorkerProcess:
     async def _start(self) -> asyncio.subprocess.Process:
         try:
             proc = await children.start(
-                self._argv, stdin=children.PIPE, stdout=children.PIPE, stderr=children.PIPE
+                self._argv, stdin=children.PIPE, stdout=children.PIPE, stderr=children.PIPE, traced=False
             )
         except children.ChildNotStartable as error:
             raise WorkerFailed(f"{self.name} worker cannot start: {error}") from None
