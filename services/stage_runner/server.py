@@ -135,8 +135,11 @@ async def build(
         publisher.start()
         await jobs.resume()
 
-    async def on_stopping() -> None:
+    async def on_draining() -> None:
+        # No job starts from here on; running ones are interrupted and stay resumable.
         await jobs.stop()
+
+    async def on_closing() -> None:
         await speech.close()
         await publisher.stop(flush_timeout=2.0)
         await webhooks.close()
@@ -149,7 +152,8 @@ async def build(
             servicer, server
         ),
         on_started=on_started,
-        on_stopping=on_stopping,
+        on_draining=on_draining,
+        on_closing=on_closing,
     )
     # Tests and the lead's back-pressure wiring reach the domain objects through here.
     wiring.jobs = jobs  # type: ignore[attr-defined]
