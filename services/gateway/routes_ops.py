@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common import mesh_tls
 from libs.common.enums import enum_label
 from libs.common.identity import USER_ID_KEY
 from libs.common.metrics import HTTP_LATENCY, HTTP_REQUESTS, MetricsSettings
@@ -150,11 +151,15 @@ async def service_pages(
     """Each named gRPC service's own /metrics page (when they serve one), by service name."""
     if not metrics.metrics_port:
         return {}
-    async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
+    tls = mesh_tls.current()
+    verify = tls.client_context() if tls else True
+    async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS, verify=verify) as client:
 
         async def fetch(name: str) -> str:
+            # With mesh TLS the service proves its identity, whatever address it is at.
+            extensions = {"sni_hostname": tls.server_name(name)} if tls else None
             try:
-                response = await client.get(metrics.url_of(name, mesh))
+                response = await client.get(metrics.url_of(name, mesh, bool(tls)), extensions=extensions)
             except httpx.HTTPError:
                 return ""
             return response.text if response.status_code == 200 else ""

@@ -13,6 +13,7 @@ import uvloop
 from fastapi import FastAPI
 from grpc_health.v1 import health_pb2_grpc
 
+from libs.common import mesh_tls
 from libs.common.allocator import keep_large_buffers_in_heap
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import refuse_bad_keys_file, watch_keys_file
@@ -42,6 +43,7 @@ def uvicorn_config(
     app: FastAPI, settings: MeshSettings, gateway: GatewaySettings | None = None
 ) -> uvicorn.Config:
     trusted = (gateway or GatewaySettings()).gateway_trusted_proxies.strip()
+    tls = mesh_tls.current()
     return uvicorn.Config(
         app,
         host=settings.http_host,
@@ -55,6 +57,8 @@ def uvicorn_config(
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         ws_max_size=1 << 20,
         http=BoundedHttpToolsProtocol,
+        # Mesh TLS: only callers with a certificate from the mesh's CA (the edge) get in.
+        **(tls.uvicorn_options() if tls else {}),
     )
 
 
@@ -64,7 +68,14 @@ async def start_public_grpc(settings: MeshSettings, clients: MeshClients) -> grp
     add_reflection(server)
     health = PublicHealth({name: clients.channel(name) for name in PUBLIC_SERVICES})
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    if server.add_insecure_port(settings.gateway_grpc_listen_address) == 0:
+    tls = mesh_tls.current()
+    address = settings.gateway_grpc_listen_address
+    port = (
+        server.add_secure_port(address, tls.server_credentials())
+        if tls
+        else server.add_insecure_port(address)
+    )
+    if port == 0:
         raise OSError(f"cannot bind {settings.gateway_grpc_listen_address}")
     await server.start()
     return server
@@ -103,6 +114,7 @@ async def serve(settings: MeshSettings) -> None:
 
 
 def main() -> None:
+    mesh_tls.configure_process("gateway")  # unusable certificate settings end the process here
     settings = get_mesh_settings()
     configure_logging("gateway", settings.log_level)
     configure_tracing("gateway")
