@@ -24,6 +24,7 @@ from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity, current_identity, current_request_id
 from libs.common.ids import check_id
 from libs.common.metrics import STREAM_SUBSCRIBERS
+from libs.common.problems import problem_body
 from libs.common.rpc_status import error_from_rpc_error
 from services.gateway import api_models as m
 from services.gateway.api_enums import EventType
@@ -31,7 +32,7 @@ from services.gateway.auth import CurrentUser
 from services.gateway.contract import BEARER_SCHEME, STREAM_TOKEN_SCHEME, problems
 from services.gateway.event_feeds import FeedRegistry, follow, follow_feed, joined
 from services.gateway.json_body import ContractRoute
-from services.gateway.problems import problem_body, problem_response
+from services.gateway.problems import problem_response
 from services.gateway.stream_tokens import StreamTokenSigner, get_stream_token_settings, signer_from_settings
 from vidsynth.v1 import progress_pb2, session_pb2
 

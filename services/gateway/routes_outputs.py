@@ -19,13 +19,13 @@ from fastapi.responses import FileResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from libs.common.errors import VidsynthError
+from libs.common.outputs import output_path
 from services.gateway import api_models as m
 from services.gateway.api_enums import OUTPUT_MEDIA_TYPES, OutputName
 from services.gateway.auth import CurrentUser
 from services.gateway.contract import problems
 from services.gateway.json_body import ContractRoute
 from services.gateway.problems import problem_response
-from services.stage_runner.jobs import output_path
 from vidsynth.v1 import stage_runner_pb2
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=ContractRoute)
