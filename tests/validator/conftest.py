@@ -150,7 +150,7 @@ class Mesh:
 
     async def close(self) -> None:
         await self.http.aclose()
-        await self.app.state.clients.close()
+        await self.app.state.gateway.close()
         await self.channel.close()
         await self.session_channel.close()
 
