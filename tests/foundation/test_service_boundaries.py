@@ -3,6 +3,10 @@
 Services share code only through libs/common (DESIGN.md, "Conventions"); a service that
 imported another's package would load that service's dependencies (the stage runner's
 media stack, for one) and couple the two behind the protos' back.
+
+The command line (vidsynth/) is not a service: `vidsynth ... --json` prints results in the
+gateway's HTTP spelling through services/gateway/views.py, and `vidsynth up` sizes the edge's
+body cap from the validator's own settings class, so both stay where they are defined.
 """
 
 from __future__ import annotations
