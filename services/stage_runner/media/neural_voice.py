@@ -221,10 +221,11 @@ async def _espeak(
     text: str,
     sample_wav: Path,
     out_wav: Path,
-    chunking: tuple[float, float],
     on_progress: ProgressCallback | None,
+    *,
+    seconds_per_chunk: float,
+    words_per_minute: float,
 ) -> tuple[float, int, Alignment]:
-    seconds_per_chunk, words_per_minute = chunking
     result = await espeak_voice.synthesize(
         text,
         sample_wav,
@@ -317,8 +318,9 @@ async def synthesize_matched(
             " ".join(chunks),
             sample_wav,
             out_wav,
-            (seconds_per_chunk, words_per_minute),
             scaled(on_progress, 10.0, 100.0),
+            seconds_per_chunk=seconds_per_chunk,
+            words_per_minute=words_per_minute,
         )
         await report(on_progress, 100.0, description)
         messages.append(description)
