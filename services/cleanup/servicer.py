@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -34,7 +34,9 @@ def _usage(usage: Usage) -> cleanup_pb2.ResourceUsage:
     )
 
 
-def health_to_proto(snapshot: HealthSnapshot) -> cleanup_pb2.ResourceHealth:
+def health_to_proto(snapshot: HealthSnapshot, retry_after_seconds: float) -> cleanup_pb2.ResourceHealth:
+    retry_after = duration_pb2.Duration()
+    retry_after.FromTimedelta(timedelta(seconds=retry_after_seconds))
     return cleanup_pb2.ResourceHealth(
         level=int(snapshot.level),
         immediate_actions_needed=snapshot.immediate_actions_needed,
@@ -48,6 +50,7 @@ def health_to_proto(snapshot: HealthSnapshot) -> cleanup_pb2.ResourceHealth:
         ],
         actions=snapshot.actions,
         observe_time=_timestamp(snapshot.observed_at),
+        retry_after=retry_after,
     )
 
 
@@ -115,12 +118,13 @@ def page_bounds(page_size: int, page_token: str) -> tuple[int, int]:
 
 
 class CleanupService(cleanup_pb2_grpc.CleanupServiceServicer):
-    def __init__(self, scheduler: CleanupScheduler) -> None:
+    def __init__(self, scheduler: CleanupScheduler, retry_after_seconds: float) -> None:
         self._scheduler = scheduler
+        self._retry_after_seconds = retry_after_seconds
 
     async def GetResourceHealth(self, request, context) -> cleanup_pb2.ResourceHealth:
         identity = require_identity()
-        health = health_to_proto(await self._scheduler.health())
+        health = health_to_proto(await self._scheduler.health(), self._retry_after_seconds)
         return health if sees_host_figures(identity) else for_users(health)
 
     async def RunCleanup(self, request, context) -> cleanup_pb2.RunCleanupResponse:

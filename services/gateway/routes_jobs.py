@@ -13,6 +13,7 @@ from services.gateway import api_models as m
 from services.gateway.auth import CurrentUser
 from services.gateway.contract import problems
 from services.gateway.json_body import ContractRoute
+from services.gateway.state import gateway_state
 from services.gateway.views import capabilities_view, estimate_view, job_view, script_view
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
@@ -159,7 +160,7 @@ JOB_LINKS = {
 
 
 def _stub(request: Request):
-    return request.app.state.clients.stage_runner
+    return gateway_state(request.app).clients.stage_runner
 
 
 @router.post(

@@ -31,6 +31,7 @@ from services.gateway import api_models as m
 from services.gateway.api_enums import HealthLevel, ProcessingMode, ServingStatus
 from services.gateway.json_body import ContractRoute
 from services.gateway.routes_health import mesh_health
+from services.gateway.state import gateway_state
 from vidsynth.v1 import cleanup_pb2, common_pb2, stage_runner_pb2, validator_pb2
 
 log = structlog.get_logger("vidsynth.gateway.ops")
@@ -98,7 +99,7 @@ async def _probe(method, message, failure_event: str):
 
 async def resource_summary(request: Request) -> m.ResourceSummary | None:
     health = await _probe(
-        request.app.state.clients.cleanup.GetResourceHealth,
+        gateway_state(request.app).clients.cleanup.GetResourceHealth,
         cleanup_pb2.GetResourceHealthRequest(),
         "health.resources_unavailable",
     )
@@ -118,7 +119,7 @@ async def resource_summary(request: Request) -> m.ResourceSummary | None:
 
 async def capabilities_summary(request: Request) -> m.CapabilitySummary | None:
     caps = await _probe(
-        request.app.state.clients.stage_runner.GetCapabilities,
+        gateway_state(request.app).clients.stage_runner.GetCapabilities,
         stage_runner_pb2.GetCapabilitiesRequest(),
         "health.capabilities_unavailable",
     )
@@ -136,7 +137,7 @@ async def capabilities_summary(request: Request) -> m.CapabilitySummary | None:
 async def scanner_summary(request: Request) -> m.ScannerSummary | None:
     """Whether clamd answers, and with which signatures ("official" or "test-signatures")."""
     policy = await _probe(
-        request.app.state.clients.validator.GetUploadPolicy,
+        gateway_state(request.app).clients.validator.GetUploadPolicy,
         validator_pb2.GetUploadPolicyRequest(),
         "health.validator_unavailable",
     )
@@ -206,9 +207,7 @@ class _FoldedCollector(Collector):
 
 
 async def pages_of(request: Request, names: Sequence[str] = tuple(SERVICE_PORT_OFFSETS)) -> dict[str, str]:
-    state = request.app.state
-    if not hasattr(state, "metrics_settings"):
-        state.metrics_settings = MetricsSettings()  # read once, on first use
+    state = gateway_state(request.app)
     return await service_pages(state.metrics_settings, state.settings, names)
 
 

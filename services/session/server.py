@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, run_service
@@ -31,13 +33,17 @@ def _store(settings: MeshSettings, session_settings: SessionSettings) -> Session
     return SqliteSessionStore(settings.data_dir / DATABASE_FILE)
 
 
-async def build(settings: MeshSettings, session_settings: SessionSettings | None = None) -> ServiceWiring:
+async def build(
+    settings: MeshSettings,
+    session_settings: SessionSettings | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ServiceWiring:
     session_settings = session_settings or SessionSettings()
     store = _store(settings, session_settings)
     await store.open()
     clients = MeshClients(settings)
     peers = MeshPeers(clients)
-    manager = SessionManager(store, session_settings, settings.sessions_dir, peers=peers)
+    manager = SessionManager(store, session_settings, settings.sessions_dir, peers=peers, clock=clock)
     servicer = SessionService(manager)
     internal = SessionInternalService(manager)
 

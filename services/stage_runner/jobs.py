@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import structlog
 
 from libs.common import ids, tracing
 from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
-from libs.common.session_paths import session_paths
+from libs.common.outputs import OUTPUT_FILES
 from services.stage_runner import spec_checks
 from services.stage_runner.backends.builtin import CAPTION_OUTPUTS, CAPTIONED_VOICES
 from services.stage_runner.capabilities import BackendRegistry
-from services.stage_runner.checkpoints import OUTPUT_FILES
 from services.stage_runner.cost_model import CostModel, work_units
 from services.stage_runner.execution import TERMINAL_STATES, JobRunner, LiveJob
 from services.stage_runner.fair_share import Forecast, Running, Waiting, forecast
@@ -341,11 +339,3 @@ class JobManager:
 
     async def stop(self) -> None:
         await self.queue.stop()
-
-
-def output_path(sessions_dir: Path, session_id: str, job_id: str, name: str) -> Path | None:
-    """Where a finished job's named output lives (for the gateway's downloads)."""
-    entry = OUTPUT_FILES.get(name)
-    if entry is None:
-        return None
-    return session_paths(sessions_dir, session_id).output / job_id / entry[0]

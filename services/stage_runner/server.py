@@ -66,7 +66,7 @@ async def build(
             SimulationBackend(
                 stage,
                 runner_settings.stage_runner_simulation_seconds,
-                runner_settings.stage_runner_words_per_minute,
+                media_settings.media_words_per_minute,
             )
             for stage in STAGE_ORDER
         ],
@@ -97,7 +97,7 @@ async def build(
             publisher=publisher,
             webhooks=webhooks,
             sessions_dir=settings.sessions_dir,
-            words_per_minute=runner_settings.stage_runner_words_per_minute,
+            words_per_minute=media_settings.media_words_per_minute,
             stage_timeout_seconds=runner_settings.stage_runner_stage_timeout_seconds,
         )
 
@@ -121,7 +121,7 @@ async def build(
         },
         gpu_slots=runner_settings.stage_runner_gpu_slots,
         max_script_chars=runner_settings.stage_runner_max_script_chars,
-        words_per_minute=runner_settings.stage_runner_words_per_minute,
+        words_per_minute=media_settings.media_words_per_minute,
         webhook_hosts=runner_settings.webhook_hosts,
         webhook_secret_set=bool(webhook_secret),
     )

@@ -29,7 +29,7 @@ async def http(start_mesh):
     yield open_client
     for client, app in clients:
         await client.aclose()
-        await app.state.clients.close()
+        await app.state.gateway.close()
 
 
 async def wait_state(client: httpx.AsyncClient, job_id: str, states: set[str], user: str = "alice") -> dict:

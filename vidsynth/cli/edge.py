@@ -28,10 +28,10 @@ from pydantic import Field, model_validator
 from libs.common import children
 from libs.common.errors import VidsynthError
 from libs.common.mesh_tls import MeshTls
+from libs.common.problems import problem_body
 from libs.common.rpc_status import to_status_proto
 from libs.common.settings import PUBLIC_SERVICES, MeshSettings, VidsynthSettings
 from libs.common.tls import CertificateFiles, TlsFileError, check_certificate_files
-from services.gateway.problems import problem_body
 from services.validator.config import ValidatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]

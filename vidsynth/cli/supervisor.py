@@ -19,9 +19,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from libs.common import clamd_link
 from libs.common.mesh_tls import MeshTls
 from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings
-from services.validator.scanner import ClamdScanner
 
 SERVICES = list(SERVICE_PORT_OFFSETS)
 MAX_BACKOFF_SECONDS = 10.0
@@ -218,7 +218,7 @@ class Supervisor:
             return http if http != "SERVING" else grpc_state
 
         async def clamd() -> str:
-            answers, _ = await ClamdScanner(self.clamd_address, timeout=1.0).status()
+            answers, _ = await clamd_link.status(self.clamd_address, socket_timeout=1.0)
             return "SERVING" if answers else "UNREACHABLE"
 
         names = [*SERVICES, "gateway"]

@@ -19,8 +19,7 @@ from libs.common.identity import parse_api_keys
 from libs.common.keys_file import KeysFileError, load_keys_file
 from libs.common.settings import GATEWAY_GRPC_PORT_OFFSET, GATEWAY_HTTP_PORT_OFFSET, MeshSettings
 from libs.common.tls import Authority, CertificateFiles, ensure_ca, ensure_certificate
-from services.validator import clamd_runner
-from vidsynth.cli import edge, mesh_certs
+from vidsynth.cli import clamd, edge, mesh_certs
 from vidsynth.cli.mesh_certs import MeshTlsPlan
 from vidsynth.cli.supervisor import EdgeProbe, Supervisor, child_environment, child_specs
 
@@ -75,13 +74,13 @@ def mesh_overrides(data_dir: Path, http_port: int, grpc_port: int) -> tuple[dict
 def clamd_child(data_dir: Path, overrides: dict[str, str]) -> tuple[list[str] | None, str]:
     """clamd's argv and address when `up` should run it: installed, and no clamd configured."""
     configured = os.environ.get(CLAMD_ADDRESS_ENV, "")
-    if configured or not clamd_runner.installed():
+    if configured or not clamd.installed():
         if not configured:
             _echo("[up] clamd is not installed: uploads follow VIDSYNTH_VALIDATOR_SCAN_POLICY")
         return None, configured
-    argv, address, db_kind = clamd_runner.clamd_command(data_dir)
+    argv, address, db_kind = clamd.clamd_command(data_dir)
     overrides[CLAMD_ADDRESS_ENV] = address
-    if db_kind == clamd_runner.DB_TEST:
+    if db_kind == clamd.DB_TEST:
         _echo("[up] clamd: no official signature database here; using the project's test signatures")
     else:
         _echo("[up] clamd: official signature database")
