@@ -218,10 +218,7 @@ async def list_jobs(
     request: Request,
     user: CurrentUser,
     page_size: Annotated[int, Query(ge=0, le=200, description="0: the default.")] = 0,
-    page_token: Annotated[
-        str,
-        Query(max_length=18, pattern="^[0-9]*$", description="The previous page's next_page_token."),
-    ] = "",
+    page_token: m.PageToken = "",
 ) -> m.JobList:
     listed = await _stub(request).ListJobs(
         stage_runner_pb2.ListJobsRequest(session_id=session_id, page_size=page_size, page_token=page_token)

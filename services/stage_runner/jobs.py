@@ -13,7 +13,7 @@ from libs.common import ids, tracing
 from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
 from libs.common.outputs import OUTPUT_FILES
-from services.stage_runner import spec_checks
+from services.stage_runner import job_pages, spec_checks
 from services.stage_runner.backends.builtin import CAPTION_OUTPUTS, CAPTIONED_VOICES
 from services.stage_runner.capabilities import BackendRegistry
 from services.stage_runner.cost_model import CostModel, work_units
@@ -30,8 +30,6 @@ from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.jobs")
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 CANCEL_WAIT_SECONDS = 5.0
 # Back-pressure hooks (e.g. INSUFFICIENT_STORAGE / INSUFFICIENT_MEMORY) run before a job is accepted.
 AdmissionCheck = Callable[[], Awaitable[None]]
@@ -269,19 +267,7 @@ class JobManager:
             ids.check_id("session", request.session_id)
             # Another user's session answers SESSION_NOT_FOUND, as it does everywhere else.
             await self._sessions.get(request.session_id)
-        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        if request.page_size < 0:
-            raise VidsynthError("INVALID_ARGUMENT", "page_size must not be negative.")
-        after = 0
-        if request.page_token:
-            if not request.page_token.isdigit():
-                raise VidsynthError("INVALID_ARGUMENT", "page_token is not valid.")
-            after = int(request.page_token)
-        rows = await self._store.list_for_user(identity.user_id, request.session_id, after, page_size + 1)
-        response = stage_runner_pb2.ListJobsResponse(jobs=[self._current(r) for r in rows[:page_size]])
-        if len(rows) > page_size:
-            response.next_page_token = str(rows[page_size - 1].seq)
-        return response
+        return await job_pages.list_jobs(self._store, identity.user_id, request, self._current)
 
     # ---- cancel ---------------------------------------------------------------------------------
 

@@ -24,11 +24,11 @@ from services.stage_runner.media.config import MediaSettings
 from services.stage_runner.media.speech_engine import SpeechEngine
 from services.stage_runner.publisher import ProgressPublisher
 from services.stage_runner.redis_jobs import RedisJobManager
-from services.stage_runner.redis_wiring import redis_job_options, redis_job_store
+from services.stage_runner.redis_wiring import redis_job_options
 from services.stage_runner.scripts import GeminiScriptBackend, ScriptService
 from services.stage_runner.servicer import StageRunnerService
 from services.stage_runner.session_link import SessionLink
-from services.stage_runner.store import SqliteJobStore
+from services.stage_runner.store import open_store
 from services.stage_runner.webhooks import WebhookSender
 from vidsynth.v1 import stage_runner_pb2, stage_runner_pb2_grpc
 
@@ -42,12 +42,7 @@ async def build(
 ) -> ServiceWiring:
     runner_settings = runner_settings or StageRunnerSettings()
     media_settings = media_settings or MediaSettings()
-    if settings.redis_url:
-        store = redis_job_store(settings, runner_settings)
-    else:
-        store = await asyncio.to_thread(
-            SqliteJobStore, settings.data_dir / runner_settings.stage_runner_db_file
-        )
+    store = await open_store(settings, runner_settings)
     backends_file = await asyncio.to_thread(load_backends_file, runner_settings.backends_file)
     scripts = ScriptService(media_settings)
 
