@@ -16,11 +16,12 @@ from libs.common.errors import VidsynthError
 from libs.common.session_paths import SessionPaths
 from services.stage_runner import checkpoints, storage
 from services.stage_runner.backends.base import STAGE_ORDER, StageBackend, StageInput, stage_name
+from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.cost_model import CostModel, work_units
 from services.stage_runner.job_tracing import traced_stage
 from services.stage_runner.media.ffmpeg import duration_of, probe
-from services.stage_runner.queue import JobQueue
 from services.stage_runner.script_text import speech_seconds_for_text
+from services.stage_runner.stage_slots import StageSlots
 from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.pipeline")
@@ -75,21 +76,14 @@ class JobRun:
 
 class Pipeline:
     def __init__(
-        self,
-        *,
-        cost_model: CostModel,
-        queue: JobQueue,
-        emit: Emit,
-        save: Save,
-        stage_timeout_seconds: float,
-        words_per_minute: float,
+        self, config: StageRunnerSettings, *, cost_model: CostModel, slots: StageSlots, emit: Emit, save: Save
     ) -> None:
         self._cost = cost_model
-        self._queue = queue
+        self._slots = slots
         self._emit = emit
         self._save = save
-        self._stage_timeout = stage_timeout_seconds
-        self._wpm = words_per_minute
+        self._stage_timeout = config.stage_runner_stage_timeout_seconds
+        self._wpm = config.stage_runner_words_per_minute
 
     def estimate_stages(self, run: JobRun) -> None:
         """Sets each pending stage's backend and estimated seconds from the cost model."""
@@ -165,7 +159,7 @@ class Pipeline:
 
     async def _run_stage(self, run: JobRun, stage: int, stage_dir: Path) -> None:
         # The stage's slots (e.g. one GPU stage at a time) cover the whole stage, bookkeeping included.
-        async with self._queue.stage_slot(stage, run.backends[stage].needs_gpu):
+        async with self._slots.hold(stage, run.backends[stage].needs_gpu):
             await self._run_stage_in_slot(run, stage, stage_dir)
 
     @traced_stage(restored=False)

@@ -14,7 +14,7 @@ import pytest
 
 from libs.common.identity import Identity, current_identity
 from libs.common.rpc_status import error_from_rpc_error
-from services.stage_runner.queue import JobQueue
+from services.stage_runner.stage_slots import StageSlots
 from tests.support.identities import user_metadata
 from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
 
@@ -108,21 +108,15 @@ async def test_a_cancel_before_the_jobs_first_step_still_settles_it(start_mesh):
     assert cancelled.state == common_pb2.JOB_STATE_CANCELLED
     assert (await mesh.get(started.job_id)).state == common_pb2.JOB_STATE_CANCELLED
     assert await mesh.session_state(session_id) == session_pb2.SESSION_STATE_READY
-    assert started.job_id not in jobs.live
+    assert jobs.queue.live_job(started.job_id) is None
 
 
 async def test_gpu_stages_take_turns_while_cpu_stages_run_side_by_side():
-    queue = JobQueue(
-        max_running=4,
-        stage_limits={},
-        gpu_slots=1,
-        run_job=lambda job_id: asyncio.sleep(0),
-        on_moved=lambda: None,
-    )
+    slots = StageSlots(stage_limits={}, gpu_slots=1)
     spans: dict[str, tuple[float, float]] = {}
 
     async def stage(name: str, stage_id: int, needs_gpu: bool) -> None:
-        async with queue.stage_slot(stage_id, needs_gpu):
+        async with slots.hold(stage_id, needs_gpu):
             began = time.monotonic()
             await asyncio.sleep(0.2)
             spans[name] = (began, time.monotonic())
