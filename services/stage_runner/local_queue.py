@@ -48,11 +48,6 @@ class LocalJobQueue:
         self._stopping = False
 
     @property
-    def waiting(self) -> list[str]:
-        """Waiting job ids in arrival order (positions come from fair_share.forecast)."""
-        return list(self._waiting)
-
-    @property
     def waiting_count(self) -> int:
         return len(self._waiting)
 
