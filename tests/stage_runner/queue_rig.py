@@ -24,8 +24,8 @@ SETTLE_TURNS = 20
 class FakeClock:
     """Monotonic seconds that move only when the test advances them."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
         self._sleepers: list[tuple[float, int, asyncio.Future]] = []
         self._order = itertools.count()
 
@@ -49,6 +49,18 @@ class FakeClock:
             await settle()
         self.now = target
         await settle()
+
+    async def advance_to_next_sleeper(self) -> bool:
+        """Moves time to the earliest sleeper's wake-up and wakes it; False when none sleeps."""
+        while self._sleepers:
+            wake_at, _, waker = heapq.heappop(self._sleepers)
+            if waker.done():
+                continue
+            self.now = max(self.now, wake_at)
+            waker.set_result(None)
+            await settle()
+            return True
+        return False
 
 
 async def settle() -> None:
