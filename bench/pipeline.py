@@ -31,7 +31,7 @@ import numpy as np
 from libs.common.log import configure_logging
 from services.stage_runner.media.chunking import split_script
 from services.stage_runner.media.face import crop_face
-from services.stage_runner.media.ffmpeg import decode_audio, duration_of, probe, run_ffmpeg
+from services.stage_runner.media.ffmpeg import H264_ENCODE, decode_audio, duration_of, probe, run_ffmpeg
 from services.stage_runner.media.neural_voice import synthesize_matched
 from services.stage_runner.media.speech_engine import SpeechEngine
 from services.stage_runner.media.talking_head import render_talking_head
@@ -100,7 +100,8 @@ async def floor(engine: SpeechEngine, script: str, work: Path) -> tuple[float, f
                 "-i",
                 work / "floor-face.png",
             ),
-            *("-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"),
+            *H264_ENCODE,
+            *("-pix_fmt", "yuv420p"),
             *("-movflags", "+faststart", "-f", "mp4", work / "floor.mp4"),
         ],
         expected_seconds=speech_seconds,

@@ -21,7 +21,14 @@ from libs.common.errors import VidsynthError
 from services.stage_runner.media.alignment import Alignment
 from services.stage_runner.media.face import read_landmarks
 from services.stage_runner.media.face_rig import FaceRig, Pose, mouth_envelope, poses_for, render
-from services.stage_runner.media.ffmpeg import decode_audio, probe, probe_input, run_ffmpeg, stream_of
+from services.stage_runner.media.ffmpeg import (
+    H264_ENCODE,
+    decode_audio,
+    probe,
+    probe_input,
+    run_ffmpeg,
+    stream_of,
+)
 from services.stage_runner.media.mesh_rig import MeshPose, MeshRig
 from services.stage_runner.media.progress import ProgressCallback, report
 from services.stage_runner.media.visemes import mouth_track
@@ -98,10 +105,14 @@ def _load_rig(face_png: Path, landmarks_json: Path | None) -> FaceRig | MeshRig:
     return FaceRig.from_image(image)
 
 
-def _render_batch(rig: FaceRig | MeshRig, poses: list[Pose | MeshPose]) -> bytes:
+def _render_batch(rig: FaceRig | MeshRig, poses: list[Pose | MeshPose]) -> list[np.ndarray]:
+    # Frames go to ffmpeg's pipe as they are (the pipe's buffer takes the one copy): joining
+    # them into bytes first cost about a quarter of the rendering time.
     if isinstance(rig, MeshRig):
-        return b"".join(rig.render(pose).tobytes() for pose in poses)  # type: ignore[arg-type]
-    return b"".join(render(rig, pose).tobytes() for pose in poses)  # type: ignore[arg-type]
+        frames = [rig.render(pose) for pose in poses]  # type: ignore[arg-type]
+    else:
+        frames = [render(rig, pose) for pose in poses]  # type: ignore[arg-type]
+    return [np.ascontiguousarray(frame) for frame in frames]
 
 
 def _mesh_poses(opening: np.ndarray, width: np.ndarray, fps: int, expression_scale: float) -> list[MeshPose]:
@@ -162,7 +173,8 @@ async def animate(
     async def feed_frames(stdin: asyncio.StreamWriter) -> None:
         for start in range(0, frames, _BATCH_FRAMES):
             batch = poses[start : start + _BATCH_FRAMES]
-            stdin.write(await asyncio.to_thread(_render_batch, rig, batch))
+            for frame in await asyncio.to_thread(_render_batch, rig, batch):
+                stdin.write(memoryview(frame).cast("B"))
             await stdin.drain()
             done = start + len(batch)
             await report(on_progress, 100.0 * done / frames, f"rendered frame {done} of {frames}")
@@ -172,7 +184,7 @@ async def animate(
         await run_ffmpeg(
             [
                 *("-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", str(fps)),
-                *("-i", "pipe:0", "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18"),
+                *("-i", "pipe:0", "-an", *H264_ENCODE),
                 *("-pix_fmt", "yuv420p", "-r", str(fps), "-movflags", "+faststart", "-f", "mp4", partial),
             ],
             expected_seconds=frames / fps,

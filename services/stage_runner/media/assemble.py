@@ -11,7 +11,14 @@ import contextlib
 from pathlib import Path
 
 from libs.common.errors import VidsynthError
-from services.stage_runner.media.ffmpeg import duration_of, probe, probe_input, run_ffmpeg, stream_of
+from services.stage_runner.media.ffmpeg import (
+    H264_ENCODE,
+    duration_of,
+    probe,
+    probe_input,
+    run_ffmpeg,
+    stream_of,
+)
 from services.stage_runner.media.progress import ProgressCallback, report, scaled
 
 VIDEO_NAME = "video.mp4"
@@ -65,6 +72,48 @@ def burn_filter(captions_srt: Path) -> str:
     return f"subtitles=filename={_filter_path(captions_srt)}:force_style='{style}'"
 
 
+async def _decode_check(video_mp4: Path, video_info: dict) -> None:
+    # A damaged intermediate can still be copied into an MP4 that probes fine; decode every
+    # frame so it fails here instead (-xerror: stop at the first decoding error).
+    await run_ffmpeg(
+        ["-xerror", "-i", video_mp4, "-map", "0:v:0", "-f", "null", "-"],
+        expected_seconds=duration_of(video_info),
+        failure_message="The animation is damaged and cannot be used.",
+    )
+
+
+async def _mux_checked(
+    video_mp4: Path,
+    video_info: dict,
+    audio_wav: Path,
+    audio_seconds: float,
+    video_codec: list[str],
+    partial_video: Path,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Mux into `partial_video` while the intermediate is decoded in full: the two run at once
+    (one mostly copies, the other mostly decodes). Both finish before either verdict counts, so
+    a damaged intermediate is reported as such whatever the mux said; a cancel ends both."""
+    outcomes = await asyncio.gather(
+        _decode_check(video_mp4, video_info),
+        run_ffmpeg(
+            [
+                *("-i", video_mp4, "-i", audio_wav, "-map", "0:v:0", "-map", "1:a:0"),
+                *video_codec,
+                *("-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ar", "44100", "-ac", "1"),
+                *("-movflags", "+faststart", "-f", "mp4", partial_video),
+            ],
+            expected_seconds=audio_seconds,
+            on_progress=scaled(on_progress, 0.0, 80.0),
+            failure_message="Combining the video and the speech failed.",
+        ),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 async def assemble(
     video_mp4: Path,
     audio_wav: Path,
@@ -86,31 +135,15 @@ async def assemble(
         raise VidsynthError("STAGE_FAILED", "The animation has no picture.")
     # The animation is already H.264 yuv420p from our own stages; re-encode only what is not.
     copy_video = video.get("codec_name") == "h264" and video.get("pix_fmt") == "yuv420p" and not burn_captions
-    video_codec = ["-c:v", "copy"] if copy_video else ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18"]
+    video_codec = ["-c:v", "copy"] if copy_video else list(H264_ENCODE)
     if burn_captions is not None:
         video_codec = ["-vf", burn_filter(burn_captions), *video_codec]
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     partial_video = out_dir / f".{VIDEO_NAME}.partial.mp4"
     partial_thumb = out_dir / f".{THUMBNAIL_NAME}.partial.jpg"
     try:
-        # A damaged intermediate can still be copied into an MP4 that probes fine; decode every
-        # frame first so it fails here instead (-xerror: stop at the first decoding error).
-        await run_ffmpeg(
-            ["-xerror", "-i", video_mp4, "-map", "0:v:0", "-f", "null", "-"],
-            expected_seconds=duration_of(video_info),
-            on_progress=scaled(on_progress, 0.0, 20.0),
-            failure_message="The animation is damaged and cannot be used.",
-        )
-        await run_ffmpeg(
-            [
-                *("-i", video_mp4, "-i", audio_wav, "-map", "0:v:0", "-map", "1:a:0"),
-                *video_codec,
-                *("-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ar", "44100", "-ac", "1"),
-                *("-movflags", "+faststart", "-f", "mp4", partial_video),
-            ],
-            expected_seconds=audio_seconds,
-            on_progress=scaled(on_progress, 20.0, 80.0),
-            failure_message="Combining the video and the speech failed.",
+        await _mux_checked(
+            video_mp4, video_info, audio_wav, audio_seconds, video_codec, partial_video, on_progress
         )
         await report(on_progress, 80.0, "verifying the video")
         _check_muxed(await probe(partial_video), audio_seconds)

@@ -7,7 +7,7 @@ import contextlib
 from pathlib import Path
 
 from libs.common.errors import VidsynthError
-from services.stage_runner.media.ffmpeg import duration_of, probe_input, run_ffmpeg, stream_of
+from services.stage_runner.media.ffmpeg import H264_ENCODE, duration_of, probe_input, run_ffmpeg, stream_of
 from services.stage_runner.media.progress import ProgressCallback
 
 MAX_FACTOR = 4
@@ -36,7 +36,8 @@ async def enhance(
         await run_ffmpeg(
             [
                 *("-i", in_mp4, "-map", "0:v:0", "-map", "0:a?", "-vf", filters),
-                *("-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"),
+                *H264_ENCODE,
+                *("-pix_fmt", "yuv420p"),
                 *("-c:a", "copy", "-movflags", "+faststart", "-f", "mp4", partial),
             ],
             expected_seconds=duration_of(info),

@@ -24,6 +24,10 @@ _STDERR_TAIL_CHARS = 2000
 PROBE_TIMEOUT_SECONDS = 60.0
 DECODE_TIMEOUT_SECONDS = 300.0
 _PROBE_MAX_BYTES = 16 * 1024 * 1024
+# Every H.264 encode of the built-in stages. veryfast with the cheapest motion search (diamond,
+# subpel refinement 1) measured 39 % less x264 CPU than plain veryfast on a 512x512 talking head,
+# for 9 % more bytes and the same SSIM (0.9914 against 0.9915).
+H264_ENCODE = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-x264-params", "subme=1:me=dia")
 
 StdinFeeder = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
