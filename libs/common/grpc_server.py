@@ -111,6 +111,11 @@ class ServiceWiring:
     """What a service's `build` returns: the gRPC services it serves (public and
     internal, on one port), how to register them and its lifecycle hooks.
 
+    Shutdown runs in the grpc asyncio examples' order (`stop_wiring`):
+    `on_draining` stops taking new work and ends long-lived streams, then the server
+    stops with a grace period so in-flight calls finish, and only then `on_closing`
+    closes what those calls use (stores, clients, workers).
+
     Who may call each RPC comes from the services' descriptors (their protos'
     `(vidsynth.v1.access)` options); a service whose RPC declares none does not start.
     """
@@ -118,7 +123,10 @@ class ServiceWiring:
     services: list[ServiceDescriptor]
     register: Callable[[grpc.aio.Server], None]
     on_started: Callable[[], Awaitable[None]] | None = None
-    on_stopping: Callable[[], Awaitable[None]] | None = None
+    # Stores and clients are still open here: stop loops and sweepers, end streams.
+    on_draining: Callable[[], Awaitable[None]] | None = None
+    # Every call has finished (or was cancelled at the end of the grace period).
+    on_closing: Callable[[], Awaitable[None]] | None = None
 
     @property
     def service_names(self) -> list[str]:
@@ -158,11 +166,19 @@ async def start_wiring(
 async def stop_wiring(
     wiring: ServiceWiring, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, grace: float
 ) -> None:
-    """Graceful shutdown: NOT_SERVING first, then let in-flight calls finish."""
-    await set_serving(health_servicer, wiring.service_names, False)
-    if wiring.on_stopping:
-        await wiring.on_stopping()
+    """Graceful shutdown in three steps: drain, stop, close.
+
+    1. Drain: every service NOT_SERVING for good (balancers and `up` stop sending), then
+       the service's own draining (streams end with UNAVAILABLE, loops stop starting work).
+    2. `server.stop(grace)`: no new calls; in-flight ones finish against open resources.
+    3. Close the resources those calls used.
+    """
+    await health_servicer.enter_graceful_shutdown()
+    if wiring.on_draining:
+        await wiring.on_draining()
     await server.stop(grace)
+    if wiring.on_closing:
+        await wiring.on_closing()
 
 
 async def serve(
@@ -189,7 +205,7 @@ async def serve(
     if keys_watcher is not None:
         await keys_watcher.stop()
     await stop_wiring(wiring, server, health_servicer, settings.shutdown_grace_seconds)
-    await end_all_children()
+    await end_all_children()  # after the calls that ran them; per process, so not in on_closing
     if watcher:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -38,15 +38,12 @@ async def build(
     scheduler = CleanupScheduler(ctx, task_specs(cleanup_settings), monitor, state_file, restored)
     servicer = CleanupService(scheduler)
 
-    async def on_stopping() -> None:
-        await scheduler.stop()
-        await clients.close()
-
     return ServiceWiring(
         services=SERVICES,
         register=lambda server: cleanup_pb2_grpc.add_CleanupServiceServicer_to_server(servicer, server),
         on_started=scheduler.start,
-        on_stopping=on_stopping,
+        on_draining=scheduler.stop,  # no new sweeps; a RunCleanup in flight still finishes
+        on_closing=clients.close,
     )
 
 

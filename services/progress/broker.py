@@ -67,14 +67,19 @@ class Broker:
     def __init__(self, buffer_capacity: int) -> None:
         self._capacity = buffer_capacity
         self._subscribers: dict[str, set[Subscription]] = collections.defaultdict(set)
+        self._shut_down = False
 
     @property
     def capacity(self) -> int:
         return self._capacity
 
     def subscribe(self, session_id: str) -> Subscription:
+        """A live buffer; once the broker is shut down, one that ends after the replay."""
         subscription = Subscription(session_id, self._capacity)
-        self._subscribers[session_id].add(subscription)
+        if self._shut_down:
+            subscription.shut_down()
+        else:
+            self._subscribers[session_id].add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -100,7 +105,9 @@ class Broker:
             subscription.shut_down()
 
     def shut_down(self) -> None:
-        """Ends every live stream (after what it holds) so clients reconnect elsewhere or later."""
+        """Ends every live stream (after what it holds) so clients reconnect elsewhere or later;
+        streams that start from now on end once replayed."""
+        self._shut_down = True
         for subscribers in self._subscribers.values():
             for subscription in subscribers:
                 subscription.shut_down()

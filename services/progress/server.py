@@ -60,21 +60,22 @@ async def build(settings: MeshSettings, progress_settings: ProgressSettings | No
         progress_pb2_grpc.add_ProgressServiceServicer_to_server(servicer, server)
         progress_internal_pb2_grpc.add_ProgressInternalServiceServicer_to_server(internal, server)
 
-    async def on_stopping() -> None:
-        # Live streams never end by themselves: end them now so clients resume elsewhere.
-        # The store stays open: in-flight publishes may still finish during the grace
-        # period, and SQLite in WAL mode needs no close to stay consistent.
+    async def on_draining() -> None:
+        # Live streams never end by themselves: end them now (UNAVAILABLE) so clients
+        # resume by seq elsewhere or later, and refuse live tails to streams that start now.
         log.broker.shut_down()
+
+    async def on_closing() -> None:
         if live is not None:
             await live.close()
-            # Its pool reconnects if a publish in the grace period still needs it.
-            await store.close()
+        await store.close()
         await clients.close()
 
     wiring = ServiceWiring(
         services=SERVICES,
         register=register,
-        on_stopping=on_stopping,
+        on_draining=on_draining,
+        on_closing=on_closing,
     )
     wiring.event_log = log  # type: ignore[attr-defined]  # tests and bench inspect subscribers
     return wiring

@@ -3,7 +3,6 @@ then the event log."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
@@ -70,7 +69,6 @@ class ProgressService(progress_pb2_grpc.ProgressServiceServicer):
     def __init__(self, log: EventLog, settings: ProgressSettings, check_owner: OwnershipCheck) -> None:
         self._log = log
         self._settings = settings
-        self._weights = settings.stage_weights
         self._check_owner = check_owner
 
     async def Subscribe(self, request, context: grpc.aio.ServicerContext) -> AsyncIterator:
@@ -112,7 +110,7 @@ class ProgressService(progress_pb2_grpc.ProgressServiceServicer):
         )
         if not events:
             raise VidsynthError("JOB_NOT_FOUND", metadata={"job_id": job_id})
-        return compute_snapshot(request.session_id, job_id, events, self._weights, time.time())
+        return compute_snapshot(request.session_id, job_id, events)
 
 
 class ProgressInternalService(progress_internal_pb2_grpc.ProgressInternalServiceServicer):

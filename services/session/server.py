@@ -51,20 +51,21 @@ async def build(settings: MeshSettings, session_settings: SessionSettings | None
         nonlocal gauge
         gauge = asyncio.create_task(refresh_active_sessions(store))
 
-    async def on_stopping() -> None:
+    async def on_draining() -> None:
         if gauge is not None:
             gauge.cancel()
+
+    async def on_closing() -> None:
         await peers.close()
         await clients.close()
-        if isinstance(store, RedisSessionStore):
-            # Its pool reconnects if a call in the grace period still needs it; SQLite could not.
-            await store.close()
+        await store.close()
 
     return ServiceWiring(
         services=SERVICES,
         register=register,
         on_started=on_started,
-        on_stopping=on_stopping,
+        on_draining=on_draining,
+        on_closing=on_closing,
     )
 
 

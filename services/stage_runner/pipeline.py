@@ -55,6 +55,8 @@ class JobRun:
     def stage_state(self, stage: int) -> stage_runner_pb2.StageState:
         return next(s for s in self.job.stages if s.stage == stage)
 
+    # The one computation of a job's overall percent and ETA: every event carries both, and
+    # GetProgress's snapshot takes them from the job's last event.
     def overall_percent(self, current: int | None = None, current_percent: float = 0.0) -> float:
         total = sum(max(s.estimated_seconds, 0.01) for s in self.job.stages) or 1.0
         done = sum(
@@ -148,6 +150,7 @@ class Pipeline:
             state.backend = checkpoint.backend
             state.end_time.GetCurrentTime()
             run.job.overall_percent = run.overall_percent()
+            run.job.eta_seconds = run.remaining_seconds()
             await self._save(run.job)
             self._emit(
                 run.job,

@@ -142,8 +142,11 @@ async def build(
         publisher.start()
         await jobs.resume()
 
-    async def on_stopping() -> None:
+    async def on_draining() -> None:
+        # No job starts from here on; running ones are interrupted and stay resumable.
         await jobs.stop()
+
+    async def on_closing() -> None:
         await speech.close()
         await publisher.stop(flush_timeout=2.0)
         await webhooks.close()
@@ -156,7 +159,8 @@ async def build(
             servicer, server
         ),
         on_started=on_started,
-        on_stopping=on_stopping,
+        on_draining=on_draining,
+        on_closing=on_closing,
         jobs=jobs,
         registry=registry,
     )

@@ -38,7 +38,8 @@ async def build(settings: MeshSettings, validator_settings: ValidatorSettings | 
     )
     servicer = ValidatorService(config, uploads, scanner, quarantine_root)
 
-    async def stopping() -> None:
+    async def on_closing() -> None:
+        # After the grace period: uploads still in flight until then decode and register.
         await workers.close()
         await clients.close()
 
@@ -46,7 +47,7 @@ async def build(settings: MeshSettings, validator_settings: ValidatorSettings | 
         services=SERVICES,
         register=lambda server: validator_pb2_grpc.add_ValidatorServiceServicer_to_server(servicer, server),
         on_started=workers.start,
-        on_stopping=stopping,
+        on_closing=on_closing,
     )
 
 

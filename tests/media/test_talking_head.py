@@ -12,10 +12,10 @@ async def test_photo_voice_and_script_become_a_verified_talking_head_mp4(
 ):
     """Without the Piper worker (engine None): espeak-ng speaks, and with no phone alignments the
     mesh rig's mouth follows the loudness envelope."""
-    seen: list[float] = []
+    seen: dict[str, list[float]] = {}
 
-    async def on_progress(percent: float, message: str) -> None:
-        seen.append(percent)
+    async def on_progress(stage: str, percent: float, message: str) -> None:
+        seen.setdefault(stage, []).append(percent)
 
     out_dir = tmp_path / "output"
     result = await render_talking_head(
@@ -47,6 +47,9 @@ async def test_photo_voice_and_script_become_a_verified_talking_head_mp4(
     assert (video["width"], video["height"]) == (256, 256)
     assert duration_of(info) == pytest.approx(result.audio_seconds, abs=0.1)
     assert int(video["nb_read_packets"]) == result.frames == frames_for(result.audio_seconds, 25)
-    assert seen == sorted(seen) and seen[-1] == 100.0
+    # Stage-local progress, stage after stage: each climbs to its own 100 %.
+    assert list(seen) == ["voice", "animate", "enhance", "assemble"]
+    for percents in seen.values():
+        assert percents == sorted(percents) and percents[-1] == 100.0
     assert set(result.stage_seconds) == {"voice", "face", "animate", "enhance", "assemble"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -222,6 +222,22 @@ async def test_shutdown_ends_live_streams_with_service_unavailable(progress_mesh
     assert rpc_code(caught.value) == "SERVICE_UNAVAILABLE"
 
 
+async def test_stream_started_while_draining_replays_then_ends_with_service_unavailable(
+    progress_mesh, in_process_mesh
+):
+    session_id = await progress_mesh.create_session()
+    await publish(progress_mesh.channel, session_id, progress_ticks(2), batch_size=2)
+    # Between draining and server.stop a Subscribe can still arrive: it gets no live tail.
+    await in_process_mesh.running["progress"].wiring.on_draining()
+    call = progress_mesh.progress.Subscribe(
+        progress_pb2.SubscribeRequest(session_id=session_id), metadata=user_metadata("alice"), timeout=10
+    )
+    assert [event.seq for event in await collect(call, 2)] == [1, 2]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert rpc_code(caught.value) == "SERVICE_UNAVAILABLE"
+
+
 async def test_remaining_argument_errors(progress_mesh):
     session_id = await progress_mesh.create_session()
     stub, alice, mesh = progress_mesh.progress, user_metadata("alice"), mesh_metadata()

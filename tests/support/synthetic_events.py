@@ -26,7 +26,8 @@ def job_events(
     eta_seconds: float = 60.0,
 ) -> list[progress_pb2.ProgressEvent]:
     """One job's life: queued, started, each stage started/progress.../completed, then the outcome
-    ("completed", "failed" at the last stage, or "cancelled")."""
+    ("completed", "failed" at the last stage, or "cancelled"). Like the runner's, every event
+    carries the job's overall percent and ETA, here with the stages weighing the same."""
     job_id = job_id or new_id("job")
     events = [
         E.ProgressEvent(
@@ -37,11 +38,18 @@ def job_events(
         ),
         E.ProgressEvent(type=E.EVENT_TYPE_JOB_STARTED, job_id=job_id, eta_seconds=eta_seconds),
     ]
+
+    def at(index: int, stage_percent: float) -> dict[str, float]:
+        overall = 100.0 * (index + stage_percent / 100.0) / len(stages)
+        return {"overall_percent": overall, "eta_seconds": eta_seconds * (1.0 - overall / 100.0)}
+
     for index, name in enumerate(stages):
         stage = STAGES_BY_NAME[name]
         failing = outcome == "failed" and index == len(stages) - 1
         events.append(
-            E.ProgressEvent(type=E.EVENT_TYPE_STAGE_STARTED, job_id=job_id, stage=stage, backend="builtin")
+            E.ProgressEvent(
+                type=E.EVENT_TYPE_STAGE_STARTED, job_id=job_id, stage=stage, backend="builtin", **at(index, 0)
+            )
         )
         for tick in range(1, ticks_per_stage + 1):
             percent = 100.0 * tick / (ticks_per_stage + 1)
@@ -52,15 +60,18 @@ def job_events(
                     stage=stage,
                     stage_percent=percent,
                     message=f"{name} {percent:.0f}%",
+                    **at(index, percent),
                 )
             )
         if failing:
+            reached = at(index, 100.0 * ticks_per_stage / (ticks_per_stage + 1))
             events.append(
                 E.ProgressEvent(
                     type=E.EVENT_TYPE_STAGE_FAILED,
                     job_id=job_id,
                     stage=stage,
                     error=common_pb2.ErrorSummary(code="STAGE_FAILED", message="A processing stage failed."),
+                    **reached,
                 )
             )
             events.append(
@@ -68,12 +79,15 @@ def job_events(
                     type=E.EVENT_TYPE_JOB_FAILED,
                     job_id=job_id,
                     error=common_pb2.ErrorSummary(code="STAGE_FAILED", message="A processing stage failed."),
+                    overall_percent=reached["overall_percent"],
                 )
             )
             return events
-        events.append(E.ProgressEvent(type=E.EVENT_TYPE_STAGE_COMPLETED, job_id=job_id, stage=stage))
+        events.append(
+            E.ProgressEvent(type=E.EVENT_TYPE_STAGE_COMPLETED, job_id=job_id, stage=stage, **at(index + 1, 0))
+        )
     if outcome == "cancelled":
-        events.append(E.ProgressEvent(type=E.EVENT_TYPE_JOB_CANCELLED, job_id=job_id))
+        events.append(E.ProgressEvent(type=E.EVENT_TYPE_JOB_CANCELLED, job_id=job_id, overall_percent=100.0))
     else:
         events.append(E.ProgressEvent(type=E.EVENT_TYPE_JOB_COMPLETED, job_id=job_id, overall_percent=100.0))
     return events

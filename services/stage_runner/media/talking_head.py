@@ -2,6 +2,7 @@
 
 The stage runner runs the same functions as separate, resumable stages; this direct chain is
 the floor the pipeline benchmark compares against, and a quick way to render from Python.
+Progress is reported stage by stage; weighing stages into one figure is the runner's job.
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ from services.stage_runner.media.captions import write_captions
 from services.stage_runner.media.enhance import enhance
 from services.stage_runner.media.face import crop_face
 from services.stage_runner.media.neural_voice import MatchedSpeech, synthesize_matched
-from services.stage_runner.media.progress import ProgressCallback, scaled
+from services.stage_runner.media.progress import StageProgressCallback, for_stage
 from services.stage_runner.media.speech_engine import SpeechEngine
-
-# Share of the overall progress each stage takes (roughly its share of the work).
-_WEIGHTS = {"voice": 35.0, "face": 2.0, "animate": 45.0, "enhance": 18.0, "assemble": 8.0}
 
 
 @dataclass
@@ -34,19 +32,6 @@ class TalkingHeadResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     speech: MatchedSpeech | None = None
     animation: AnimationResult | None = None
-
-
-def _bounds(upscale_factor: int) -> dict[str, tuple[float, float]]:
-    weights = dict(_WEIGHTS)
-    if upscale_factor <= 1:
-        weights.pop("enhance")
-    total = sum(weights.values())
-    bounds: dict[str, tuple[float, float]] = {}
-    start = 0.0
-    for stage, weight in weights.items():
-        bounds[stage] = (100.0 * start / total, 100.0 * (start + weight) / total)
-        start += weight
-    return bounds
 
 
 async def render_talking_head(
@@ -63,11 +48,11 @@ async def render_talking_head(
     upscale_factor: int = 0,
     burn_captions: bool = False,
     seconds_per_chunk: float = 20.0,
-    on_progress: ProgressCallback | None = None,
+    on_progress: StageProgressCallback | None = None,
 ) -> TalkingHeadResult:
     """Render `out_dir/video.mp4`, `thumbnail.jpg`, `audio.wav` and the captions; `engine` is
-    the Piper worker (None: espeak-ng); `upscale_factor` > 1 adds enhancement."""
-    bounds = _bounds(upscale_factor)
+    the Piper worker (None: espeak-ng); `upscale_factor` > 1 adds enhancement. `on_progress`
+    hears (stage, percent of that stage, message) for voice, animate, enhance and assemble."""
     timings: dict[str, float] = {}
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=".talking-head-", dir=out_dir.parent))
@@ -78,7 +63,7 @@ async def render_talking_head(
             voice_sample,
             work / "speech.wav",
             engine,
-            scaled(on_progress, *bounds["voice"]),
+            for_stage(on_progress, "voice"),
             seconds_per_chunk=seconds_per_chunk,
         )
         alignment_json = work / "alignment.json"
@@ -96,7 +81,7 @@ async def render_talking_head(
             work / "animation.mp4",
             fps=fps,
             expression_scale=expression_scale_for(emotion, tone),
-            on_progress=scaled(on_progress, *bounds["animate"]),
+            on_progress=for_stage(on_progress, "animate"),
             landmarks_json=landmarks,
             alignment_json=alignment_json,
         )
@@ -104,14 +89,14 @@ async def render_talking_head(
         timings["animate"], began = time.perf_counter() - began, time.perf_counter()
         if upscale_factor > 1:
             video = await enhance(
-                video, work / "enhanced.mp4", upscale_factor, scaled(on_progress, *bounds["enhance"])
+                video, work / "enhanced.mp4", upscale_factor, for_stage(on_progress, "enhance")
             )
             timings["enhance"], began = time.perf_counter() - began, time.perf_counter()
         outputs = await assemble(
             video,
             speech.path,
             out_dir,
-            scaled(on_progress, *bounds["assemble"]),
+            for_stage(on_progress, "assemble"),
             burn_captions=captions["captions_srt"] if burn_captions else None,
         )
         timings["assemble"] = time.perf_counter() - began
