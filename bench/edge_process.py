@@ -11,7 +11,9 @@ from pathlib import Path
 import psutil
 
 from libs.common import children
+from libs.common.mesh_tls import MeshTls
 from libs.common.settings import GATEWAY_HTTP_PORT_OFFSET, MeshSettings
+from libs.common.tls import CertificateFiles
 from vidsynth.cli import edge
 
 
@@ -47,13 +49,20 @@ class CpuMeter:
 
 
 @contextlib.asynccontextmanager
-async def running_edge(data_dir: Path, grpc_port: int, http_port: int) -> AsyncIterator[int]:
-    """Runs the edge until the block ends; yields nginx's (master) pid."""
+async def running_edge(
+    data_dir: Path,
+    grpc_port: int,
+    http_port: int,
+    tls: CertificateFiles | None = None,
+    mesh_tls: MeshTls | None = None,
+) -> AsyncIterator[int]:
+    """Runs the edge until the block ends; yields nginx's (master) pid. `tls`: HTTPS and
+    gRPC over TLS for clients; `mesh_tls`: mutual TLS to the backends (`up --tls` sets both)."""
     mesh = MeshSettings(
         grpc_port=grpc_port, http_port=http_port, gateway_http_port=grpc_port + GATEWAY_HTTP_PORT_OFFSET
     )
     settings = edge.EdgeSettings(edge_max_connections_per_address=65_535)
-    config = edge.config_for_mesh(mesh, settings, data_dir, None)
+    config = edge.config_for_mesh(mesh, settings, data_dir, tls, mesh_tls)
     argv = edge.nginx_argv(edge.nginx_binary(), edge.write_config(config, edge.edge_dir(data_dir)))
     await edge.check_config(argv)
     async with children.child_process(argv) as process:

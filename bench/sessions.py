@@ -18,6 +18,7 @@ both against the floors measured here, on this machine:
    (no coordinated omission).
 
     .venv/bin/python -m bench.sessions [--clients 32] [--seconds 4]
+    .venv/bin/python -m bench.sessions --tls   # through the edge, plaintext vs `up --tls` (sessions_tls.py)
     .venv/bin/python -m bench.sessions --tracing   # tracing off / sampled out / on (sessions_tracing.py)
 
 Targets: gateway >= 0.5x direct gRPC throughput; the edge costs at most 10 % of the
@@ -33,6 +34,7 @@ import contextlib
 import json
 import os
 import random
+import ssl
 import sys
 import tempfile
 import time
@@ -153,8 +155,14 @@ class Target:
 
 
 @contextlib.asynccontextmanager
-async def grpc_target(address: str, name: str = "grpc") -> AsyncIterator[Target]:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def grpc_target(
+    address: str, name: str = "grpc", credentials: grpc.ChannelCredentials | None = None
+) -> AsyncIterator[Target]:
+    if credentials is None:
+        opened = grpc.aio.insecure_channel(address)
+    else:
+        opened = grpc.aio.secure_channel(address, credentials)
+    async with opened as channel:
         stub = session_pb2_grpc.SessionServiceStub(channel)
         metadata = user_metadata("alice")
 
@@ -174,15 +182,17 @@ class HttpConnection:
     connections capped the measurement at a few hundred requests/s (the gateway itself
     answers /healthz at thousands), so the bench speaks the protocol directly."""
 
-    def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
-        self._host, self._port = host, port
+    def __init__(
+        self, host: str, port: int, headers: dict[str, str], tls: ssl.SSLContext | None = None
+    ) -> None:
+        self._host, self._port, self._tls = host, port, tls
         self._headers = "".join(f"{k}: {v}\r\n" for k, v in {"Host": host, **headers}.items())
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def request(self, method: str, path: str) -> tuple[int, bytes]:
         if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self._host, self._port)
+            self._reader, self._writer = await asyncio.open_connection(self._host, self._port, ssl=self._tls)
         assert self._reader is not None
         self._writer.write(f"{method} {path} HTTP/1.1\r\n{self._headers}Content-Length: 0\r\n\r\n".encode())
         await self._writer.drain()
@@ -204,10 +214,12 @@ class HttpConnection:
 
 
 @contextlib.asynccontextmanager
-async def gateway_target(host: str, port: int, clients: int, name: str = "gateway") -> AsyncIterator[Target]:
+async def gateway_target(
+    host: str, port: int, clients: int, name: str = "gateway", tls: ssl.SSLContext | None = None
+) -> AsyncIterator[Target]:
     pool: asyncio.Queue[HttpConnection] = asyncio.Queue()
     for _ in range(clients):
-        pool.put_nowait(HttpConnection(host, port, bearer("alice")))
+        pool.put_nowait(HttpConnection(host, port, bearer("alice"), tls))
 
     async def call(method: str, path: str) -> bytes:
         connection = await pool.get()
@@ -371,11 +383,21 @@ def cli() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds per target (default 1)")
     parser.add_argument("--rounds", type=int, default=8, help="alternations between the targets (default 8)")
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="through the edge without and with `up --tls` (HTTPS/gRPC over TLS at the edge, mutual TLS "
+        "behind it): bench/sessions_tls.py",
+    )
+    parser.add_argument(
         "--tracing",
         action="store_true",
         help="measure the gateway with tracing off, sampled out and on at 100 %% (bench/sessions_tracing.py)",
     )
     args = parser.parse_args()
+    if args.tls:
+        from bench.sessions_tls import main as tls_main
+
+        sys.exit(uvloop.run(tls_main(args.clients, args.seconds, args.warmup, args.rounds)))
     if args.tracing:
         from bench.sessions_tracing import main as tracing_main
 

@@ -35,10 +35,10 @@ import numpy as np
 import uvloop
 from PIL import Image
 
-from services.validator.clamd_runner import clamd_command, wait_until_ready
 from services.validator.scanner import ClamdScanner
 from tests.support.identities import bearer, mesh_env
 from tests.support.ports import free_port, free_port_block
+from vidsynth.cli.clamd import clamd_command, wait_until_ready
 
 RATIO_TARGET = 0.6
 STARTUP_TIMEOUT_SECONDS = 120.0

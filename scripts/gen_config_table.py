@@ -2,7 +2,8 @@
 
 Usage: python -m scripts.gen_config_table [--check]
 Every `VidsynthSettings` subclass under libs/, services/ and vidsynth/ (the command line
-and the edge it runs) is listed, so the table cannot drift from the code.
+and the edge it runs) is listed, so the table cannot drift from the code; "read by" names
+the processes whose code reads each setting (scripts/config_readers.py finds them).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import libs
 import services
 import vidsynth
 from libs.common.settings import MeshSettings, VidsynthSettings
+from scripts.config_readers import describe, readers
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -62,29 +64,21 @@ def _default(value: object) -> str:
     return f"`{value}`"
 
 
-OWNERS = {"libs": "every service", "vidsynth.cli.edge": "`vidsynth up` (edge)", "vidsynth": "`vidsynth` CLI"}
-
-
-def _owner(module: str) -> str:
-    parts = module.split(".")
-    for prefix in (module, parts[0]):
-        if prefix in OWNERS:
-            return OWNERS[prefix]
-    return parts[1]
-
-
 def render_table() -> str:
+    classes = settings_classes()
+    read_by = readers(classes)
     rows = ["| variable | default | meaning | read by |", "| --- | --- | --- | --- |"]
     seen: set[str] = set()
-    for cls in settings_classes():
-        owner = "every service" if cls is MeshSettings else _owner(cls.__module__)
+    for cls in classes:
         for name, field in cls.model_fields.items():
             env = f"VIDSYNTH_{name.upper()}"
             if env in seen:
                 continue
             seen.add(env)
             description = (field.description or "").replace("|", "\\|")
-            rows.append(f"| `{env}` | {_default(field.default)} | {description} | {owner} |")
+            rows.append(
+                f"| `{env}` | {_default(field.default)} | {description} | {describe(read_by[name])} |"
+            )
     return "\n".join(rows)
 
 

@@ -26,6 +26,7 @@ from vidsynth.v1 import cleanup_pb2
 log = structlog.get_logger("vidsynth.backpressure")
 
 CACHE_SECONDS = 2.0
+# When the cleanup service does not say (VIDSYNTH_CLEANUP_RETRY_AFTER_SECONDS, in its answer).
 RETRY_AFTER_SECONDS = 30.0
 HEALTH_TIMEOUT_SECONDS = 2.0
 # Who the gate acts as when it runs outside any user's request.
@@ -64,19 +65,25 @@ class ResourceGate:
             self._cached_at = time.monotonic()
             return self._cached
 
-    def _storage_error(self) -> VidsynthError:
-        return VidsynthError("INSUFFICIENT_STORAGE", retry_after_seconds=self._retry_after)
+    def _retry_after_of(self, health: cleanup_pb2.ResourceHealth) -> float:
+        """The cleanup service's advice (its own setting), else this gate's default."""
+        if health.HasField("retry_after"):
+            return health.retry_after.ToTimedelta().total_seconds()
+        return self._retry_after
+
+    def _storage_error(self, health: cleanup_pb2.ResourceHealth) -> VidsynthError:
+        return VidsynthError("INSUFFICIENT_STORAGE", retry_after_seconds=self._retry_after_of(health))
 
     async def check_upload(self) -> None:
         health = await self.health()
         if health is not None and health.disk.level == cleanup_pb2.HEALTH_LEVEL_CRITICAL:
-            raise self._storage_error()  # counted with every other refusal by the validator
+            raise self._storage_error(health)  # counted with every other refusal by the validator
 
     async def check_new_job(self) -> None:
         health = await self.health()
         if health is None:
             return
         if health.disk.level == cleanup_pb2.HEALTH_LEVEL_CRITICAL:
-            raise self._storage_error()
+            raise self._storage_error(health)
         if health.memory.level == cleanup_pb2.HEALTH_LEVEL_CRITICAL:
-            raise VidsynthError("INSUFFICIENT_MEMORY", retry_after_seconds=self._retry_after)
+            raise VidsynthError("INSUFFICIENT_MEMORY", retry_after_seconds=self._retry_after_of(health))

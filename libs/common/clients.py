@@ -9,6 +9,7 @@ import json
 
 import grpc
 
+from libs.common import mesh_tls
 from libs.common.access import retry_safe_unary_methods
 from libs.common.identity import (
     MESH_TOKEN_KEY,
@@ -136,7 +137,11 @@ class _StreamUnary(_MeshMetadata, grpc.aio.StreamUnaryClientInterceptor):
         return await continuation(self.details(client_call_details, streaming=True), request_iterator)
 
 
-def mesh_channel(address: str, settings: MeshSettings) -> grpc.aio.Channel:
+def mesh_channel(
+    address: str, settings: MeshSettings, service: str = "", tls: mesh_tls.MeshTls | None = None
+) -> grpc.aio.Channel:
+    """A channel to `address`; with mesh TLS, this process's certificate is presented and the
+    server must prove it is `service` (its identity, not its address)."""
     token = settings.mesh_token.get_secret_value()
     timeout = settings.rpc_timeout_seconds
     interceptors = [
@@ -144,7 +149,12 @@ def mesh_channel(address: str, settings: MeshSettings) -> grpc.aio.Channel:
         _UnaryStream(token, timeout, STREAM_DEADLINE_SECONDS),
         _StreamUnary(token, timeout, UPLOAD_DEADLINE_SECONDS),
     ]
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    options = [*CHANNEL_OPTIONS, *(tls.channel_options(service) if service else [])]
+    return grpc.aio.secure_channel(
+        address, tls.channel_credentials(), options=options, interceptors=interceptors
+    )
 
 
 class ServiceStubs(abc.ABC):
@@ -189,11 +199,13 @@ class MeshClients(ServiceStubs):
 
     def __init__(self, settings: MeshSettings) -> None:
         self._settings = settings
+        self._tls = mesh_tls.current()
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._channels:
-            self._channels[service] = mesh_channel(self._settings.service_address(service), self._settings)
+            address = self._settings.service_address(service)
+            self._channels[service] = mesh_channel(address, self._settings, service, self._tls)
         return self._channels[service]
 
     async def close(self) -> None:

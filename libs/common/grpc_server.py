@@ -18,6 +18,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from libs.common import mesh_tls
 from libs.common.access import access_policy
 from libs.common.children import end_all_children
 from libs.common.heap import freeze_startup_heap
@@ -77,13 +78,18 @@ def create_server(
     keyring: Keyring,
     access: Mapping[str, Access],
     limiter: TokenBucketLimiter | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A grpc.aio server with the mesh interceptor, bound to `address` (port 0 picks one).
+    """A grpc.aio server with the mesh interceptor, bound to `address` (port 0 picks one),
+    with TLS when given `credentials` (mesh TLS: client certificates required).
     `access` names every vidsynth RPC it may serve; any other is refused."""
     server = grpc.aio.server(
         interceptors=[MeshServerInterceptor(keyring, access, limiter)], options=SERVER_OPTIONS
     )
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind {address}")
     return server, port
@@ -147,13 +153,19 @@ async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
 
 
 async def start_wiring(
-    wiring: ServiceWiring, address: str, keyring: Keyring, limiter: TokenBucketLimiter | None = None
+    wiring: ServiceWiring,
+    address: str,
+    keyring: Keyring,
+    limiter: TokenBucketLimiter | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Registers and starts a built service on `address`; SERVING once started.
 
     Refuses (UndeclaredAccessError) before binding when an RPC declares no access.
     """
-    server, port = create_server(address, keyring=keyring, access=wiring.access(), limiter=limiter)
+    server, port = create_server(
+        address, keyring=keyring, access=wiring.access(), limiter=limiter, credentials=credentials
+    )
     wiring.register(server)
     health_servicer = add_health_and_reflection(server, wiring.service_names)
     await server.start()
@@ -187,12 +199,17 @@ async def serve(
     settings = settings or get_mesh_settings()
     keyring = keyring_from_settings(settings)  # before anything starts: a bad keys file stops us here
     wiring = await build(settings)
+    tls = mesh_tls.current()
     server, port, health_servicer = await start_wiring(
-        wiring, settings.listen_address(name), keyring, limiter_from_settings(settings)
+        wiring,
+        settings.listen_address(name),
+        keyring,
+        limiter_from_settings(settings),
+        tls.server_credentials() if tls else None,
     )
     keys_watcher = watch_keys_file(keyring, settings)
     freeze_startup_heap()
-    log.info("service.serving", port=port, pid=os.getpid())
+    log.info("service.serving", port=port, pid=os.getpid(), mesh_tls=bool(tls))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -215,6 +232,7 @@ async def serve(
 
 def run_service(name: str, build: Callable[[MeshSettings], Awaitable[ServiceWiring]]) -> None:
     """Entry point of a service process: configure logging and serve until signalled."""
+    mesh_tls.configure_process(name)  # unusable certificate settings end the process here
     settings = get_mesh_settings()
     configure_logging(name, settings.log_level)
     configure_tracing(name)

@@ -11,12 +11,18 @@ The gRPC request counters live in libs/common/interceptors.py.
 
 from __future__ import annotations
 
-from wsgiref.simple_server import WSGIServer
+import socket
+import ssl
+import sys
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app, start_http_server
+from prometheus_client.exposition import ThreadingWSGIServer
 from pydantic import Field
 
+from libs.common import mesh_tls
 from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings, VidsynthSettings
 
 log = structlog.get_logger("vidsynth.metrics")
@@ -55,6 +61,7 @@ RESOURCE_USED_PERCENT = Gauge("vidsynth_resource_used_percent", "Resource use in
 
 
 METRICS_PORT_SHIFT = 100
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
 
 
 class MetricsSettings(VidsynthSettings):
@@ -76,13 +83,14 @@ class MetricsSettings(VidsynthSettings):
             return mesh.grpc_port + offset + METRICS_PORT_SHIFT
         return self.metrics_port + offset - min(SERVICE_PORT_OFFSETS.values())
 
-    def url_of(self, service: str, mesh: MeshSettings) -> str:
-        """Where the gateway reads a service's page: the host of its gRPC address."""
+    def url_of(self, service: str, mesh: MeshSettings, tls: bool = False) -> str:
+        """Where the gateway reads a service's page: the host of its gRPC address (over
+        HTTPS with mesh TLS)."""
         port = self.port_of(service, mesh)
         if not port:
             return ""
         host = mesh.service_address(service).rpartition(":")[0] or mesh.grpc_host
-        return f"http://{host}:{port}/metrics"
+        return f"{'https' if tls else 'http'}://{host}:{port}/metrics"
 
 
 def serve_metrics(
@@ -95,11 +103,48 @@ def serve_metrics(
     port = settings.port_of(service, mesh)
     if not port:
         return None
+    tls = mesh_tls.current()
     try:
         # Bound where the service's gRPC port is bound, so it is reachable the same way.
-        server, _thread = start_http_server(port, addr=mesh.grpc_host)
+        if tls:
+            server = _start_tls_server(port, mesh.grpc_host, tls.server_context())
+        else:
+            server, _thread = start_http_server(port, addr=mesh.grpc_host)
     except OSError as error:
         log.warning("metrics.not_served", port=port, error=str(error))
         return None
-    log.info("metrics.serving", port=port)
+    log.info("metrics.serving", port=port, mesh_tls=bool(tls))
     return server
+
+
+class _TlsMetricsServer(ThreadingWSGIServer):
+    """prometheus-client's own TLS wraps the listening socket, so each handshake runs in
+    the accept loop, where one silent client stalls every scrape. Here the handshake runs
+    in the connection's own thread, bounded by a timeout, and a refused one is no error."""
+
+    context: ssl.SSLContext
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        connection, address = self.socket.accept()
+        connection.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        return self.context.wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        log.debug("metrics.connection_refused", error=str(sys.exception()))
+
+
+def _start_tls_server(port: int, host: str, context: ssl.SSLContext) -> WSGIServer:
+    class Server(_TlsMetricsServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    Server.context = context
+    server = make_server(host, port, make_wsgi_app(), Server, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = HANDSHAKE_TIMEOUT_SECONDS
+
+    def log_message(self, format: str, *args: object) -> None:
+        return

@@ -1,11 +1,15 @@
 """VidsynthError <-> gRPC rich error model (google.rpc.Status + ErrorInfo, BadRequest,
-RetryInfo), carried in the `grpc-status-details-bin` trailer."""
+RetryInfo). This module only maps the catalog to and from the `google.rpc.Status`
+message; grpcio-status (`grpc_status.rpc_status`) carries that message in the
+`grpc-status-details-bin` trailer and reads it back, checking it against the call's
+own status."""
 
 from __future__ import annotations
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from libs.common.errors import FieldViolation, VidsynthError, code_for_grpc_status
 from libs.common.rpc_tracing import record_failed_call
@@ -42,13 +46,18 @@ def to_status_proto(error: VidsynthError) -> status_pb2.Status:
     return status_pb2.Status(code=error.spec.grpc_code.value[0], message=error.message, details=details)
 
 
+def to_grpc_status(error: VidsynthError) -> grpc.Status:
+    """The status a call ends with: code, message and the rich details trailer."""
+    return rpc_status.to_status(to_status_proto(error))
+
+
 def trailing_metadata_for(error: VidsynthError) -> tuple[tuple[str, bytes], ...]:
-    return ((DETAILS_KEY, to_status_proto(error).SerializeToString()),)
+    return tuple(to_grpc_status(error).trailing_metadata)
 
 
 async def abort_with_error(context: grpc.aio.ServicerContext, error: VidsynthError) -> None:
     """Ends the call with the catalogued status; raises grpc.aio.AbortError."""
-    await context.abort(error.spec.grpc_code, error.message, trailing_metadata=trailing_metadata_for(error))
+    await context.abort_with_status(to_grpc_status(error))
 
 
 def error_from_status_proto(status: status_pb2.Status) -> VidsynthError | None:
@@ -89,11 +98,9 @@ def error_from_rpc_error(error: grpc.RpcError) -> VidsynthError:
 
 
 def _translate(error: grpc.RpcError) -> VidsynthError:
-    trailers = error.trailing_metadata() or ()
-    for key, value in trailers:
-        if key == DETAILS_KEY:
-            status = status_pb2.Status.FromString(value)
-            parsed = error_from_status_proto(status)
-            if parsed is not None:
-                return parsed
-    return VidsynthError(code_for_grpc_status(error.code()))
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]  # a failed call is a grpc.Call
+    except ValueError:  # details that contradict the call's own code or message: not trusted
+        status = None
+    parsed = error_from_status_proto(status) if status is not None else None
+    return parsed or VidsynthError(code_for_grpc_status(error.code()))

@@ -1,6 +1,6 @@
 """Certificates with the `cryptography` package: a development CA and the certificates it
-issues (the edge's server certificate today; one per service for mutual TLS later), kept
-as PEM files and reused while they stay valid.
+issues (the edge's server certificate, and one per service for mutual TLS inside the mesh),
+kept as PEM files and reused while they stay valid.
 
     ca = ensure_ca(tls_dir)                                  # tls_dir/ca.pem, ca-key.pem
     files = ensure_certificate(ca, tls_dir, "edge", ["127.0.0.1", "localhost"])
@@ -217,21 +217,21 @@ def _same_key(key: PrivateKey, certificate: x509.Certificate) -> bool:
 
 
 def _covers(certificate: x509.Certificate, hosts: list[str]) -> bool:
-    try:
-        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    present = {str(v) for v in names.get_values_for_type(x509.IPAddress)}
-    present |= set(names.get_values_for_type(x509.DNSName))
-    return {str(n.value) for n in _subject_alternative_names(hosts)} <= present
+    return {str(n.value) for n in _subject_alternative_names(hosts)} <= names_in(certificate)
 
 
 def _issued_by(certificate: x509.Certificate, authority: Authority) -> bool:
+    return _signed_by(certificate, authority.certificate)
+
+
+def _has_usages(certificate: x509.Certificate, server: bool, client: bool) -> bool:
     try:
-        certificate.verify_directly_issued_by(authority.certificate)
-    except (ValueError, TypeError, InvalidSignature):
+        usages = set(certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except x509.ExtensionNotFound:
         return False
-    return True
+    wanted = {ExtendedKeyUsageOID.SERVER_AUTH} if server else set()
+    wanted |= {ExtendedKeyUsageOID.CLIENT_AUTH} if client else set()
+    return wanted <= usages
 
 
 def ensure_certificate(
@@ -242,9 +242,11 @@ def ensure_certificate(
     *,
     server: bool = True,
     client: bool = False,
+    common_name: str = "",
 ) -> CertificateFiles:
     """`<name>.pem` and `<name>-key.pem` under `tls_dir`, reused while they are issued by
-    `authority`, cover `hosts` and are not close to expiry; issued anew otherwise."""
+    `authority`, cover `hosts`, allow the usages asked for and are not close to expiry;
+    issued anew (with `common_name`, default `name`) otherwise."""
     cert_path, key_path = tls_dir / f"{name}.pem", tls_dir / f"{name}-key.pem"
     try:
         certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -255,12 +257,13 @@ def ensure_certificate(
             and _still_valid(certificate)
             and _issued_by(certificate, authority)
             and _covers(certificate, hosts)
+            and _has_usages(certificate, server, client)
         )
         if reusable:
             return CertificateFiles(cert_path, key_path, authority.path)
     except (OSError, ValueError):
         pass
-    key, certificate = issue_certificate(authority, name, hosts, server=server, client=client)
+    key, certificate = issue_certificate(authority, common_name or name, hosts, server=server, client=client)
     return write_certificate(tls_dir, name, key, certificate, authority)
 
 
@@ -298,3 +301,63 @@ def check_certificate_files(certificate_path: Path, key_path: Path) -> None:
     )
     if public != leaf:
         raise TlsFileError(f"the key {key_path} does not belong to the certificate {certificate_path}")
+
+
+def load_ca_bundle(ca_path: Path) -> list[x509.Certificate]:
+    """The CA certificates in a PEM bundle (several while one CA replaces another)."""
+    try:
+        return x509.load_pem_x509_certificates(ca_path.read_bytes())
+    except OSError as error:
+        raise TlsFileError(f"cannot read the CA file {ca_path}: {error.strerror}") from None
+    except ValueError:
+        raise TlsFileError(f"{ca_path} holds no PEM certificate") from None
+
+
+def check_issued_by(certificate_path: Path, ca_path: Path) -> x509.Certificate:
+    """The leaf of `certificate_path` (PEM, intermediates after it) chains to a CA in
+    `ca_path` and is valid now; returns the leaf. Raises TlsFileError naming the file."""
+    roots = load_ca_bundle(ca_path)
+    chain = x509.load_pem_x509_certificates(certificate_path.read_bytes())
+    leaf = current = chain[0]
+    now = _now()
+    if not leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc:
+        raise TlsFileError(
+            f"the certificate {certificate_path} is valid only from {leaf.not_valid_before_utc:%Y-%m-%d} "
+            f"to {leaf.not_valid_after_utc:%Y-%m-%d}"
+        )
+    for _ in range(len(chain)):
+        if any(_signed_by(current, root) for root in roots):
+            return leaf
+        parent = next((c for c in chain[1:] if _signed_by(current, c)), None)
+        if parent is None:
+            break
+        current = parent
+    raise TlsFileError(f"the certificate {certificate_path} is not issued by the CA in {ca_path}")
+
+
+def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def names_in(certificate: x509.Certificate) -> set[str]:
+    """The DNS names and IP addresses a certificate's subjectAltName lists."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return set(names.get_values_for_type(x509.DNSName)) | {
+        str(v) for v in names.get_values_for_type(x509.IPAddress)
+    }
+
+
+def allows_usage(certificate: x509.Certificate, usage: x509.ObjectIdentifier) -> bool:
+    """No extendedKeyUsage allows every usage; one that is present must list `usage`."""
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return usage in usages

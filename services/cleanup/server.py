@@ -36,7 +36,7 @@ async def build(
     state_file = StateFile(settings.data_dir)
     restored = await asyncio.to_thread(state_file.load)
     scheduler = CleanupScheduler(ctx, task_specs(cleanup_settings), monitor, state_file, restored)
-    servicer = CleanupService(scheduler)
+    servicer = CleanupService(scheduler, cleanup_settings.cleanup_retry_after_seconds)
 
     return ServiceWiring(
         services=SERVICES,

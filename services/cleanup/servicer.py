@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity, require_identity
+from libs.common.pagination import int_cursor, open_page
 from services.cleanup.monitor import HealthSnapshot, Usage
 from services.cleanup.scheduler import CleanupScheduler, TaskState
 from services.cleanup.tasks import Outcome
 from vidsynth.v1 import cleanup_pb2, cleanup_pb2_grpc
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 
 
 def _timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -34,7 +32,9 @@ def _usage(usage: Usage) -> cleanup_pb2.ResourceUsage:
     )
 
 
-def health_to_proto(snapshot: HealthSnapshot) -> cleanup_pb2.ResourceHealth:
+def health_to_proto(snapshot: HealthSnapshot, retry_after_seconds: float) -> cleanup_pb2.ResourceHealth:
+    retry_after = duration_pb2.Duration()
+    retry_after.FromTimedelta(timedelta(seconds=retry_after_seconds))
     return cleanup_pb2.ResourceHealth(
         level=int(snapshot.level),
         immediate_actions_needed=snapshot.immediate_actions_needed,
@@ -48,6 +48,7 @@ def health_to_proto(snapshot: HealthSnapshot) -> cleanup_pb2.ResourceHealth:
         ],
         actions=snapshot.actions,
         observe_time=_timestamp(snapshot.observed_at),
+        retry_after=retry_after,
     )
 
 
@@ -94,33 +95,14 @@ def task_to_proto(state: TaskState, with_paths: bool) -> cleanup_pb2.CleanupTask
     )
 
 
-def page_bounds(page_size: int, page_token: str) -> tuple[int, int]:
-    """(offset, size) of a ListCleanupTasks page; INVALID_ARGUMENT for bad input."""
-    if page_size < 0:
-        raise VidsynthError(
-            "INVALID_ARGUMENT",
-            "page_size must not be negative.",
-            [FieldViolation("page_size", "must be >= 0")],
-        )
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    if not page_token:
-        return 0, size
-    if not page_token.isdigit() or len(page_token) > 6:
-        raise VidsynthError(
-            "INVALID_ARGUMENT",
-            "page_token is not a token from a previous response.",
-            [FieldViolation("page_token", "use next_page_token from a previous response")],
-        )
-    return int(page_token), size
-
-
 class CleanupService(cleanup_pb2_grpc.CleanupServiceServicer):
-    def __init__(self, scheduler: CleanupScheduler) -> None:
+    def __init__(self, scheduler: CleanupScheduler, retry_after_seconds: float) -> None:
         self._scheduler = scheduler
+        self._retry_after_seconds = retry_after_seconds
 
     async def GetResourceHealth(self, request, context) -> cleanup_pb2.ResourceHealth:
         identity = require_identity()
-        health = health_to_proto(await self._scheduler.health())
+        health = health_to_proto(await self._scheduler.health(), self._retry_after_seconds)
         return health if sees_host_figures(identity) else for_users(health)
 
     async def RunCleanup(self, request, context) -> cleanup_pb2.RunCleanupResponse:
@@ -147,10 +129,11 @@ class CleanupService(cleanup_pb2_grpc.CleanupServiceServicer):
     async def ListCleanupTasks(self, request, context) -> cleanup_pb2.ListCleanupTasksResponse:
         # Removed paths name other users' sessions: only admins see them.
         with_paths = require_identity().is_admin
-        offset, size = page_bounds(request.page_size, request.page_token)
-        states = self._scheduler.states
-        page = states[offset : offset + size]
-        next_token = str(offset + size) if offset + size < len(states) else ""
+        # The task list is fixed at start-up, so a position in it is a stable cursor.
+        page = open_page("ListCleanupTasks", request.page_size, request.page_token, int_cursor)
+        offset = page.cursor or 0
+        window = list(enumerate(self._scheduler.states))[offset : offset + page.limit]
+        shown, next_token = page.finish(window, lambda numbered: [numbered[0] + 1])
         return cleanup_pb2.ListCleanupTasksResponse(
-            tasks=[task_to_proto(s, with_paths) for s in page], next_page_token=next_token
+            tasks=[task_to_proto(state, with_paths) for _, state in shown], next_page_token=next_token
         )

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from fastapi import Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from libs.common.pagination import MAX_TOKEN_CHARS
 from services.gateway.api_enums import (
     ID_PATTERNS,
     AssetKind,
@@ -37,7 +38,7 @@ JobIdPath = Annotated[str, Path(pattern=ID_PATTERNS["job"], description="A job i
 PageToken = Annotated[
     str,
     Query(
-        max_length=512,
+        max_length=MAX_TOKEN_CHARS,
         json_schema_extra={"format": "page-token"},
         description="The next_page_token of the previous page (opaque); empty for the first page.",
     ),

@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from libs.common.clients import MeshClients
-from libs.common.grpc_server import keyring_from_settings
+from libs.common.metrics import MetricsSettings
 from libs.common.settings import MeshSettings
 from libs.common.tracing import shutdown_tracing
 from services.gateway import (
@@ -28,7 +27,7 @@ from services.gateway.contract import install_contract
 from services.gateway.front_door import install_front_door
 from services.gateway.problems import install_problem_handlers
 from services.gateway.request_context import RequestContextMiddleware
-from services.gateway.stream_tokens import get_stream_token_settings, signer_from_settings
+from services.gateway.state import GatewayState
 
 API_DESCRIPTION = (
     "Turns a face photo, a voice sample and a script into a talking-head video. "
@@ -39,11 +38,18 @@ API_DESCRIPTION = (
 )
 
 
-def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(
+    settings: MeshSettings,
+    gateway_settings: GatewaySettings | None = None,
+    metrics_settings: MetricsSettings | None = None,
+) -> FastAPI:
+    """The app and its state, built now: a bad setting raises here, before anything serves."""
+    state = GatewayState.build(settings, gateway_settings, metrics_settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        await app.state.clients.close()
+        await state.close()
         # uvicorn re-raises SIGTERM once it has stopped, so no exit hook would run: the
         # spans still queued are exported (within seconds) now.
         await asyncio.to_thread(shutdown_tracing)
@@ -58,10 +64,7 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
         # Operation ids are the route functions' names (create_session, get_job, ...).
         generate_unique_id_function=lambda route: route.name,
     )
-    app.state.settings = settings
-    app.state.keyring = keyring_from_settings(settings)
-    app.state.clients = MeshClients(settings)
-    app.state.stream_token_signer = signer_from_settings(settings, get_stream_token_settings())
+    app.state.gateway = state
     for router in (
         routes_health.router,
         routes_ops.router,
@@ -74,7 +77,7 @@ def create_app(settings: MeshSettings, gateway_settings: GatewaySettings | None 
         routes_ui.router,
     ):
         app.include_router(router)
-    install_front_door(app, gateway_settings or GatewaySettings(), app.state.stream_token_signer)
+    install_front_door(app, state)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(routes_ops.HttpMetricsMiddleware)
     install_problem_handlers(app)

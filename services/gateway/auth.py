@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from libs.common.identity import Identity, current_identity
+from services.gateway.state import gateway_state
 
 bearer_scheme = HTTPBearer(
     scheme_name="bearer",
@@ -24,7 +25,7 @@ async def authenticated(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ) -> Identity:
     """The caller's identity; also bound for the mesh clients' outgoing metadata."""
-    identity = request.app.state.keyring.identity_from_bearer(request.headers.get("authorization"))
+    identity = gateway_state(request.app).keyring.identity_from_bearer(request.headers.get("authorization"))
     current_identity.set(identity)
     request.state.identity = identity
     return identity

@@ -23,9 +23,9 @@ from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 from libs.common.errors import CATALOG
+from libs.common.problems import PROBLEM_CONTENT_TYPE
 from services.gateway import api_models as m
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 CODES_KEY = "x-vidsynth-error-codes"
 SCHEMA_REF = "#/components/schemas/{model}"
 STREAM_TOKEN_SCHEME = "streamToken"  # noqa: S105 - a scheme name, not a secret

@@ -13,11 +13,10 @@ from starlette.middleware.cors import CORSMiddleware
 
 from libs.common.rate_limit import TokenBucketLimiter
 from services.gateway.body_limit import BodyLimitMiddleware
-from services.gateway.config import GatewaySettings
 from services.gateway.path_ids import PathIdMiddleware, flat_routes
 from services.gateway.rate_limit import RateLimitMiddleware
 from services.gateway.security_headers import SecurityHeadersMiddleware
-from services.gateway.stream_tokens import StreamTokenSigner
+from services.gateway.state import GatewayState
 from services.gateway.ws_origin import WebSocketOriginMiddleware
 
 CORS_ALLOWED_HEADERS = [
@@ -39,18 +38,18 @@ def api_methods(app: FastAPI) -> list[str]:
     return sorted(methods | {"OPTIONS"})
 
 
-def install_front_door(app: FastAPI, settings: GatewaySettings, signer: StreamTokenSigner) -> None:
+def install_front_door(app: FastAPI, state: GatewayState) -> None:
     """Adds the middleware once the routes are in; call it before RequestContextMiddleware is
     added (that stays outermost)."""
-    app.state.gateway_settings = settings
+    settings = state.gateway_settings
     # Starlette wraps in reverse order of add_middleware: the last added runs first.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway_max_body_bytes)
     app.add_middleware(PathIdMiddleware, routes=app.router.routes)
     app.add_middleware(
         RateLimitMiddleware,
         limiter=TokenBucketLimiter(settings.gateway_rate_limit_per_second, settings.gateway_rate_limit_burst),
-        keyring=app.state.keyring,
-        signer=signer,
+        keyring=state.keyring,
+        signer=state.stream_tokens,
     )
     app.add_middleware(WebSocketOriginMiddleware, allowed_origins=settings.cors_origins)
     app.add_middleware(

@@ -23,7 +23,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from libs.common import ids
 from libs.common.errors import VidsynthError
-from services.gateway.problems import PROBLEM_CONTENT_TYPE, problem_body
+from libs.common.problems import PROBLEM_CONTENT_TYPE, problem_body
 
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
 LINGER_SECONDS = 2.0

@@ -13,12 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from libs.common.errors import CATALOG, FieldViolation, VidsynthError
 from libs.common.identity import current_request_id
+from libs.common.problems import PROBLEM_CONTENT_TYPE, problem_body
 from libs.common.rpc_status import error_from_rpc_error
 from services.gateway.json_body import RefusedBody
 
 log = structlog.get_logger("vidsynth.gateway")
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 _HTTP_STATUS_CODES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -29,22 +29,6 @@ _HTTP_STATUS_CODES = {
     415: "UNSUPPORTED_MEDIA_TYPE",
     429: "RATE_LIMITED",
 }
-
-
-def problem_body(error: VidsynthError, request_id: str) -> dict:
-    body: dict = {
-        "type": f"urn:vidsynth:error:{error.code}",
-        "code": error.code,
-        "title": error.spec.title,
-        "status": error.spec.http_status,
-        "detail": error.message,
-        "request_id": request_id,
-    }
-    if error.field_violations:
-        body["errors"] = [{"field": v.field, "description": v.description} for v in error.field_violations]
-    if error.retry_after_seconds is not None:
-        body["retry_after"] = error.retry_after_seconds
-    return body
 
 
 def problem_response(

@@ -15,6 +15,7 @@ from services.gateway import api_models as m
 from services.gateway.auth import CurrentUser
 from services.gateway.contract import problems
 from services.gateway.json_body import ContractRoute
+from services.gateway.state import gateway_state
 from services.gateway.views import active_session_view, ended_session_view
 from vidsynth.v1 import session_pb2
 
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1/admin", tags=["operators"], route_class=ContractR
 
 
 def _stub(request: Request):
-    return request.app.state.clients.session
+    return gateway_state(request.app).clients.session
 
 
 @router.get(

@@ -21,6 +21,7 @@ from services.gateway.api_enums import AssetKind
 from services.gateway.auth import CurrentUser
 from services.gateway.contract import problems
 from services.gateway.json_body import ContractRoute
+from services.gateway.state import gateway_state
 from services.gateway.views import ASSET_KIND_VALUES, upload_policy_view, upload_view
 from vidsynth.v1 import validator_pb2
 
@@ -29,20 +30,17 @@ router = APIRouter(tags=["assets"], route_class=ContractRoute)
 # Multipart framing (boundaries, part headers, small extra fields) on top of the file.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 FILE_FIELD = "file"
-# The validator's limits change only with its config; a short cache spares a call per upload.
-POLICY_CACHE_SECONDS = 30.0
 # Longest a partial chunk waits for more bytes before it goes to the validator.
 MAX_HOLD_SECONDS = 5.0
 
 
 async def upload_limits(request: Request) -> validator_pb2.UploadPolicy:
     """The validator's published policy, cached briefly on the app."""
-    cached = getattr(request.app.state, "upload_policy_cache", None)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < POLICY_CACHE_SECONDS:
-        return cached[1]
-    policy = await request.app.state.clients.validator.GetUploadPolicy(validator_pb2.GetUploadPolicyRequest())
-    request.app.state.upload_policy_cache = (now, policy)
+    state = gateway_state(request.app)
+    policy = state.upload_policy.fresh()
+    if policy is None:
+        policy = await state.clients.validator.GetUploadPolicy(validator_pb2.GetUploadPolicyRequest())
+        state.upload_policy.keep(policy)
     return policy
 
 
@@ -200,7 +198,9 @@ async def _counted(body: AsyncIterator[bytes], limit: int, idle_seconds: float) 
 async def open_source(request: Request, limit: int, filename: str = "") -> UploadSource:
     """Reads just far enough to know the file's name and type (multipart headers)."""
     content_type = request.headers.get("content-type", "")
-    body = _counted(request.stream(), limit, request.app.state.gateway_settings.gateway_upload_idle_seconds)
+    body = _counted(
+        request.stream(), limit, gateway_state(request.app).gateway_settings.gateway_upload_idle_seconds
+    )
     media_type, options = parse_options_header(content_type)
     if media_type != b"multipart/form-data":
         return UploadSource(filename, content_type, [], body, None)
@@ -349,7 +349,7 @@ async def upload_asset(
         content_type=source.content_type,
     )
     failure = _StreamFailure()
-    call = failure.call = request.app.state.clients.validator.ValidateUpload(
+    call = failure.call = gateway_state(request.app).clients.validator.ValidateUpload(
         _requests(header, source, policy.chunk_size_bytes, failure)
     )
     watcher = asyncio.ensure_future(_cancel_when_abandoned(request, call, failure.body_sent))
@@ -369,5 +369,7 @@ async def upload_asset(
 
 @router.get("/v1/upload-policy", summary="Upload limits and accepted types")
 async def get_upload_policy(request: Request, user: CurrentUser) -> m.UploadPolicy:
-    policy = await request.app.state.clients.validator.GetUploadPolicy(validator_pb2.GetUploadPolicyRequest())
+    policy = await gateway_state(request.app).clients.validator.GetUploadPolicy(
+        validator_pb2.GetUploadPolicyRequest()
+    )
     return upload_policy_view(policy)

@@ -24,6 +24,7 @@ from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity, current_identity, current_request_id
 from libs.common.ids import check_id
 from libs.common.metrics import STREAM_SUBSCRIBERS
+from libs.common.problems import problem_body
 from libs.common.rpc_status import error_from_rpc_error
 from services.gateway import api_models as m
 from services.gateway.api_enums import EventType
@@ -31,8 +32,8 @@ from services.gateway.auth import CurrentUser
 from services.gateway.contract import BEARER_SCHEME, STREAM_TOKEN_SCHEME, problems
 from services.gateway.event_feeds import FeedRegistry, follow, follow_feed, joined
 from services.gateway.json_body import ContractRoute
-from services.gateway.problems import problem_body, problem_response
-from services.gateway.stream_tokens import StreamTokenSigner, get_stream_token_settings, signer_from_settings
+from services.gateway.problems import problem_response
+from services.gateway.state import gateway_state
 from vidsynth.v1 import progress_pb2, session_pb2
 
 router = APIRouter(tags=["progress"], route_class=ContractRoute)
@@ -83,22 +84,14 @@ SSE_RESPONSES: dict[int | str, dict] = {
 }
 
 
-def stream_token_signer(app: Starlette) -> StreamTokenSigner:
-    signer = getattr(app.state, "stream_token_signer", None)
-    if signer is None:
-        signer = signer_from_settings(app.state.settings, get_stream_token_settings())
-        app.state.stream_token_signer = signer
-    return signer
-
-
 def stream_identity(
     app: Starlette, authorization: str | None, token: str | None, session_id: str
 ) -> Identity:
     """The caller of a stream: by API key when the header is sent, else by stream token."""
     if authorization:
-        identity = app.state.keyring.identity_from_bearer(authorization)
+        identity = gateway_state(app).keyring.identity_from_bearer(authorization)
     elif token:
-        grant = stream_token_signer(app).verify(token, session_id)
+        grant = gateway_state(app).stream_tokens.verify(token, session_id)
         identity = Identity(grant.user_id)
     else:
         raise VidsynthError("UNAUTHENTICATED", "Send an API key or a stream token (?token=).")
@@ -124,18 +117,7 @@ def resume_after(last_event_id: str | None, after: int | None) -> int:
 
 
 def feed_registry(app: Starlette) -> FeedRegistry:
-    registry = getattr(app.state, "event_feeds", None)
-    if registry is None:
-        progress = app.state.clients.progress
-
-        def open_subscribe(session_id: str, after_seq: int) -> grpc.aio.UnaryStreamCall:
-            return progress.Subscribe(
-                progress_pb2.SubscribeRequest(session_id=session_id, after_seq=after_seq)
-            )
-
-        registry = FeedRegistry(open_subscribe)
-        app.state.event_feeds = registry
-    return registry
+    return gateway_state(app).event_feeds
 
 
 async def check_stream_request(
@@ -148,11 +130,13 @@ async def check_stream_request(
     if job_id:
         check_id("job", job_id, "job_id")
     if after_seq <= 0:
-        await app.state.clients.session.GetSession(session_pb2.GetSessionRequest(session_id=session_id))
+        await gateway_state(app).clients.session.GetSession(
+            session_pb2.GetSessionRequest(session_id=session_id)
+        )
         return
     # The progress service checks ownership too; its snapshot's last_seq is the session's newest
     # event (every event names its job, and the snapshot is of the job of the newest one).
-    snapshot = await app.state.clients.progress.GetProgress(
+    snapshot = await gateway_state(app).clients.progress.GetProgress(
         progress_pb2.GetProgressRequest(session_id=session_id)
     )
     if after_seq > snapshot.last_seq:
@@ -202,7 +186,7 @@ async def sse_frames(
 def stream_deadline(app: Starlette) -> float:
     """When a stream opened now ends (the client reconnects and resumes by seq): no stream
     outlives its token or key by more than this."""
-    return asyncio.get_running_loop().time() + app.state.gateway_settings.gateway_stream_max_seconds
+    return asyncio.get_running_loop().time() + gateway_state(app).gateway_settings.gateway_stream_max_seconds
 
 
 @router.post(
@@ -214,7 +198,7 @@ async def create_stream_token(
     session_id: m.SessionIdPath, request: Request, user: CurrentUser
 ) -> m.StreamToken:
     await check_stream_request(request.app, session_id, None)
-    signer = stream_token_signer(request.app)
+    signer = gateway_state(request.app).stream_tokens
     token, grant = signer.issue(session_id, user.user_id)
     return m.StreamToken(
         token=token, session_id=session_id, expires_at=grant.expires_at, expires_in=signer.ttl_seconds

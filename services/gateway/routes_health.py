@@ -15,6 +15,7 @@ from services.gateway import api_models as m
 from services.gateway.api_enums import ServingStatus
 from services.gateway.contract import problems
 from services.gateway.json_body import ContractRoute
+from services.gateway.state import gateway_state
 
 router = APIRouter(tags=["health"], route_class=ContractRoute)
 READINESS_TIMEOUT_SECONDS = 1.0
@@ -31,7 +32,7 @@ async def service_health(channel: grpc.aio.Channel) -> ServingStatus:
 
 
 async def mesh_health(request: Request) -> dict[str, ServingStatus]:
-    clients = request.app.state.clients
+    clients = gateway_state(request.app).clients
     names = list(SERVICE_PORT_OFFSETS)
     states = await asyncio.gather(*(service_health(clients.channel(name)) for name in names))
     return dict(zip(names, states, strict=True))

@@ -13,6 +13,7 @@ from services.gateway import api_models as m
 from services.gateway.auth import CurrentUser
 from services.gateway.contract import problems
 from services.gateway.json_body import ContractRoute
+from services.gateway.state import gateway_state
 from services.gateway.views import capabilities_view, estimate_view, job_view, script_view
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
@@ -159,7 +160,7 @@ JOB_LINKS = {
 
 
 def _stub(request: Request):
-    return request.app.state.clients.stage_runner
+    return gateway_state(request.app).clients.stage_runner
 
 
 @router.post(
@@ -217,10 +218,7 @@ async def list_jobs(
     request: Request,
     user: CurrentUser,
     page_size: Annotated[int, Query(ge=0, le=200, description="0: the default.")] = 0,
-    page_token: Annotated[
-        str,
-        Query(max_length=18, pattern="^[0-9]*$", description="The previous page's next_page_token."),
-    ] = "",
+    page_token: m.PageToken = "",
 ) -> m.JobList:
     listed = await _stub(request).ListJobs(
         stage_runner_pb2.ListJobsRequest(session_id=session_id, page_size=page_size, page_token=page_token)

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common import mesh_tls
 from libs.common.enums import enum_label
 from libs.common.identity import USER_ID_KEY
 from libs.common.metrics import HTTP_LATENCY, HTTP_REQUESTS, MetricsSettings
@@ -30,6 +31,7 @@ from services.gateway import api_models as m
 from services.gateway.api_enums import HealthLevel, ProcessingMode, ServingStatus
 from services.gateway.json_body import ContractRoute
 from services.gateway.routes_health import mesh_health
+from services.gateway.state import gateway_state
 from vidsynth.v1 import cleanup_pb2, common_pb2, stage_runner_pb2, validator_pb2
 
 log = structlog.get_logger("vidsynth.gateway.ops")
@@ -97,7 +99,7 @@ async def _probe(method, message, failure_event: str):
 
 async def resource_summary(request: Request) -> m.ResourceSummary | None:
     health = await _probe(
-        request.app.state.clients.cleanup.GetResourceHealth,
+        gateway_state(request.app).clients.cleanup.GetResourceHealth,
         cleanup_pb2.GetResourceHealthRequest(),
         "health.resources_unavailable",
     )
@@ -117,7 +119,7 @@ async def resource_summary(request: Request) -> m.ResourceSummary | None:
 
 async def capabilities_summary(request: Request) -> m.CapabilitySummary | None:
     caps = await _probe(
-        request.app.state.clients.stage_runner.GetCapabilities,
+        gateway_state(request.app).clients.stage_runner.GetCapabilities,
         stage_runner_pb2.GetCapabilitiesRequest(),
         "health.capabilities_unavailable",
     )
@@ -135,7 +137,7 @@ async def capabilities_summary(request: Request) -> m.CapabilitySummary | None:
 async def scanner_summary(request: Request) -> m.ScannerSummary | None:
     """Whether clamd answers, and with which signatures ("official" or "test-signatures")."""
     policy = await _probe(
-        request.app.state.clients.validator.GetUploadPolicy,
+        gateway_state(request.app).clients.validator.GetUploadPolicy,
         validator_pb2.GetUploadPolicyRequest(),
         "health.validator_unavailable",
     )
@@ -150,11 +152,15 @@ async def service_pages(
     """Each named gRPC service's own /metrics page (when they serve one), by service name."""
     if not metrics.metrics_port:
         return {}
-    async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS) as client:
+    tls = mesh_tls.current()
+    verify = tls.client_context() if tls else True
+    async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_SECONDS, verify=verify) as client:
 
         async def fetch(name: str) -> str:
+            # With mesh TLS the service proves its identity, whatever address it is at.
+            extensions = {"sni_hostname": tls.server_name(name)} if tls else None
             try:
-                response = await client.get(metrics.url_of(name, mesh))
+                response = await client.get(metrics.url_of(name, mesh, bool(tls)), extensions=extensions)
             except httpx.HTTPError:
                 return ""
             return response.text if response.status_code == 200 else ""
@@ -201,9 +207,7 @@ class _FoldedCollector(Collector):
 
 
 async def pages_of(request: Request, names: Sequence[str] = tuple(SERVICE_PORT_OFFSETS)) -> dict[str, str]:
-    state = request.app.state
-    if not hasattr(state, "metrics_settings"):
-        state.metrics_settings = MetricsSettings()  # read once, on first use
+    state = gateway_state(request.app)
     return await service_pages(state.metrics_settings, state.settings, names)
 
 

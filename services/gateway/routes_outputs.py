@@ -19,13 +19,14 @@ from fastapi.responses import FileResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from libs.common.errors import VidsynthError
+from libs.common.outputs import output_path
 from services.gateway import api_models as m
 from services.gateway.api_enums import OUTPUT_MEDIA_TYPES, OutputName
 from services.gateway.auth import CurrentUser
 from services.gateway.contract import problems
 from services.gateway.json_body import ContractRoute
 from services.gateway.problems import problem_response
-from services.stage_runner.jobs import output_path
+from services.gateway.state import gateway_state
 from vidsynth.v1 import stage_runner_pb2
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=ContractRoute)
@@ -106,9 +107,13 @@ async def download_output(
     range_header: RangeHeader = None,
     if_range: Annotated[str | None, Header(alias="If-Range", max_length=256)] = None,
 ):
-    job = await request.app.state.clients.stage_runner.GetJob(stage_runner_pb2.GetJobRequest(job_id=job_id))
+    job = await gateway_state(request.app).clients.stage_runner.GetJob(
+        stage_runner_pb2.GetJobRequest(job_id=job_id)
+    )
     output = next((o for o in job.outputs if o.name == name.value), None)
-    path = output_path(request.app.state.settings.sessions_dir, job.session_id, job.job_id, name.value)
+    path = output_path(
+        gateway_state(request.app).settings.sessions_dir, job.session_id, job.job_id, name.value
+    )
     found = await asyncio.to_thread(_regular_file_stat, path) if path is not None else None
     if output is None or path is None or found is None:
         raise VidsynthError("OUTPUT_NOT_FOUND")

@@ -13,6 +13,7 @@ from services.gateway import api_models as m
 from services.gateway.auth import CurrentUser
 from services.gateway.contract import problems
 from services.gateway.json_body import ContractRoute
+from services.gateway.state import gateway_state
 from services.gateway.views import session_view
 from vidsynth.v1 import session_pb2
 
@@ -53,7 +54,7 @@ SESSION_LINKS = {
 
 
 def _stub(request: Request):
-    return request.app.state.clients.session
+    return gateway_state(request.app).clients.session
 
 
 @router.post(

@@ -9,7 +9,6 @@ The signing key is derived from `VIDSYNTH_STREAM_TOKEN_SECRET`, else from the me
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
@@ -91,9 +90,3 @@ def signer_from_settings(mesh: MeshSettings, settings: StreamTokenSettings) -> S
     secret = settings.stream_token_secret.get_secret_value() or mesh.mesh_token.get_secret_value()
     material = secret.encode() if secret else secrets.token_bytes(32)
     return StreamTokenSigner(material, settings.stream_token_ttl_seconds)
-
-
-@functools.cache
-def get_stream_token_settings() -> StreamTokenSettings:
-    """Read once per process."""
-    return StreamTokenSettings()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from google.protobuf.message import Message
 
+from libs.common.asset_kinds import KIND_NAMES
 from libs.common.enums import enum_label
 from libs.common.rpc_status import error_from_status_proto
 from services.gateway import api_models as m
@@ -22,10 +23,7 @@ from services.gateway.api_enums import (
 )
 from vidsynth.v1 import common_pb2, session_pb2, stage_runner_pb2, validator_pb2
 
-ASSET_KINDS: dict[int, AssetKind] = {
-    common_pb2.ASSET_KIND_FACE_IMAGE: AssetKind.FACE,
-    common_pb2.ASSET_KIND_VOICE_AUDIO: AssetKind.VOICE,
-}
+ASSET_KINDS: dict[int, AssetKind] = {value: AssetKind(name) for value, name in KIND_NAMES.items()}
 ASSET_KIND_VALUES: dict[AssetKind, int] = {name: value for value, name in ASSET_KINDS.items()}
 
 

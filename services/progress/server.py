@@ -14,7 +14,7 @@ from services.progress.event_log import EventLog
 from services.progress.redis_live import RedisLiveFeed
 from services.progress.redis_store import RedisEventStore
 from services.progress.servicer import ProgressInternalService, ProgressService
-from services.progress.store import SqliteEventStore
+from services.progress.store import open_store
 from vidsynth.internal.v1 import progress_internal_pb2, progress_internal_pb2_grpc
 from vidsynth.v1 import progress_pb2, progress_pb2_grpc, session_pb2
 
@@ -40,17 +40,9 @@ async def build(settings: MeshSettings, progress_settings: ProgressSettings | No
     progress_settings = progress_settings or ProgressSettings()
     broker = Broker(progress_settings.progress_subscriber_buffer)
     live: RedisLiveFeed | None = None
-    if settings.redis_url:  # replicas share the streams; each feeds its own subscribers
-        store = await RedisEventStore(
-            settings.redis_url,
-            progress_settings.progress_max_events_per_session,
-            progress_settings.progress_redis_namespace,
-        ).open()
+    store = await open_store(settings, progress_settings)
+    if isinstance(store, RedisEventStore):  # replicas share the streams; each feeds its own subscribers
         live = RedisLiveFeed(store, broker)
-    else:
-        store = await SqliteEventStore(
-            settings.data_dir / "progress.sqlite3", progress_settings.progress_max_events_per_session
-        ).open()
     log = EventLog(store, broker, progress_settings.progress_replay_page_size, live)
     clients = MeshClients(settings)
     servicer = ProgressService(log, progress_settings, session_owner_check(clients))

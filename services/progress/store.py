@@ -1,22 +1,24 @@
 """Where progress events are kept: a small interface and its SQLite (WAL) implementation.
 
-Every SQLite call runs on one dedicated thread, so the event loop never blocks and the
-read-assign-insert of `append` is a single transaction no other call can interleave with:
-seqs stay strictly increasing and gap-free under concurrent publishers.
+Every SQLite call runs on the database's one statement thread, so the event loop never
+blocks and the read-assign-insert of `append` is a single transaction no other call can
+interleave with: seqs stay strictly increasing and gap-free under concurrent publishers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
+from libs.common.settings import MeshSettings
+from libs.common.sqlite import SqliteDatabase, transaction
+from services.progress.config import ProgressSettings
+from services.progress.redis_store import RedisEventStore
 from vidsynth.v1 import progress_pb2
 
-T = TypeVar("T")
+DATABASE_FILE = "progress.sqlite3"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS session_seq (
@@ -62,48 +64,29 @@ class EventStore(Protocol):
 
 
 class SqliteEventStore:
-    """EventStore on one SQLite file in WAL mode; the oldest events beyond
-    `max_events_per_session` are dropped when new ones arrive."""
+    """EventStore on one SQLite file in WAL mode (libs/common/sqlite.py); the oldest events
+    beyond `max_events_per_session` are dropped when new ones arrive."""
 
     def __init__(self, path: Path, max_events_per_session: int) -> None:
-        self._path = path
+        self._db = SqliteDatabase(path, name="progress", setup=lambda conn: conn.executescript(SCHEMA))
         self._max_events = max_events_per_session
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress-sqlite")
-        self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> SqliteEventStore:
-        await self._run(self._open_sync)
+        await self._db.open()
         return self
 
-    def _open_sync(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(SCHEMA)
-        self._conn = conn
-
-    async def _run(self, fn: Callable[..., T], *args) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    @property
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("store is not open")
-        return self._conn
+    async def close(self) -> None:
+        await self._db.close()
 
     async def append(
         self, session_id: str, events: Sequence[progress_pb2.ProgressEvent]
     ) -> list[progress_pb2.ProgressEvent]:
-        return await self._run(self._append_sync, session_id, list(events))
+        return await self._db.run(self._append, session_id, list(events))
 
-    def _append_sync(
-        self, session_id: str, events: list[progress_pb2.ProgressEvent]
+    def _append(
+        self, db: sqlite3.Connection, session_id: str, events: list[progress_pb2.ProgressEvent]
     ) -> list[progress_pb2.ProgressEvent]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             row = db.execute(
                 "SELECT last_seq FROM session_seq WHERE session_id = ?", (session_id,)
             ).fetchone()
@@ -128,69 +111,54 @@ class SqliteEventStore:
             db.execute(
                 "DELETE FROM events WHERE session_id = ? AND seq <= ?", (session_id, seq - self._max_events)
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return stored
 
     async def read_after(
         self, session_id: str, after_seq: int, limit: int, job_id: str = ""
     ) -> list[progress_pb2.ProgressEvent]:
-        return await self._run(self._read_after_sync, session_id, after_seq, limit, job_id)
-
-    def _read_after_sync(
-        self, session_id: str, after_seq: int, limit: int, job_id: str
-    ) -> list[progress_pb2.ProgressEvent]:
         if job_id:
-            rows = self._db.execute(
+            rows = await self._db.fetchall(
                 "SELECT body FROM events WHERE session_id = ? AND seq > ? AND job_id = ? "
                 "ORDER BY seq LIMIT ?",
                 (session_id, after_seq, job_id, limit),
-            ).fetchall()
+            )
         else:
-            rows = self._db.execute(
+            rows = await self._db.fetchall(
                 "SELECT body FROM events WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (session_id, after_seq, limit),
-            ).fetchall()
+            )
         return [progress_pb2.ProgressEvent.FromString(row[0]) for row in rows]
 
     async def last_seq(self, session_id: str) -> int:
-        return await self._run(self._last_seq_sync, session_id)
-
-    def _last_seq_sync(self, session_id: str) -> int:
-        row = self._db.execute(
-            "SELECT last_seq FROM session_seq WHERE session_id = ?", (session_id,)
-        ).fetchone()
-        return row[0] if row else 0
+        rows = await self._db.fetchall("SELECT last_seq FROM session_seq WHERE session_id = ?", (session_id,))
+        return rows[0][0] if rows else 0
 
     async def latest_job_id(self, session_id: str) -> str:
-        return await self._run(self._latest_job_id_sync, session_id)
-
-    def _latest_job_id_sync(self, session_id: str) -> str:
-        row = self._db.execute(
+        rows = await self._db.fetchall(
             "SELECT job_id FROM events WHERE session_id = ? AND job_id != '' ORDER BY seq DESC LIMIT 1",
             (session_id,),
-        ).fetchone()
-        return row[0] if row else ""
+        )
+        return rows[0][0] if rows else ""
 
     async def delete_session(self, session_id: str) -> int:
-        return await self._run(self._delete_session_sync, session_id)
+        return await self._db.run(self._delete_session, session_id)
 
-    def _delete_session_sync(self, session_id: str) -> int:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+    @staticmethod
+    def _delete_session(db: sqlite3.Connection, session_id: str) -> int:
+        with transaction(db):
             deleted = db.execute("DELETE FROM events WHERE session_id = ?", (session_id,)).rowcount
             db.execute("DELETE FROM session_seq WHERE session_id = ?", (session_id,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return deleted
 
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._run(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+
+async def open_store(settings: MeshSettings, progress_settings: ProgressSettings) -> EventStore:
+    """Redis when the mesh has one (replicas share the streams), else this machine's SQLite file."""
+    if settings.redis_url:
+        return await RedisEventStore(
+            settings.redis_url,
+            progress_settings.progress_max_events_per_session,
+            progress_settings.progress_redis_namespace,
+        ).open()
+    return await SqliteEventStore(
+        settings.data_dir / DATABASE_FILE, progress_settings.progress_max_events_per_session
+    ).open()

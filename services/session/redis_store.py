@@ -190,10 +190,11 @@ class RedisSessionStore:
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self) -> RedisSessionStore:
         async with redis_unavailable_as_error():
             await self._redis.ping()
             await self._backfill_created_index()
+        return self
 
     async def _backfill_created_index(self) -> None:
         """Sessions written before `session:created` existed join it once, from the users'

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, run_service
@@ -10,10 +12,9 @@ from libs.common.settings import MeshSettings
 from services.session.active_gauge import refresh_active_sessions
 from services.session.config import SessionSettings
 from services.session.peers import MeshPeers
-from services.session.redis_store import RedisSessionStore
 from services.session.servicer import SessionInternalService, SessionService
 from services.session.sessions import SessionManager
-from services.session.store import SessionStore, SqliteSessionStore
+from services.session.store import open_store
 from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import session_pb2, session_pb2_grpc
 
@@ -21,23 +22,18 @@ SERVICES = [
     session_pb2.DESCRIPTOR.services_by_name["SessionService"],
     session_internal_pb2.DESCRIPTOR.services_by_name["SessionInternalService"],
 ]
-DATABASE_FILE = "session.sqlite3"
 
 
-def _store(settings: MeshSettings, session_settings: SessionSettings) -> SessionStore:
-    """Redis when the mesh has one (replicas share sessions), else this machine's SQLite file."""
-    if settings.redis_url:
-        return RedisSessionStore(settings.redis_url, session_settings.session_redis_namespace)
-    return SqliteSessionStore(settings.data_dir / DATABASE_FILE)
-
-
-async def build(settings: MeshSettings, session_settings: SessionSettings | None = None) -> ServiceWiring:
+async def build(
+    settings: MeshSettings,
+    session_settings: SessionSettings | None = None,
+    clock: Callable[[], float] = time.time,
+) -> ServiceWiring:
     session_settings = session_settings or SessionSettings()
-    store = _store(settings, session_settings)
-    await store.open()
+    store = await open_store(settings, session_settings)
     clients = MeshClients(settings)
     peers = MeshPeers(clients)
-    manager = SessionManager(store, session_settings, settings.sessions_dir, peers=peers)
+    manager = SessionManager(store, session_settings, settings.sessions_dir, peers=peers, clock=clock)
     servicer = SessionService(manager)
     internal = SessionInternalService(manager)
 

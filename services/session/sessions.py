@@ -15,13 +15,14 @@ import structlog
 
 from libs.common import ids
 from libs.common.errors import FieldViolation, VidsynthError
+from libs.common.pagination import open_page
 from services.session import files, lifecycle, validation
 from services.session.config import SessionSettings
 from services.session.lifecycle import PROCESSING, TtlPolicy
-from services.session.pagination import decode_token, encode_token, page_size
+from services.session.pagination import session_cursor, session_key
 from services.session.peers import SessionPeers
 from services.session.records import SessionRecord, active_to_proto, timestamp, to_proto
-from services.session.store import CreateOutcome, PageCursor, SessionStore
+from services.session.store import CreateOutcome, SessionStore
 from vidsynth.v1 import common_pb2, session_pb2
 
 log = structlog.get_logger("vidsynth.session")
@@ -117,13 +118,9 @@ class SessionManager:
     async def list(
         self, user_id: str, requested_page_size: int, page_token: str
     ) -> tuple[list[SessionRecord], str]:
-        size = page_size(requested_page_size)
-        cursor = decode_token(page_token)
-        records = await self._store.list_for_user(user_id, cursor, size + 1)
-        if len(records) <= size:
-            return records, ""
-        last = records[size - 1]
-        return records[:size], encode_token(PageCursor(last.create_time, last.session_id))
+        page = open_page("ListSessions", requested_page_size, page_token, session_cursor)
+        records = await self._store.list_for_user(user_id, page.cursor, page.limit)
+        return page.finish(records, session_key)
 
     async def delete(self, user_id: str, session_id: str, force: bool) -> int:
         ended = await self._end(session_id, force, owner=user_id)
@@ -136,15 +133,11 @@ class SessionManager:
     ) -> tuple[list[ActiveView], str]:
         """Every user's unexpired sessions (or `user_id`'s), newest first, with the disk
         each one's files use. Read-only: no session's activity moves."""
-        size = page_size(requested_page_size)
-        cursor = decode_token(page_token)
         if user_id:
             validation.check_user_filter(user_id)
-        records = await self._store.list_active(user_id or None, cursor, size + 1, self._clock())
-        token = ""
-        if len(records) > size:
-            records = records[:size]
-            token = encode_token(PageCursor(records[-1].create_time, records[-1].session_id))
+        page = open_page("ListActiveSessions", requested_page_size, page_token, session_cursor, [user_id])
+        found = await self._store.list_active(user_id or None, page.cursor, page.limit, self._clock())
+        records, token = page.finish(found, session_key)
         used = await files.disk_used(self._sessions_dir, [r.session_id for r in records])
         return [ActiveView(r, u) for r, u in zip(records, used, strict=True)], token
 

@@ -7,19 +7,21 @@ re-check expiry. That keeps them atomic without holding locks across awaits.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import math
-import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from libs.common.settings import MeshSettings
+from libs.common.sqlite import SqliteDatabase
+from services.session.config import SessionSettings
 from services.session.lifecycle import NEVER
 from services.session.records import SessionRecord, decode_assets, encode_assets
 from services.session.sqlite_checkpoints import WalCheckpointer
 from services.session.sqlite_schema import migrate
+
+DATABASE_FILE = "session.sqlite3"
 
 
 class CreateOutcome(enum.Enum):
@@ -37,7 +39,7 @@ class PageCursor:
 
 
 class SessionStore(Protocol):
-    async def open(self) -> None: ...
+    async def open(self) -> SessionStore: ...
     async def close(self) -> None: ...
     async def create_within_limits(
         self, record: SessionRecord, per_user: int, global_cap: int, now: float
@@ -98,62 +100,22 @@ def _record(row: tuple) -> SessionRecord:
 
 
 class SqliteSessionStore:
-    """SQLite in WAL mode. Statements run one at a time on one connection, on a single
-    worker thread of their own (off the event loop, and no lock to contend for);
+    """SQLite in WAL mode, its statements on one thread of their own (libs/common/sqlite.py);
     checkpoints run beside them (services/session/sqlite_checkpoints.py)."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._conn: sqlite3.Connection | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="session-store")
+        # The checkpointer's thread does what SQLite's automatic checkpoint would do in a commit.
+        self._db = SqliteDatabase(path, name="session", setup=migrate, pragmas=["wal_autocheckpoint=0"])
         self.checkpointer = WalCheckpointer(path)
 
-    def _connect(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Autocommit: every statement below is its own atomic transaction.
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # WAL + NORMAL survives a killed process (not a power cut) at a fraction of FULL's fsyncs.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's thread does it
-        migrate(conn)
-        self._conn = conn
-
-    async def open(self) -> None:
-        await self._run(self._connect)
+    async def open(self) -> SqliteSessionStore:
+        await self._db.open()
         await self.checkpointer.start()
-
-    def _disconnect(self) -> None:
-        # Runs after every statement queued before it (one worker, first in first out).
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        return self
 
     async def close(self) -> None:
         await self.checkpointer.stop()
-        await self._run(self._disconnect)
-        self._executor.shutdown(wait=False)
-
-    async def _run(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
-
-    def _execute(self, sql: str, params: tuple) -> tuple[list[tuple], int]:
-        if self._conn is None:
-            raise RuntimeError("session store is not open")
-        cursor = self._conn.execute(sql, params)
-        try:
-            return cursor.fetchall(), cursor.rowcount
-        finally:
-            cursor.close()
-
-    async def _fetchall(self, sql: str, params: tuple = ()) -> list[tuple]:
-        rows, _ = await self._run(self._execute, sql, params)
-        return rows
-
-    async def _changed(self, sql: str, params: tuple) -> int:
-        _, count = await self._run(self._execute, sql, params)
-        return count
+        await self._db.close()
 
     async def create_within_limits(
         self, record: SessionRecord, per_user: int, global_cap: int, now: float
@@ -161,7 +123,7 @@ class SqliteSessionStore:
         # Check and insert in one statement, so concurrent creates cannot overshoot a cap.
         # Row counts (kept by triggers) admit in O(1) while well under a cap; only near one
         # are the unexpired sessions counted, and each count stops at its cap.
-        inserted = await self._changed(
+        inserted = await self._db.changed(
             f"INSERT INTO sessions ({_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "  # noqa: S608
             "WHERE (coalesce((SELECT sessions FROM session_counts WHERE user_id = ?), 0) < ? "
             "OR (SELECT count(*) FROM (SELECT 1 FROM sessions WHERE user_id = ? AND expires_at > ? "
@@ -184,14 +146,14 @@ class SqliteSessionStore:
         )
         if inserted:
             return CreateOutcome.CREATED
-        rows = await self._fetchall(
+        rows = await self._db.fetchall(
             "SELECT count(*) FROM (SELECT 1 FROM sessions WHERE user_id = ? AND expires_at > ? LIMIT ?)",
             (record.user_id, now, per_user),
         )
         return CreateOutcome.USER_LIMIT if rows[0][0] >= per_user else CreateOutcome.GLOBAL_LIMIT
 
     async def get(self, session_id: str) -> SessionRecord | None:
-        rows = await self._fetchall(f"{_SELECT} WHERE session_id = ?", (session_id,))
+        rows = await self._db.fetchall(f"{_SELECT} WHERE session_id = ?", (session_id,))
         return _record(rows[0]) if rows else None
 
     async def list_for_user(self, user_id: str, after: PageCursor | None, limit: int) -> list[SessionRecord]:
@@ -204,7 +166,7 @@ class SqliteSessionStore:
             )
             params = (user_id, after.create_time, after.create_time, after.session_id)
         sql += "ORDER BY create_time DESC, session_id DESC LIMIT ?"
-        return [_record(row) for row in await self._fetchall(sql, (*params, limit))]
+        return [_record(row) for row in await self._db.fetchall(sql, (*params, limit))]
 
     async def list_active(
         self, user_id: str | None, after: PageCursor | None, limit: int, now: float
@@ -222,11 +184,11 @@ class SqliteSessionStore:
             # Only constant condition texts are joined; every value is bound.
             f"{_SELECT} WHERE {' AND '.join(conditions)} ORDER BY create_time DESC, session_id DESC LIMIT ?"
         )
-        return [_record(row) for row in await self._fetchall(sql, (*params, limit))]
+        return [_record(row) for row in await self._db.fetchall(sql, (*params, limit))]
 
     async def replace(self, record: SessionRecord, expected_version: int) -> bool:
         row = _row(record)
-        changed = await self._changed(
+        changed = await self._db.changed(
             "UPDATE sessions SET user_id = ?, state = ?, display_name = ?, active_job_id = ?, "
             "create_time = ?, update_time = ?, last_active_time = ?, expires_at = ?, version = ?, "
             "assets = ? WHERE session_id = ? AND version = ?",
@@ -236,20 +198,20 @@ class SqliteSessionStore:
 
     async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
         if expected_version is None:
-            return await self._changed("DELETE FROM sessions WHERE session_id = ?", (session_id,)) == 1
-        changed = await self._changed(
+            return await self._db.changed("DELETE FROM sessions WHERE session_id = ?", (session_id,)) == 1
+        changed = await self._db.changed(
             "DELETE FROM sessions WHERE session_id = ? AND version = ?", (session_id, expected_version)
         )
         return changed == 1
 
     async def delete_if_expired(self, session_id: str, now: float) -> bool:
-        changed = await self._changed(
+        changed = await self._db.changed(
             "DELETE FROM sessions WHERE session_id = ? AND expires_at <= ?", (session_id, now)
         )
         return changed == 1
 
     async def expired(self, now: float, limit: int) -> list[SessionRecord]:
-        rows = await self._fetchall(
+        rows = await self._db.fetchall(
             f"{_SELECT} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?",
             (now, limit if limit > 0 else -1),
         )
@@ -257,9 +219,11 @@ class SqliteSessionStore:
 
     async def earliest_expiry(self, user_id: str | None, now: float) -> float | None:
         if user_id is None:
-            rows = await self._fetchall("SELECT min(expires_at) FROM sessions WHERE expires_at > ?", (now,))
+            rows = await self._db.fetchall(
+                "SELECT min(expires_at) FROM sessions WHERE expires_at > ?", (now,)
+            )
         else:
-            rows = await self._fetchall(
+            rows = await self._db.fetchall(
                 "SELECT min(expires_at) FROM sessions WHERE user_id = ? AND expires_at > ?", (user_id, now)
             )
         value = rows[0][0] if rows else None
@@ -267,5 +231,14 @@ class SqliteSessionStore:
 
     async def count_active(self, now: float) -> int:
         """Sessions neither expired nor deleted (what the caps count)."""
-        rows = await self._fetchall("SELECT count(*) FROM sessions WHERE expires_at > ?", (now,))
+        rows = await self._db.fetchall("SELECT count(*) FROM sessions WHERE expires_at > ?", (now,))
         return int(rows[0][0])
+
+
+async def open_store(settings: MeshSettings, session_settings: SessionSettings) -> SessionStore:
+    """Redis when the mesh has one (replicas share sessions), else this machine's SQLite file."""
+    if settings.redis_url:
+        from services.session.redis_store import RedisSessionStore  # it imports this module
+
+        return await RedisSessionStore(settings.redis_url, session_settings.session_redis_namespace).open()
+    return await SqliteSessionStore(settings.data_dir / DATABASE_FILE).open()

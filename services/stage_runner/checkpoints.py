@@ -11,17 +11,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from libs.common.outputs import OUTPUT_FILES
+
 MANIFEST_NAME = "manifest.json"
-# Output name -> (file name in output/<job_id>/, content type).
-OUTPUT_FILES: dict[str, tuple[str, str]] = {
-    "video": ("video.mp4", "video/mp4"),
-    "thumbnail": ("thumbnail.jpg", "image/jpeg"),
-    "audio": ("audio.wav", "audio/wav"),
-    "script": ("script.txt", "text/plain; charset=utf-8"),
-    # From the built-in voice (its alignments time the words).
-    "captions": ("captions.vtt", "text/vtt; charset=utf-8"),
-    "captions_srt": ("captions.srt", "application/x-subrip; charset=utf-8"),
-}
 
 
 @dataclass

@@ -61,9 +61,6 @@ class StageRunnerSettings(VidsynthSettings):
     stage_runner_simulation_seconds: float = Field(
         0.3, ge=0, description="How long each simulated stage takes (besides writing its media)."
     )
-    stage_runner_words_per_minute: float = Field(
-        150.0, gt=0, description="Speaking rate used to estimate speech length from a script."
-    )
     stage_runner_max_script_chars: int = Field(
         20_000, gt=0, description="Longest script text accepted (SCRIPT_TOO_LONG)."
     )

@@ -73,6 +73,7 @@ class JobRunner:
         publisher: ProgressPublisher,
         webhooks: WebhookSender,
         sessions_dir: Path,
+        words_per_minute: float,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -80,9 +81,14 @@ class JobRunner:
         self._publisher = publisher
         self._webhooks = webhooks
         self._sessions_dir = sessions_dir
-        self._wpm = config.stage_runner_words_per_minute
+        self._wpm = words_per_minute
         self.pipeline = Pipeline(
-            config, cost_model=cost_model, slots=slots, emit=self.emit, save=store.update
+            config,
+            cost_model=cost_model,
+            slots=slots,
+            emit=self.emit,
+            save=store.update,
+            words_per_minute=words_per_minute,
         )
 
     def emit(

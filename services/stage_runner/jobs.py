@@ -7,18 +7,16 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import structlog
 
 from libs.common import ids, tracing
 from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
-from libs.common.session_paths import session_paths
-from services.stage_runner import spec_checks
+from libs.common.outputs import OUTPUT_FILES
+from services.stage_runner import job_pages, spec_checks
 from services.stage_runner.backends.builtin import CAPTION_OUTPUTS, CAPTIONED_VOICES
 from services.stage_runner.capabilities import BackendRegistry
-from services.stage_runner.checkpoints import OUTPUT_FILES
 from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.cost_model import CostModel, work_units
 from services.stage_runner.execution import LiveJob
@@ -34,8 +32,6 @@ from vidsynth.v1 import common_pb2, session_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.jobs")
 
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 # Back-pressure hooks (e.g. INSUFFICIENT_STORAGE / INSUFFICIENT_MEMORY) run before a job is accepted.
 AdmissionCheck = Callable[[], Awaitable[None]]
 
@@ -65,6 +61,7 @@ class JobManager:
         cost_model: CostModel,
         sessions: SessionLink,
         queue: JobQueue,
+        words_per_minute: float,
         admission_checks: list[AdmissionCheck] | None = None,
     ) -> None:
         self._store = store
@@ -73,7 +70,7 @@ class JobManager:
         self._sessions = sessions
         self.queue = queue
         self._max_script_chars = config.stage_runner_max_script_chars
-        self._wpm = config.stage_runner_words_per_minute
+        self._wpm = words_per_minute
         self._webhook_hosts = config.webhook_hosts
         self._webhook_secret_set = bool(config.stage_runner_webhook_secret.get_secret_value())
         self.admission_checks: list[AdmissionCheck] = list(admission_checks or [])
@@ -208,19 +205,7 @@ class JobManager:
             ids.check_id("session", request.session_id)
             # Another user's session answers SESSION_NOT_FOUND, as it does everywhere else.
             await self._sessions.get(request.session_id)
-        page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        if request.page_size < 0:
-            raise VidsynthError("INVALID_ARGUMENT", "page_size must not be negative.")
-        after = 0
-        if request.page_token:
-            if not request.page_token.isdigit():
-                raise VidsynthError("INVALID_ARGUMENT", "page_token is not valid.")
-            after = int(request.page_token)
-        rows = await self._store.list_for_user(identity.user_id, request.session_id, after, page_size + 1)
-        response = stage_runner_pb2.ListJobsResponse(jobs=[self._current(r) for r in rows[:page_size]])
-        if len(rows) > page_size:
-            response.next_page_token = str(rows[page_size - 1].seq)
-        return response
+        return await job_pages.list_jobs(self._store, identity.user_id, request, self._current)
 
     # ---- cancel ---------------------------------------------------------------------------------
 
@@ -254,11 +239,3 @@ class JobManager:
 
     async def stop(self) -> None:
         await self.queue.stop()
-
-
-def output_path(sessions_dir: Path, session_id: str, job_id: str, name: str) -> Path | None:
-    """Where a finished job's named output lives (for the gateway's downloads)."""
-    entry = OUTPUT_FILES.get(name)
-    if entry is None:
-        return None
-    return session_paths(sessions_dir, session_id).output / job_id / entry[0]

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from libs.common.errors import FieldViolation, VidsynthError
-from services.stage_runner.checkpoints import OUTPUT_FILES
-from services.stage_runner.jobs import output_path
+from libs.common.outputs import OUTPUT_FILES, output_path
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
 # Within the 64 KiB - 1 MiB the API promises; well under the 8 MiB message cap.

@@ -86,6 +86,7 @@ class Pipeline:
         slots: StageSlots,
         emit: Emit,
         save: Save,
+        words_per_minute: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Seconds for progress-event spacing and measured stage times (tests pass a fake one).
@@ -95,7 +96,7 @@ class Pipeline:
         self._emit = emit
         self._save = save
         self._stage_timeout = config.stage_runner_stage_timeout_seconds
-        self._wpm = config.stage_runner_words_per_minute
+        self._wpm = words_per_minute
 
     def estimate_stages(self, run: JobRun) -> None:
         """Sets each pending stage's backend and estimated seconds from the cost model."""

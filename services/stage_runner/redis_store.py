@@ -216,6 +216,10 @@ class RedisJobStore:
         body = {"backend": rate.backend, "stage": rate.stage, "rate": rate.rate, "samples": rate.samples}
         await self._redis.hset(self.keys.cost_rates, f"{rate.backend}|{rate.stage}", json.dumps(body))
 
+    async def open(self) -> RedisJobStore:
+        """Nothing to prepare: the client connects on its first command."""
+        return self
+
     async def close(self) -> None:
         """Closed last at shutdown: the store owns the client the queue shares."""
         await self._redis.aclose()

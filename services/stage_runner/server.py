@@ -27,12 +27,12 @@ from services.stage_runner.media.speech_engine import SpeechEngine
 from services.stage_runner.publisher import ProgressPublisher
 from services.stage_runner.queue import JobQueue
 from services.stage_runner.redis_jobs import RedisJobQueue
-from services.stage_runner.redis_wiring import redis_job_store, redis_job_stream
+from services.stage_runner.redis_wiring import redis_job_stream
 from services.stage_runner.scripts import GeminiScriptBackend, ScriptService
 from services.stage_runner.servicer import StageRunnerService
 from services.stage_runner.session_link import SessionLink
 from services.stage_runner.stage_slots import StageSlots
-from services.stage_runner.store import SqliteJobStore
+from services.stage_runner.store import open_store
 from services.stage_runner.webhooks import WebhookSender
 from vidsynth.v1 import stage_runner_pb2, stage_runner_pb2_grpc
 
@@ -54,12 +54,7 @@ async def build(
 ) -> StageRunnerWiring:
     runner_settings = runner_settings or StageRunnerSettings()
     media_settings = media_settings or MediaSettings()
-    if settings.redis_url:
-        store = redis_job_store(settings, runner_settings)
-    else:
-        store = await asyncio.to_thread(
-            SqliteJobStore, settings.data_dir / runner_settings.stage_runner_db_file
-        )
+    store = await open_store(settings, runner_settings)
     backends_file = await asyncio.to_thread(load_backends_file, runner_settings.backends_file)
     scripts = ScriptService(media_settings)
 
@@ -78,7 +73,7 @@ async def build(
             SimulationBackend(
                 stage,
                 runner_settings.stage_runner_simulation_seconds,
-                runner_settings.stage_runner_words_per_minute,
+                media_settings.media_words_per_minute,
             )
             for stage in STAGE_ORDER
         ],
@@ -109,6 +104,7 @@ async def build(
         publisher=publisher,
         webhooks=webhooks,
         sessions_dir=settings.sessions_dir,
+        words_per_minute=media_settings.media_words_per_minute,
     )
     # With Redis, jobs queue on a stream shared by every replica (redis_jobs.py).
     queue: JobQueue
@@ -131,6 +127,7 @@ async def build(
         cost_model=cost_model,
         sessions=sessions,
         queue=queue,
+        words_per_minute=media_settings.media_words_per_minute,
         admission_checks=[ResourceGate(clients).check_new_job],
     )
     observe_queue(jobs)

@@ -6,13 +6,14 @@ as its serialized `Job` message plus the columns queries need (owner, session, o
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from libs.common.settings import MeshSettings
+from libs.common.sqlite import SqliteDatabase
+from services.stage_runner.config import StageRunnerSettings
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
 UNFINISHED_STATES = (common_pb2.JOB_STATE_QUEUED, common_pb2.JOB_STATE_RUNNING)
@@ -81,6 +82,7 @@ class JobStore(Protocol):
     async def set_meta(self, key: str, value: str) -> None: ...
     async def cost_rates(self) -> list[CostRate]: ...
     async def save_cost_rate(self, rate: CostRate) -> None: ...
+    async def open(self) -> JobStore: ...
     async def close(self) -> None: ...
 
 
@@ -89,26 +91,22 @@ def _row_to_job(row: tuple) -> StoredJob:
     return StoredJob(stage_runner_pb2.Job.FromString(blob), user_id, seq, spec_hash)
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if "trace_parent" not in columns:  # a database from before tracing
+        conn.execute("ALTER TABLE jobs ADD COLUMN trace_parent TEXT NOT NULL DEFAULT ''")
+
+
 class SqliteJobStore:
-    """One connection used from worker threads under a lock (SQLite serialises writes anyway)."""
+    """Its statements run on one thread of their own (libs/common/sqlite.py)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(SCHEMA)
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(jobs)")}
-        if "trace_parent" not in columns:  # a database from before tracing
-            self._conn.execute("ALTER TABLE jobs ADD COLUMN trace_parent TEXT NOT NULL DEFAULT ''")
-        self._lock = threading.Lock()
+        self._db = SqliteDatabase(path, name="stage-runner", setup=_create_schema, busy_timeout_ms=30_000)
 
-    def _run(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, params).fetchall()
-
-    async def _call(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return await asyncio.to_thread(self._run, sql, params)
+    async def open(self) -> SqliteJobStore:
+        await self._db.open()
+        return self
 
     async def insert(
         self,
@@ -118,7 +116,7 @@ class SqliteJobStore:
         spec_hash: str,
         trace_parent: str = "",
     ) -> None:
-        await self._call(
+        await self._db.fetchall(
             "INSERT INTO jobs (job_id, user_id, session_id, state, idempotency_key, spec_hash, job, "
             "trace_parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -135,21 +133,23 @@ class SqliteJobStore:
 
     async def trace_parent(self, job_id: str) -> str:
         """The W3C traceparent of the request that started the job ("" if none)."""
-        rows = await self._call("SELECT trace_parent FROM jobs WHERE job_id = ?", (job_id,))
+        rows = await self._db.fetchall("SELECT trace_parent FROM jobs WHERE job_id = ?", (job_id,))
         return rows[0][0] if rows else ""
 
     async def update(self, job: stage_runner_pb2.Job) -> None:
-        await self._call(
+        await self._db.fetchall(
             "UPDATE jobs SET state = ?, job = ? WHERE job_id = ?",
             (job.state, job.SerializeToString(), job.job_id),
         )
 
     async def get(self, job_id: str) -> StoredJob | None:
-        rows = await self._call("SELECT seq, user_id, spec_hash, job FROM jobs WHERE job_id = ?", (job_id,))
+        rows = await self._db.fetchall(
+            "SELECT seq, user_id, spec_hash, job FROM jobs WHERE job_id = ?", (job_id,)
+        )
         return _row_to_job(rows[0]) if rows else None
 
     async def find_idempotent(self, user_id: str, key: str) -> StoredJob | None:
-        rows = await self._call(
+        rows = await self._db.fetchall(
             "SELECT seq, user_id, spec_hash, job FROM jobs WHERE user_id = ? AND idempotency_key = ?",
             (user_id, key),
         )
@@ -159,49 +159,54 @@ class SqliteJobStore:
         self, user_id: str, session_id: str, after_seq: int, limit: int
     ) -> list[StoredJob]:
         if session_id:
-            rows = await self._call(
+            rows = await self._db.fetchall(
                 "SELECT seq, user_id, spec_hash, job FROM jobs WHERE user_id = ? AND session_id = ? AND seq > ? "
                 "ORDER BY seq LIMIT ?",
                 (user_id, session_id, after_seq, limit),
             )
         else:
-            rows = await self._call(
+            rows = await self._db.fetchall(
                 "SELECT seq, user_id, spec_hash, job FROM jobs WHERE user_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (user_id, after_seq, limit),
             )
         return [_row_to_job(r) for r in rows]
 
     async def unfinished(self) -> list[StoredJob]:
-        rows = await self._call(
+        rows = await self._db.fetchall(
             "SELECT seq, user_id, spec_hash, job FROM jobs WHERE state IN (?, ?) ORDER BY seq",
             UNFINISHED_STATES,
         )
         return [_row_to_job(r) for r in rows]
 
     async def get_meta(self, key: str) -> str | None:
-        rows = await self._call("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = await self._db.fetchall("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
     async def set_meta(self, key: str, value: str) -> None:
-        await self._call(
+        await self._db.fetchall(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
 
     async def cost_rates(self) -> list[CostRate]:
-        rows = await self._call("SELECT backend, stage, rate, samples FROM cost_rates")
+        rows = await self._db.fetchall("SELECT backend, stage, rate, samples FROM cost_rates")
         return [CostRate(*r) for r in rows]
 
     async def save_cost_rate(self, rate: CostRate) -> None:
-        await self._call(
+        await self._db.fetchall(
             "INSERT INTO cost_rates (backend, stage, rate, samples) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(backend, stage) DO UPDATE SET rate = excluded.rate, samples = excluded.samples",
             (rate.backend, rate.stage, rate.rate, rate.samples),
         )
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._close)
+        await self._db.close()
 
-    def _close(self) -> None:
-        with self._lock:
-            self._conn.close()
+
+async def open_store(settings: MeshSettings, runner_settings: StageRunnerSettings) -> JobStore:
+    """Redis when the mesh has one (replicas share jobs), else this machine's SQLite file."""
+    if settings.redis_url:
+        from services.stage_runner.redis_wiring import redis_job_store  # it imports this module
+
+        return await redis_job_store(settings, runner_settings).open()
+    return await SqliteJobStore(settings.data_dir / runner_settings.stage_runner_db_file).open()

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from libs.common.asset_kinds import FACE, VOICE
 from services.validator.config import ValidatorSettings
-from vidsynth.v1 import common_pb2, validator_pb2
-
-FACE = common_pb2.ASSET_KIND_FACE_IMAGE
-VOICE = common_pb2.ASSET_KIND_VOICE_AUDIO
+from vidsynth.v1 import validator_pb2
 
 
 @dataclass(frozen=True)
@@ -47,9 +45,6 @@ ALLOWED_TYPES: dict[int, tuple[AllowedType, ...]] = {
 
 # A client that does not know the type says so; that is not a disagreement.
 UNDECLARED_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
-
-KIND_NAMES = {FACE: "face", VOICE: "voice"}
-KINDS_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
 
 
 def allowed_type(kind: int, detected: str) -> AllowedType | None:

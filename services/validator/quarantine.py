@@ -11,13 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from libs.common import ids
-from libs.common.errors import FieldViolation, VidsynthError
+from libs.common.pagination import open_page
 
 DIR_MODE = 0o700
 PAYLOAD_NAME = "payload.bin"
 REPORT_NAME = "report.json"
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 
 
 @dataclass(frozen=True)
@@ -69,24 +67,21 @@ def _read(entry: Path) -> QuarantineRecord | None:
 
 
 def list_records(root: Path, page_size: int, page_token: str) -> tuple[list[QuarantineRecord], str]:
-    """Blocking: newest first; the page token is the id of the last entry returned."""
-    if page_size < 0:
-        raise VidsynthError("INVALID_ARGUMENT", "page_size must not be negative.")
-    size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-    if page_token and not ids.is_valid_id("quarantine", page_token):
-        raise VidsynthError(
-            "INVALID_ARGUMENT", "The page token is not valid.", [FieldViolation("page_token", "unknown")]
-        )
+    """Blocking: newest first (ties by id); the page token holds the last entry's pair."""
+    page = open_page("ListQuarantine", page_size, page_token, _cursor)
     entries = [e for e in root.iterdir() if e.is_dir()] if root.is_dir() else []
-    records = sorted(
-        (r for r in map(_read, entries) if r is not None),
-        key=lambda r: (r.create_time, r.quarantine_id),
-        reverse=True,
-    )
-    if page_token:
-        ids_in_order = [r.quarantine_id for r in records]
-        start = ids_in_order.index(page_token) + 1 if page_token in ids_in_order else len(records)
-        records = records[start:]
-    page = records[:size]
-    next_token = page[-1].quarantine_id if len(records) > size else ""
-    return page, next_token
+    records = sorted((r for r in map(_read, entries) if r is not None), key=_key, reverse=True)
+    if page.cursor is not None:
+        records = [r for r in records if _key(r) < page.cursor]
+    return page.finish(records[: page.limit], _key)
+
+
+def _key(record: QuarantineRecord) -> tuple[str, str]:
+    return (record.create_time, record.quarantine_id)
+
+
+def _cursor(values: list) -> tuple[str, str]:
+    create_time, quarantine_id = values
+    if not isinstance(create_time, str) or not ids.is_valid_id("quarantine", quarantine_id):
+        raise ValueError("not a quarantine cursor")
+    return (create_time, quarantine_id)

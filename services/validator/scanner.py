@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import clamd
 import structlog
 
+from libs.common import clamd_link
 from services.validator.threads import drain, run_in_own_thread
 
 log = structlog.get_logger("vidsynth.validator.scanner")
@@ -106,24 +107,14 @@ class ClamdScanner:
         self.timeout = timeout
 
     def client(self) -> _BulkInstream:
-        scheme, _, rest = self.address.partition(":")
+        scheme, where, port = clamd_link.parse_address(self.address)
         if scheme == "unix":
-            return _UnixClient(rest, timeout=self.timeout)
-        if scheme == "tcp":
-            host, _, port = rest.rpartition(":")
-            return _TcpClient(host, int(port), timeout=self.timeout)
-        raise ValueError(f"clamd address must be unix:/path or tcp:host:port, not {self.address!r}")
-
-    def _version(self) -> str:
-        try:
-            return self.client().version()
-        except (clamd.ClamdError, OSError):
-            return ""
+            return _UnixClient(where, timeout=self.timeout)
+        return _TcpClient(where, port, timeout=self.timeout)
 
     async def status(self) -> tuple[bool, str]:
         """(answers right now, "official" or "test-signatures")."""
-        version = await asyncio.to_thread(self._version)
-        return bool(version), signature_db_from_version(version) if version else ""
+        return await clamd_link.status(self.address, self.timeout)
 
     async def available(self) -> bool:
         return (await self.status())[0]
@@ -193,9 +184,3 @@ def _consume_result(task: asyncio.Future) -> None:
 
 class _Aborted(Exception):
     pass
-
-
-def signature_db_from_version(version: str) -> str:
-    """clamd's VERSION names the official daily database ("ClamAV 1.4.6/27500/...");
-    with only the project's test signatures it is the bare engine version."""
-    return "official" if "/" in version else "test-signatures"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from libs.common.allocator import keep_large_buffers_in_heap
 from libs.common.backpressure import ResourceGate
+from libs.common.clamd_link import default_clamd_address
 from libs.common.clients import MeshClients
 from libs.common.grpc_server import ServiceWiring, run_service
 from libs.common.settings import MeshSettings
-from services.validator.clamd_runner import default_clamd_address
 from services.validator.config import ValidatorSettings, get_validator_settings, quarantine_dir
 from services.validator.decode_workers import DecodeWorkers
 from services.validator.scanner import ClamdScanner

@@ -13,6 +13,7 @@ import grpc
 import structlog
 
 from libs.common import tracing
+from libs.common.asset_kinds import KIND_NAMES
 from libs.common.clients import MeshClients
 from libs.common.errors import FieldViolation, VidsynthError
 from libs.common.identity import Identity
@@ -333,5 +334,5 @@ class UploadValidator:
         ]
         for name in replaced:
             await asyncio.to_thread(safe_copies.remove, assets_dir, name)
-        log.info("upload.accepted", asset_id=stored.asset_id, kind=policy.KIND_NAMES[report.kind])
+        log.info("upload.accepted", asset_id=stored.asset_id, kind=KIND_NAMES[report.kind])
         return validator_pb2.ValidateUploadResponse(asset=asset, report=report)

@@ -54,6 +54,21 @@ async def test_critical_memory_refuses_jobs_with_retry_info(gate_for):
     assert info.retry_delay.seconds == 30
 
 
+async def test_the_retry_delay_is_the_cleanup_services_setting(start_cleanup, in_process_mesh):
+    await start_cleanup(cleanup_settings(disk="critical", cleanup_retry_after_seconds=7.5))
+    clients = MeshClients(in_process_mesh.settings)
+    try:
+        gate = ResourceGate(clients)  # its own default (30 s) is not what it answers
+        with pytest.raises(VidsynthError) as upload:
+            await gate.check_upload()
+        with pytest.raises(VidsynthError) as job:
+            await gate.check_new_job()
+    finally:
+        await clients.close()
+    assert upload.value.code == job.value.code == "INSUFFICIENT_STORAGE"
+    assert upload.value.retry_after_seconds == job.value.retry_after_seconds == 7.5
+
+
 async def test_warning_levels_let_everything_through(gate_for):
     gate = await gate_for(memory="warning", disk="warning")
     await gate.check_upload()

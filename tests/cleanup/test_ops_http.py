@@ -32,7 +32,7 @@ async def open_gateway(in_process_mesh):
 
     yield open_client
     for app in apps:
-        await app.state.clients.close()
+        await app.state.gateway.close()
 
 
 async def start_services(in_process_mesh, names):
@@ -126,7 +126,7 @@ async def test_metrics_fold_in_service_pages(start_cleanup, open_gateway, mesh_s
     QUEUE_LENGTH.set_function(lambda: 2)
     try:
         async with open_gateway() as client:
-            client._transport.app.state.metrics_settings = metrics
+            client._transport.app.state.gateway.metrics_settings = metrics
             page = (await client.get("/metrics")).text
             health = (await client.get("/v1/health")).json()
     finally:

@@ -55,6 +55,30 @@ async def test_list_tasks_pages(start_cleanup):
     assert names == TASK_NAMES
 
 
+async def test_list_tasks_tokens_are_opaque_and_checked(start_cleanup):
+    """AIP-158 tokens (libs/common/pagination.py): each task once, no bare offsets."""
+    stub = await start_cleanup()
+    names, tokens, token = [], [], ""
+    while True:
+        page = await stub.ListCleanupTasks(
+            cleanup_pb2.ListCleanupTasksRequest(page_size=1, page_token=token), metadata=ALICE
+        )
+        names += [t.name for t in page.tasks]
+        token = page.next_page_token
+        if not token:
+            break
+        tokens.append(token)
+    assert names == TASK_NAMES
+    assert len(tokens) == len(TASK_NAMES) - 1
+    assert not any(t.isdigit() for t in tokens)
+    for bad in ("1", tokens[0][:-2] + ("AA" if tokens[0][-2:] != "AA" else "BB")):
+        error = await expect_error(
+            stub.ListCleanupTasks(cleanup_pb2.ListCleanupTasksRequest(page_token=bad), metadata=ALICE),
+            "INVALID_ARGUMENT",
+        )
+        assert error.field_violations[0].field == "page_token"
+
+
 async def test_run_one_task_records_last_and_next_run(start_cleanup, mesh_settings):
     quarantined = write_file(mesh_settings.data_dir / "quarantine" / "qua_x", 5000, age_seconds=60 * DAY)
     stub = await start_cleanup()

@@ -191,7 +191,7 @@ async def test_redis_going_away_is_service_unavailable_over_grpc_and_http(tmp_pa
             transport=httpx.ASGITransport(app=app), base_url="http://gw.test"
         ) as http:
             reply = await http.post("/v1/sessions", headers=bearer("alice"), json={})
-        await app.state.clients.close()
+        await app.state.gateway.close()
         assert reply.status_code == 503
         assert reply.headers["content-type"].startswith("application/problem+json")
         assert reply.json()["code"] == "SERVICE_UNAVAILABLE"

@@ -1,7 +1,7 @@
 """Every code block in the README runs, as written, against real meshes.
 
 The blocks are taken from README.md itself; the only changes made to them are where they
-run: the ports and paths they name (8080, 50051, 9090, 60051, /srv/vs) are mapped onto free
+run: the ports and paths they name (8080, 50051, 9090, 60051, 60052, /srv/vs) are mapped onto free
 ports and a temp dir, `KEY=...`-style placeholders come from the environment, and
 `grpcurl` (not packaged) is tests/support/grpcurl.py, which does the same through server
 reflection. The meshes are the ones the README's own `vidsynth up` lines start. A block no
@@ -70,6 +70,7 @@ def kind_of(block: Block) -> str:
     rules = [
         ("commands", lambda b: "bash scripts/demo.sh" in b.text),
         ("up", lambda b: b.text.startswith(".venv/bin/vidsynth up")),
+        ("mesh_tls", lambda b: "VIDSYNTH_MESH_TLS=true" in b.text),
         ("tls", lambda b: "VIDSYNTH_TLS_CA=" in b.text),
         ("diagram", lambda b: b.language == "" and "──▶" in b.text),
         ("backends", lambda b: b.language == "toml"),
@@ -131,6 +132,8 @@ class Mapping:
             "127.0.0.1:9090": f"127.0.0.1:{self.tls_http_port}",
             "--http-port 9090": f"--http-port {self.tls_http_port}",
             "--grpc-port 60051": f"--grpc-port {self.tls_grpc_port}",
+            "127.0.0.1:60051": f"127.0.0.1:{self.tls_grpc_port}",
+            "127.0.0.1:60052": f"127.0.0.1:{self.tls_grpc_port + 1}",
             "/srv/vs": str(self.srv),
             ".venv/bin/": f"{ROOT}/.venv/bin/",
             "samples/": f"{ROOT}/samples/",
@@ -303,6 +306,16 @@ def test_the_tls_block_reaches_the_tls_mesh(meshes, mapping) -> None:
     result = run_shell(mapping.apply(block("tls").text), mapping)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"status": "ok"}
+
+
+def test_the_mesh_tls_block_checks_every_service_with_the_edges_certificate(meshes, mapping) -> None:
+    """Run after the TLS block, as the README reads (it exports VIDSYNTH_TLS_CA first)."""
+    script = mapping.apply(block("tls").text + "\n" + block("mesh_tls").text)
+    result = run_shell(script, mapping)
+    assert result.returncode == 0, result.stdout + result.stderr
+    states = {line.split()[1]: line.split()[3] for line in result.stdout.splitlines() if line.count("│") == 3}
+    expected = ["session", "validator", "stage_runner", "progress", "cleanup", "gateway"]
+    assert states == dict.fromkeys(expected, "SERVING"), result.stdout
 
 
 def test_the_backends_block_is_the_shipped_file() -> None:

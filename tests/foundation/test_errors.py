@@ -50,3 +50,23 @@ def test_problem_json_has_the_rfc9457_members_and_retry_after() -> None:
     assert response.media_type == "application/problem+json"
     assert response.headers["Retry-After"] == "2"
     assert response.headers["X-Request-ID"] == "req_1"
+
+
+def test_a_failed_call_reads_back_through_grpcio_status() -> None:
+    """The trailer is the serialized google.rpc.Status, byte for byte (what the Node and
+    TS clients decode); one that contradicts the call's own status is not trusted."""
+    from grpc.aio import AioRpcError, Metadata
+
+    from libs.common.rpc_status import DETAILS_KEY, error_from_rpc_error, to_grpc_status
+
+    error = VidsynthError("FILE_TOO_LARGE", field_violations=[FieldViolation("file", "too big")])
+    status = to_grpc_status(error)
+    assert (status.code, status.details) == (grpc.StatusCode.INVALID_ARGUMENT, error.message)
+    assert tuple(status.trailing_metadata) == ((DETAILS_KEY, to_status_proto(error).SerializeToString()),)
+    call = AioRpcError(status.code, Metadata(), Metadata(*status.trailing_metadata), status.details)
+    parsed = error_from_rpc_error(call)
+    assert (parsed.code, parsed.field_violations) == ("FILE_TOO_LARGE", [FieldViolation("file", "too big")])
+    contradicted = AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, Metadata(), Metadata(*status.trailing_metadata), status.details
+    )
+    assert error_from_rpc_error(contradicted).code == "SERVICE_UNAVAILABLE"

@@ -39,4 +39,4 @@ async def client(session_service, in_process_mesh, gateway_settings):
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         yield client
-    await app.state.clients.close()
+    await app.state.gateway.close()

@@ -36,7 +36,7 @@ async def gateway_port(session_service, in_process_mesh, gateway_settings):
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=10)
-    await app.state.clients.close()
+    await app.state.gateway.close()
 
 
 async def exchange(port: int, request: bytes) -> tuple[int, dict, bytes]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 
 import pytest
 
 from libs.common import ids
 from services.gateway.path_ids import malformed_id
 from services.session.config import SessionSettings
+from services.session.server import build
 from tests.gateway.problems import assert_problem
 from tests.session.helpers import FACE, VOICE, asset
+from tests.support.fake_clock import FakeClock
 from tests.support.identities import bearer, mesh_metadata
 from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import session_pb2 as pb
@@ -288,9 +291,20 @@ class TestExpiry:
     def session_settings(self) -> SessionSettings:
         return SessionSettings(session_idle_ttl_seconds=0.3, session_activity_write_interval_seconds=0)
 
-    async def test_expired_session_is_410_until_swept(self, client, session_service):
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    async def session_service(self, in_process_mesh, session_settings, clock):
+        # The service's clock is the test's: time passes when the test says, not while it sleeps.
+        return await in_process_mesh.start(
+            "session", functools.partial(build, session_settings=session_settings, clock=clock)
+        )
+
+    async def test_expired_session_is_410_until_swept(self, client, session_service, clock):
         sid = (await create(client))["session_id"]
-        await asyncio.sleep(0.6)
+        clock.advance(0.6)
         assert_problem(await client.get(f"/v1/sessions/{sid}", headers=ALICE), 410, "SESSION_EXPIRED")
         assert_problem(await client.delete(f"/v1/sessions/{sid}", headers=ALICE), 410, "SESSION_EXPIRED")
         listed = (await client.get("/v1/sessions", headers=ALICE)).json()["sessions"]

@@ -93,8 +93,7 @@ class Gateway:
     app: FastAPI
 
     def feed_clients(self, session_id: str) -> int:
-        registry = getattr(self.app.state, "event_feeds", None)
-        return registry.client_count(session_id) if registry else 0
+        return self.app.state.gateway.event_feeds.client_count(session_id)
 
 
 @pytest.fixture

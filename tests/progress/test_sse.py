@@ -243,7 +243,7 @@ async def test_a_resume_point_beyond_the_last_event_is_409_event_seq_ahead(progr
 
 
 async def test_a_stream_ends_after_its_lifetime_and_resumes_by_seq(progress_mesh, gateway):
-    gateway.app.state.gateway_settings = GatewaySettings(
+    gateway.app.state.gateway.gateway_settings = GatewaySettings(
         gateway_rate_limit_per_second=10_000, gateway_rate_limit_burst=10_000, gateway_stream_max_seconds=0.5
     )
     session_id = await progress_mesh.create_session()

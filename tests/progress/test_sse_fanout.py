@@ -40,7 +40,7 @@ async def test_stalled_browser_costs_bounded_memory_and_loses_nothing(progress_m
         assert response.status_code == 200
         await eventually(lambda: gateway.feed_clients(session_id) == 1, "the stream to join its feed")
         await publish(progress_mesh.channel, session_id, big_events(total), batch_size=20)
-        feed = gateway.app.state.event_feeds.feed(session_id)
+        feed = gateway.app.state.gateway.event_feeds.feed(session_id)
         await eventually(lambda: feed.last_seq == total, "the feed to receive everything")
         # The ring stays bounded although the client has read nothing yet.
         assert len(feed.items_after(0)) < 2 * RING
@@ -70,7 +70,7 @@ async def test_reconnect_with_old_last_event_id_catches_up_then_joins_the_feed(p
             live_ids.append(int(frame.id))
             if live_ids[-1] == 100:
                 break
-        feed = gateway.app.state.event_feeds.feed(session_id)
+        feed = gateway.app.state.gateway.event_feeds.feed(session_id)
         assert feed.base_seq > 5  # the ring no longer holds seq 6
         headers = {**bearer("alice"), "Last-Event-ID": "5"}
         async with client.stream("GET", url, headers=headers) as late:

@@ -223,4 +223,4 @@ async def test_gateway_rate_limit_is_per_key(ready_mesh):
         assert limited and all(a.json()["code"] == "RATE_LIMITED" for a in limited)
         assert all(float(a.headers["retry-after"]) > 0 for a in limited)
         assert (await http.get("/v1/sessions", headers=bearer("bob"))).status_code == 200
-        await app.state.clients.close()
+        await app.state.gateway.close()

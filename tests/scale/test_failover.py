@@ -82,8 +82,10 @@ async def test_events_published_on_one_progress_replica_reach_a_subscriber_on_th
                 if len(received) == 3:
                     return
 
+        # The replica sends its headers once it has accepted the stream, before the first
+        # event (services/progress/servicer.py): from then on the subscriber is live.
+        await asyncio.wait_for(subscription.initial_metadata(), WAIT_SECONDS)
         reader = asyncio.create_task(read())
-        await asyncio.sleep(0.5)  # the subscriber is live before anything is published
         await progress_internal_pb2_grpc.ProgressInternalServiceStub(a).PublishEvents(
             progress_internal_pb2.PublishEventsRequest(
                 session_id=session_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import stat
 
 import grpc
@@ -12,8 +13,10 @@ from google.rpc import error_details_pb2, status_pb2
 from libs.common import ids
 from libs.common.rpc_status import DETAILS_KEY
 from services.session.config import SessionSettings
+from services.session.server import build
 from tests.session.conftest import rpc_error
 from tests.session.helpers import FACE, VOICE, asset
+from tests.support.fake_clock import FakeClock
 from tests.support.identities import mesh_metadata, user_metadata
 from vidsynth.internal.v1 import session_internal_pb2
 from vidsynth.v1 import session_pb2 as pb
@@ -254,13 +257,23 @@ class TestTinyTtl:
     def session_settings(self) -> SessionSettings:
         return SessionSettings(
             session_max_per_user=2,
-            # Long enough for the setup calls on a loaded machine; only "expired after" is asserted.
             session_idle_ttl_seconds=2.0,
             session_processing_ttl_seconds=2.0,
             session_activity_write_interval_seconds=0,
         )
 
-    async def test_expired_answers_expired_until_swept(self, stub, internal, mesh_settings):
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        return FakeClock()
+
+    @pytest.fixture
+    async def session_service(self, in_process_mesh, session_settings, clock):
+        # The service's clock is the test's: time passes when the test says, not while it sleeps.
+        return await in_process_mesh.start(
+            "session", functools.partial(build, session_settings=session_settings, clock=clock)
+        )
+
+    async def test_expired_answers_expired_until_swept(self, stub, internal, mesh_settings, clock):
         first = await create(stub)
         processing = await create(stub)
         await make_ready(internal, processing.session_id)
@@ -270,7 +283,7 @@ class TestTinyTtl:
             ),
             metadata=mesh_metadata("alice"),
         )
-        await asyncio.sleep(2.5)
+        clock.advance(2.5)
         for call in (
             stub.GetSession(pb.GetSessionRequest(session_id=first.session_id), metadata=ALICE),
             stub.TouchSession(pb.TouchSessionRequest(session_id=first.session_id), metadata=ALICE),

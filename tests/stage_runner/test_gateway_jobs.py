@@ -29,7 +29,7 @@ async def http(start_mesh):
     yield open_client
     for client, app in clients:
         await client.aclose()
-        await app.state.clients.close()
+        await app.state.gateway.close()
 
 
 async def wait_state(client: httpx.AsyncClient, job_id: str, states: set[str], user: str = "alice") -> dict:
@@ -264,3 +264,30 @@ async def test_capabilities_mode_and_scripts(http):
         headers=bearer("alice"),
     )
     assert estimate.status_code == 200 and estimate.json()["total_seconds"] > 0
+
+
+async def test_list_jobs_pages_over_http_with_opaque_tokens(http):
+    """The gateway passes ListJobs' AIP-158 tokens through: each job once, oldest first."""
+    mesh, client = await http()
+    session_id = await mesh.ready_session()
+    made = []
+    for _ in range(3):
+        job = await mesh.start(session_id)
+        made.append(job.job_id)
+        await mesh.wait_done(job.job_id)
+    url = f"/v1/sessions/{session_id}/jobs"
+    seen, tokens, token = [], [], ""
+    while True:
+        page = await client.get(url, params={"page_size": 2, "page_token": token}, headers=bearer("alice"))
+        assert page.status_code == 200, page.text
+        seen += [j["job_id"] for j in page.json()["jobs"]]
+        token = page.json()["next_page_token"]
+        if not token:
+            break
+        tokens.append(token)
+    assert seen == made
+    assert len(tokens) == 1 and not tokens[0].isdigit()
+    for bad in ("2", tokens[0][:-2] + ("AA" if tokens[0][-2:] != "AA" else "BB")):
+        refused = await client.get(url, params={"page_token": bad}, headers=bearer("alice"))
+        assert_problem(refused, 400, "INVALID_ARGUMENT")
+        assert [e["field"] for e in refused.json()["errors"]] == ["page_token"]

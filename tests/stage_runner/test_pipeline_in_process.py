@@ -35,6 +35,7 @@ STAGE_SECONDS = {
     common_pb2.STAGE_ASSEMBLE: 2.0,
 }
 TICK = 0.1
+WORDS_PER_MINUTE = 150.0
 # Like time.monotonic, far from zero (the first progress report is always sent).
 CLOCK_START = 1000.0
 
@@ -92,6 +93,7 @@ class Rig:
             slots=StageSlots.from_settings(config),
             emit=self.emit,
             save=self.store.update,
+            words_per_minute=WORDS_PER_MINUTE,
             clock=self.clock,
         )
 

@@ -28,16 +28,6 @@ FACE = ROOT / "samples" / "portrait.jpg"
 VOICE = ROOT / "samples" / "voice.wav"
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory):
-    mesh = MeshProcess(
-        tmp_path_factory.mktemp("tls") / "var", extra_env={"VIDSYNTH_PROCESSING_MODE": "simulation"}, tls=True
-    )
-    mesh.wait_up()
-    yield mesh
-    mesh.stop()
-
-
 def negotiated(mesh: MeshProcess, protocols: list[str]) -> str | None:
     context = ssl.create_default_context(cafile=str(mesh.ca_file))
     context.set_alpn_protocols(protocols)
@@ -158,13 +148,16 @@ def test_certificates_are_reused_on_the_next_start(tmp_path) -> None:
     finally:
         first.stop()
     tls_dir = first.ca_file.parent
-    before = {
-        name: (tls_dir / name).read_bytes() for name in ("ca.pem", "ca-key.pem", "edge.pem", "edge-key.pem")
-    }
+    before = {path.relative_to(tls_dir): path.read_bytes() for path in tls_dir.rglob("*.pem")}
+    # The CA, the edge's pair and one pair per mesh identity (services, gateway, edge).
+    expected = {"ca.pem", "ca-key.pem", "edge.pem", "edge-key.pem"}
+    for identity in ("session", "validator", "stage_runner", "progress", "cleanup", "gateway", "edge"):
+        expected |= {f"mesh/{identity}.pem", f"mesh/{identity}-key.pem"}
+    assert {str(name) for name in before} == expected
     second = MeshProcess(tmp_path / "var", tls=True)
     try:
         second.wait_up()
         assert httpx.get(f"{second.url}/healthz", verify=second.verify, timeout=10).status_code == 200
     finally:
         second.stop()
-    assert {name: (tls_dir / name).read_bytes() for name in before} == before
+    assert {path.relative_to(tls_dir): path.read_bytes() for path in tls_dir.rglob("*.pem")} == before

@@ -257,11 +257,11 @@ def test_a_failed_call_is_an_event_on_the_callers_span(memory) -> None:
     from grpc.aio import AioRpcError, Metadata
 
     from libs.common.errors import VidsynthError
-    from libs.common.rpc_status import error_from_rpc_error, trailing_metadata_for
+    from libs.common.rpc_status import error_from_rpc_error, to_grpc_status
 
-    refused = AioRpcError(
-        StatusCode.NOT_FOUND, Metadata(), Metadata(*trailing_metadata_for(VidsynthError("SESSION_NOT_FOUND")))
-    )
+    # As a server's abort leaves it: the catalog's status, message and details trailer.
+    status = to_grpc_status(VidsynthError("SESSION_NOT_FOUND"))
+    refused = AioRpcError(status.code, Metadata(), Metadata(*status.trailing_metadata), status.details)
     unreachable = AioRpcError(StatusCode.UNAVAILABLE, Metadata(), Metadata(), "connection refused")
     with tracing.span("request"):
         codes = [error_from_rpc_error(refused).code, error_from_rpc_error(unreachable).code]

@@ -14,11 +14,11 @@ import services.session.server
 import services.validator.server
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
-from services.validator.clamd_runner import clamd_command
 from services.validator.config import ValidatorSettings
 from tests.support.identities import user_metadata
 from tests.support.ports import free_port
 from tests.validator.corpus import EICAR
+from vidsynth.cli.clamd import clamd_command
 from vidsynth.v1 import session_pb2, session_pb2_grpc, validator_pb2_grpc
 
 CLAMD_START_SECONDS = 60.0
@@ -150,7 +150,7 @@ class Mesh:
 
     async def close(self) -> None:
         await self.http.aclose()
-        await self.app.state.clients.close()
+        await self.app.state.gateway.close()
         await self.channel.close()
         await self.session_channel.close()
 

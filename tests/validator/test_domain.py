@@ -7,13 +7,14 @@ import io
 import pytest
 from PIL import Image
 
+from libs.common.clamd_link import signature_db_from_version
 from libs.common.errors import VidsynthError
 from services.validator import images
-from services.validator.clamd_runner import DB_OFFICIAL, DB_TEST, TEST_SIGNATURES, clamd_command
 from services.validator.filenames import check_filename, extension_of
 from services.validator.filetype import check_type
-from services.validator.scanner import signature_db_from_version, verdict_from_reply
+from services.validator.scanner import verdict_from_reply
 from tests.validator.corpus import FACE, VOICE_KIND, portrait
+from vidsynth.cli.clamd import DB_OFFICIAL, DB_TEST, TEST_SIGNATURES, clamd_command
 
 
 def code_of(call, *args) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import grpc
 
+from libs.common.asset_kinds import KIND_NAMES
 from libs.common.rpc_status import error_from_rpc_error
-from services.validator.policy import KIND_NAMES
 from tests.support.identities import bearer, user_metadata
 from vidsynth.v1 import validator_pb2
 

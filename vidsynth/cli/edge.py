@@ -27,10 +27,11 @@ from pydantic import Field, model_validator
 
 from libs.common import children
 from libs.common.errors import VidsynthError
+from libs.common.mesh_tls import MeshTls
+from libs.common.problems import problem_body
 from libs.common.rpc_status import to_status_proto
 from libs.common.settings import PUBLIC_SERVICES, MeshSettings, VidsynthSettings
 from libs.common.tls import CertificateFiles, TlsFileError, check_certificate_files
-from services.gateway.problems import problem_body
 from services.validator.config import ValidatorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,6 +123,18 @@ class GrpcBackend:
     service: str  # vidsynth.v1.SessionService
     upstream: str  # nginx upstream name
     address: str  # host:port
+    tls_name: str = ""  # with mesh TLS: the identity its certificate must name
+
+
+@dataclass(frozen=True)
+class EdgeMeshTls:
+    """How the edge reaches the backends under mesh TLS: its own client certificate, the
+    CA the backends' certificates must chain to, and the gateway's identity."""
+
+    certificate: Path
+    key: Path
+    ca: Path
+    gateway_name: str
 
 
 @dataclass
@@ -146,6 +159,7 @@ class EdgeConfig:
     worker_connections: int = 8192
     worker_files: int = 16384  # each proxied connection holds two descriptors
     tls: CertificateFiles | None = None
+    mesh_tls: EdgeMeshTls | None = None
     error_log_to_stderr: bool = False
     access_log: str = ""
     user: str = ""
@@ -158,12 +172,21 @@ def _connectable(address: str) -> str:
     return f"127.0.0.1:{port}" if host in ("0.0.0.0", "::", "[::]", "") else address
 
 
-def grpc_backends(addresses: dict[str, str]) -> list[GrpcBackend]:
+def grpc_backends(addresses: dict[str, str], tls: MeshTls | None = None) -> list[GrpcBackend]:
     """One upstream per public service, at `addresses[name]` (session, validator, ...)."""
     return [
-        GrpcBackend(full_name, f"grpc_{name}", _connectable(addresses[name]))
+        GrpcBackend(
+            full_name, f"grpc_{name}", _connectable(addresses[name]), tls.server_name(name) if tls else ""
+        )
         for name, full_name in PUBLIC_SERVICES.items()
     ]
+
+
+def edge_mesh_tls(tls: MeshTls | None) -> EdgeMeshTls | None:
+    if tls is None:
+        return None
+    files = tls.files
+    return EdgeMeshTls(files.certificate, files.key, files.ca, tls.server_name("gateway"))
 
 
 def max_upload_bytes(validator: ValidatorSettings | None = None) -> int:
@@ -284,8 +307,10 @@ def config_for_mesh(
     edge: EdgeSettings,
     data_dir: Path,
     tls: CertificateFiles | None,
+    mesh_tls: MeshTls | None = None,
 ) -> EdgeConfig:
-    """The edge of a `vidsynth up` mesh: P and G public, everything else behind."""
+    """The edge of a `vidsynth up` mesh: P and G public, everything else behind (reached
+    with the edge's identity under mesh TLS)."""
     base = edge_dir(data_dir)
     addresses = {name: mesh.service_address(name) for name in PUBLIC_SERVICES}
     files, connections = open_file_budget()
@@ -294,7 +319,7 @@ def config_for_mesh(
         grpc_listen=f"{mesh.grpc_host}:{mesh.grpc_port}",
         gateway_http=_connectable(f"{mesh.http_host}:{mesh.gateway_listen_port}"),
         gateway_grpc=_connectable(mesh.gateway_grpc_address),
-        grpc_backends=grpc_backends(addresses),
+        grpc_backends=grpc_backends(addresses, mesh_tls),
         max_body_bytes=max_upload_bytes() + MULTIPART_SLACK_BYTES,
         header_timeout=edge.edge_header_timeout_seconds,
         body_timeout=edge.edge_body_timeout_seconds,
@@ -305,6 +330,7 @@ def config_for_mesh(
         worker_connections=connections,
         worker_files=files,
         tls=tls,
+        mesh_tls=edge_mesh_tls(mesh_tls),
         pid_file=str(base / "nginx.pid"),
         error_log=str(base / "error.log"),
         error_log_to_stderr=True,

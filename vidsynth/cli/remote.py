@@ -95,6 +95,12 @@ def client_settings() -> ClientSettings:
         fail(VidsynthError("INVALID_ARGUMENT", error.errors()[0]["msg"].removeprefix("Value error, ")))
 
 
+def https_verify() -> ssl.SSLContext | bool:
+    """What HTTPS calls verify the server's certificate against: VIDSYNTH_TLS_CA, else the system's CAs."""
+    ca = client_settings().tls_ca
+    return ssl.create_default_context(cafile=str(ca)) if ca else True
+
+
 @dataclass
 class Remote(ServiceStubs):
     """Stubs for every public service of one mesh, all through its one gRPC address (the
@@ -118,9 +124,7 @@ class Remote(ServiceStubs):
     @property
     def http_verify(self) -> ssl.SSLContext | bool:
         """What HTTPS downloads verify the gateway's certificate against."""
-        if self._settings.tls_ca:
-            return ssl.create_default_context(cafile=str(self._settings.tls_ca))
-        return True
+        return https_verify()
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

@@ -19,8 +19,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from libs.common import clamd_link
+from libs.common.mesh_tls import MeshTls
 from libs.common.settings import SERVICE_PORT_OFFSETS, MeshSettings
-from services.validator.scanner import ClamdScanner
 
 SERVICES = list(SERVICE_PORT_OFFSETS)
 MAX_BACKOFF_SECONDS = 10.0
@@ -42,12 +43,13 @@ class EdgeProbe:
     """How to check the edge from outside: HTTP through P, gRPC health through G. With TLS
     from the development CA both are verified against it; with an operator's own
     certificate (whose CA and names `up` cannot know) HTTP is checked unverified and gRPC
-    health at the gateway's own server."""
+    health at the gateway's own server (with mesh TLS, presenting `mesh_tls`)."""
 
     http_url: str
     grpc_target: str
     tls: bool = False
     ca_file: Path | None = None
+    mesh_tls: MeshTls | None = None
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if not self.tls:
@@ -55,10 +57,36 @@ class EdgeProbe:
         return ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else False
 
     def grpc_channel(self) -> grpc.aio.Channel:
-        if not (self.tls and self.ca_file):
-            return grpc.aio.insecure_channel(self.grpc_target)
-        credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_file.read_bytes())
-        return grpc.aio.secure_channel(self.grpc_target, credentials)
+        if self.tls and self.ca_file:
+            credentials = grpc.ssl_channel_credentials(root_certificates=self.ca_file.read_bytes())
+            return grpc.aio.secure_channel(self.grpc_target, credentials)
+        if self.tls:  # the operator's certificate: the gateway's own server, behind the edge
+            return grpc_channel(self.grpc_target, "gateway", self.mesh_tls)
+        return grpc.aio.insecure_channel(self.grpc_target)
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    """An HTTP health URL, what its certificate is verified against, and (mesh TLS) the
+    identity the server must prove instead of the URL's host."""
+
+    url: str
+    verify: ssl.SSLContext | bool = True
+    server_name: str = ""
+
+
+def gateway_probe(settings: MeshSettings, tls: MeshTls | None) -> HttpProbe:
+    """The gateway's own /healthz behind the edge: over mesh TLS with the caller's certificate when on."""
+    address = f"{settings.http_host}:{settings.gateway_listen_port}"
+    if tls is None:
+        return HttpProbe(f"http://{address}/healthz")
+    return HttpProbe(f"https://{address}/healthz", tls.client_context(), tls.server_name("gateway"))
+
+
+def grpc_channel(address: str, service: str, tls: MeshTls | None) -> grpc.aio.Channel:
+    if tls is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, tls.channel_credentials(), options=tls.channel_options(service))
 
 
 @dataclass
@@ -97,11 +125,17 @@ class Supervisor:
         echo: Echo,
         clamd_address: str = "",
         edge: EdgeProbe | None = None,
+        mesh_tls: MeshTls | None = None,
+        gateway: HttpProbe | None = None,
     ) -> None:
+        """`mesh_tls`: the identity health checks present to the services (mesh TLS on);
+        `gateway`: where the gateway's health is asked (default: its own port)."""
         self.children = {spec.name: Child(spec) for spec in specs}
         self.settings = settings
         self.clamd_address = clamd_address
         self.edge = edge
+        self.mesh_tls = mesh_tls
+        self.gateway = gateway or gateway_probe(settings, mesh_tls)
         self.echo = echo
         self.stopping = False
         self._runners: list[asyncio.Task] = []
@@ -149,7 +183,7 @@ class Supervisor:
     async def service_states(self) -> dict[str, str]:
         async def check(name: str) -> str:
             address = self.settings.listen_address(name)
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with grpc_channel(address, name, self.mesh_tls) as channel:
                 try:
                     reply = await health_pb2_grpc.HealthStub(channel).Check(
                         health_pb2.HealthCheckRequest(), timeout=1.0
@@ -158,21 +192,21 @@ class Supervisor:
                     return "UNREACHABLE"
                 return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
-        async def http_state(url: str, verify: ssl.SSLContext | bool = True) -> str:
+        async def http_state(probe: HttpProbe) -> str:
+            extensions = {"sni_hostname": probe.server_name} if probe.server_name else None
             try:
-                async with httpx.AsyncClient(timeout=1.0, verify=verify) as client:
-                    return "SERVING" if (await client.get(url)).status_code == 200 else "NOT_SERVING"
+                async with httpx.AsyncClient(timeout=1.0, verify=probe.verify) as client:
+                    response = await client.get(probe.url, extensions=extensions)
+                    return "SERVING" if response.status_code == 200 else "NOT_SERVING"
             except httpx.HTTPError:
                 return "UNREACHABLE"
 
         async def gateway() -> str:
-            return await http_state(
-                f"http://{self.settings.http_host}:{self.settings.gateway_listen_port}/healthz"
-            )
+            return await http_state(self.gateway)
 
         async def edge(probe: EdgeProbe) -> str:
             """SERVING when P answers /healthz and G reports the whole public API SERVING."""
-            http = await http_state(f"{probe.http_url}/healthz", probe.ssl_context())
+            http = await http_state(HttpProbe(f"{probe.http_url}/healthz", probe.ssl_context()))
             async with probe.grpc_channel() as channel:
                 try:
                     reply = await health_pb2_grpc.HealthStub(channel).Check(
@@ -184,7 +218,7 @@ class Supervisor:
             return http if http != "SERVING" else grpc_state
 
         async def clamd() -> str:
-            answers, _ = await ClamdScanner(self.clamd_address, timeout=1.0).status()
+            answers, _ = await clamd_link.status(self.clamd_address, socket_timeout=1.0)
             return "SERVING" if answers else "UNREACHABLE"
 
         names = [*SERVICES, "gateway"]

@@ -18,9 +18,9 @@ import typer
 from libs.common.identity import parse_api_keys
 from libs.common.keys_file import KeysFileError, load_keys_file
 from libs.common.settings import GATEWAY_GRPC_PORT_OFFSET, GATEWAY_HTTP_PORT_OFFSET, MeshSettings
-from libs.common.tls import CertificateFiles, ensure_ca, ensure_certificate
-from services.validator import clamd_runner
-from vidsynth.cli import edge
+from libs.common.tls import Authority, CertificateFiles, ensure_ca, ensure_certificate
+from vidsynth.cli import clamd, edge, mesh_certs
+from vidsynth.cli.mesh_certs import MeshTlsPlan
 from vidsynth.cli.supervisor import EdgeProbe, Supervisor, child_environment, child_specs
 
 READY_TIMEOUT_SECONDS = 60.0
@@ -46,6 +46,7 @@ class MeshPlan:
     url: str
     edge_argv: list[str]
     tls: CertificateFiles | None
+    mesh_tls: MeshTlsPlan
 
 
 def mesh_overrides(data_dir: Path, http_port: int, grpc_port: int) -> tuple[dict[str, str], str | None]:
@@ -73,13 +74,13 @@ def mesh_overrides(data_dir: Path, http_port: int, grpc_port: int) -> tuple[dict
 def clamd_child(data_dir: Path, overrides: dict[str, str]) -> tuple[list[str] | None, str]:
     """clamd's argv and address when `up` should run it: installed, and no clamd configured."""
     configured = os.environ.get(CLAMD_ADDRESS_ENV, "")
-    if configured or not clamd_runner.installed():
+    if configured or not clamd.installed():
         if not configured:
             _echo("[up] clamd is not installed: uploads follow VIDSYNTH_VALIDATOR_SCAN_POLICY")
         return None, configured
-    argv, address, db_kind = clamd_runner.clamd_command(data_dir)
+    argv, address, db_kind = clamd.clamd_command(data_dir)
     overrides[CLAMD_ADDRESS_ENV] = address
-    if db_kind == clamd_runner.DB_TEST:
+    if db_kind == clamd.DB_TEST:
         _echo("[up] clamd: no official signature database here; using the project's test signatures")
     else:
         _echo("[up] clamd: official signature database")
@@ -90,20 +91,41 @@ def _connectable(host: str) -> str:
     return "127.0.0.1" if host in WILDCARD_HOSTS else host
 
 
+def mesh_hosts(settings: MeshSettings) -> list[str]:
+    """The names a certificate on this machine answers to: loopback and the listen hosts."""
+    hosts = [*LOOPBACK_NAMES]
+    for host in (settings.http_host, settings.grpc_host):
+        if host not in WILDCARD_HOSTS and host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
 def edge_certificate(
-    data_dir: Path, settings: MeshSettings, edge_settings: edge.EdgeSettings
+    data_dir: Path, settings: MeshSettings, edge_settings: edge.EdgeSettings, authority: Authority | None
 ) -> CertificateFiles:
     """The operator's certificate when configured, else one from the development CA under
     <data-dir>/tls/ (both reused on later starts while valid)."""
     own = edge_settings.own_certificate
     if own:
         return own
+    if authority is None:
+        raise ValueError("the edge needs VIDSYNTH_EDGE_TLS_CERT_FILE or the development CA")
     tls_dir = data_dir.resolve() / "tls"
-    hosts = [*LOOPBACK_NAMES]
-    for host in (settings.http_host, settings.grpc_host):
-        if host not in WILDCARD_HOSTS and host not in hosts:
-            hosts.append(host)
-    return ensure_certificate(ensure_ca(tls_dir), tls_dir, "edge", hosts)
+    return ensure_certificate(authority, tls_dir, "edge", mesh_hosts(settings))
+
+
+def certificates(
+    data_dir: Path, settings: MeshSettings, edge_settings: edge.EdgeSettings, tls: bool
+) -> tuple[CertificateFiles | None, MeshTlsPlan]:
+    """The edge's certificate and the mesh's (mutual TLS behind the edge) under `--tls`;
+    the development CA is made only when something needs it."""
+    own_mesh = mesh_certs.operator_settings()
+    tls_dir = data_dir.resolve() / "tls"
+    needs_ca = tls and not (edge_settings.own_certificate and own_mesh.own_files)
+    authority = ensure_ca(tls_dir) if needs_ca else None
+    certificate = edge_certificate(data_dir, settings, edge_settings, authority) if tls else None
+    mesh = mesh_certs.plan_mesh_tls(tls, own_mesh, authority, tls_dir, mesh_hosts(settings))
+    return certificate, mesh
 
 
 def plan_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False) -> MeshPlan:
@@ -122,8 +144,9 @@ def plan_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False)
         grpc_port=grpc_port,
         gateway_http_port=grpc_port + GATEWAY_HTTP_PORT_OFFSET,
     )
-    certificate = edge_certificate(data_dir, settings, edge_settings) if tls else None
-    config = edge.config_for_mesh(settings, edge_settings, data_dir, certificate)
+    certificate, mesh_tls = certificates(data_dir, settings, edge_settings, tls)
+    overrides |= mesh_tls.environment
+    config = edge.config_for_mesh(settings, edge_settings, data_dir, certificate, mesh_tls.edge)
     edge_argv = edge.nginx_argv(binary, edge.write_config(config, edge.edge_dir(data_dir)))
     scheme = "https" if certificate else "http"
     url = f"{scheme}://{settings.http_host}:{http_port}"
@@ -131,12 +154,13 @@ def plan_mesh(data_dir: Path, http_port: int, grpc_port: int, tls: bool = False)
     probe_target = f"{_connectable(settings.grpc_host)}:{grpc_port}"
     probe = EdgeProbe(probe_url, probe_target)
     if certificate and edge_settings.own_certificate:
-        probe = EdgeProbe(probe_url, settings.gateway_grpc_address, tls=True)
+        probe = EdgeProbe(probe_url, settings.gateway_grpc_address, tls=True, mesh_tls=mesh_tls.edge)
     elif certificate:
         probe = EdgeProbe(probe_url, probe_target, tls=True, ca_file=certificate.ca)
     env = child_environment(overrides)
-    supervisor = Supervisor(child_specs(env, clamd_argv, edge_argv), settings, _echo, clamd_address, probe)
-    return MeshPlan(supervisor, settings, dev_key, url, edge_argv, certificate)
+    specs = child_specs(env, clamd_argv, edge_argv)
+    supervisor = Supervisor(specs, settings, _echo, clamd_address, probe, mesh_tls.edge)
+    return MeshPlan(supervisor, settings, dev_key, url, edge_argv, certificate, mesh_tls)
 
 
 def check_keys_file() -> bool:
@@ -172,6 +196,18 @@ def describe_edge(plan: MeshPlan) -> list[str]:
     if plan.tls:
         lines.append(f"[up] TLS: certificate {plan.tls.certificate}; CA {plan.tls.ca}")
         lines.append(f"[up] clients trust it with: export VIDSYNTH_TLS_CA={plan.tls.ca}")
+    mesh = plan.mesh_tls
+    if mesh.edge:
+        where = f"certificates under {mesh.directory}" if mesh.directory else "the operator's certificates"
+        lines.append(
+            f"[up] mesh TLS: every port behind the edge requires a client certificate from "
+            f"{mesh.edge.files.ca} ({where}); the mesh token stays required for internal RPCs"
+        )
+        if mesh.directory:
+            lines.append(
+                f"[up] vidsynth health presents the edge's with: export VIDSYNTH_MESH_TLS=true "
+                f"VIDSYNTH_MESH_TLS_CA_FILE={mesh.edge.files.ca} VIDSYNTH_MESH_TLS_CERT_DIR={mesh.directory}"
+            )
     return lines
 
 
@@ -237,8 +273,9 @@ def up(
         bool,
         typer.Option(
             "--tls",
-            help="Serve HTTPS and gRPC over TLS (a development CA under <data-dir>/tls/ unless "
-            "VIDSYNTH_EDGE_TLS_CERT_FILE is set).",
+            help="Serve HTTPS and gRPC over TLS, and mutual TLS between the services behind the edge "
+            "(a development CA under <data-dir>/tls/ unless VIDSYNTH_EDGE_TLS_CERT_FILE and "
+            "VIDSYNTH_MESH_TLS_CA_FILE are set).",
         ),
     ] = False,
 ) -> None:

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from vidsynth.v1 import access_pb2 as vidsynth_dot_v1_dot_access__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19vidsynth/v1/cleanup.proto\x12\x0bvidsynth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/access.proto\"w\n\rResourceUsage\x12\x14\n\x0cused_percent\x18\x01 \x01(\x01\x12\x12\n\nused_bytes\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\'\n\x05level\x18\x04 \x01(\x0e\x32\x18.vidsynth.v1.HealthLevel\"<\n\x0cProcessUsage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x11\n\trss_bytes\x18\x03 \x01(\x03\"\xcb\x02\n\x0eResourceHealth\x12\'\n\x05level\x18\x01 \x01(\x0e\x32\x18.vidsynth.v1.HealthLevel\x12 \n\x18immediate_actions_needed\x18\x02 \x01(\x08\x12*\n\x06memory\x18\x03 \x01(\x0b\x32\x1a.vidsynth.v1.ResourceUsage\x12(\n\x04\x64isk\x18\x04 \x01(\x0b\x32\x1a.vidsynth.v1.ResourceUsage\x12\x13\n\x0b\x63pu_percent\x18\x05 \x01(\x01\x12\x12\n\nopen_files\x18\x06 \x01(\x05\x12,\n\tprocesses\x18\x07 \x03(\x0b\x32\x19.vidsynth.v1.ProcessUsage\x12\x0f\n\x07\x61\x63tions\x18\x08 \x03(\t\x12\x30\n\x0cobserve_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18GetResourceHealthRequest\"\xd1\x01\n\rCleanupResult\x12\x11\n\ttask_name\x18\x01 \x01(\t\x12\x15\n\ritems_removed\x18\x02 \x01(\x05\x12\x13\n\x0b\x62ytes_freed\x18\x03 \x01(\x03\x12\x0f\n\x07removed\x18\x04 \x03(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x02\n\x0b\x43leanupTask\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08priority\x18\x02 \x01(\x0e\x32\x1c.vidsynth.v1.CleanupPriority\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\rlast_run_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rnext_run_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0blast_result\x18\x06 \x01(\x0b\x32\x1a.vidsynth.v1.CleanupResult\"&\n\x11RunCleanupRequest\x12\x11\n\ttask_name\x18\x01 \x01(\t\"V\n\x12RunCleanupResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vidsynth.v1.CleanupResult\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\"4\n\x17\x45mergencyCleanupRequest\x12\x19\n\x11target_free_bytes\x18\x01 \x01(\x03\"\xbb\x01\n\x18\x45mergencyCleanupResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vidsynth.v1.CleanupResult\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\x12.\n\x0clevel_before\x18\x03 \x01(\x0e\x32\x18.vidsynth.v1.HealthLevel\x12-\n\x0blevel_after\x18\x04 \x01(\x0e\x32\x18.vidsynth.v1.HealthLevel\"@\n\x17ListCleanupTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x18ListCleanupTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.vidsynth.v1.CleanupTask\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*u\n\x0bHealthLevel\x12\x1c\n\x18HEALTH_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fHEALTH_LEVEL_OK\x10\x01\x12\x18\n\x14HEALTH_LEVEL_WARNING\x10\x02\x12\x19\n\x15HEALTH_LEVEL_CRITICAL\x10\x03*\xa4\x01\n\x0f\x43leanupPriority\x12 \n\x1c\x43LEANUP_PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LEANUP_PRIORITY_LOW\x10\x01\x12\x1b\n\x17\x43LEANUP_PRIORITY_MEDIUM\x10\x02\x12\x19\n\x15\x43LEANUP_PRIORITY_HIGH\x10\x03\x12\x1d\n\x19\x43LEANUP_PRIORITY_CRITICAL\x10\x04\x32\x98\x03\n\x0e\x43leanupService\x12`\n\x11GetResourceHealth\x12%.vidsynth.v1.GetResourceHealthRequest\x1a\x1b.vidsynth.v1.ResourceHealth\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x12S\n\nRunCleanup\x12\x1e.vidsynth.v1.RunCleanupRequest\x1a\x1f.vidsynth.v1.RunCleanupResponse\"\x04\xe8\xe0\x18\x02\x12\x65\n\x10\x45mergencyCleanup\x12$.vidsynth.v1.EmergencyCleanupRequest\x1a%.vidsynth.v1.EmergencyCleanupResponse\"\x04\xe8\xe0\x18\x02\x12h\n\x10ListCleanupTasks\x12$.vidsynth.v1.ListCleanupTasksRequest\x1a%.vidsynth.v1.ListCleanupTasksResponse\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x42N\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19vidsynth/v1/cleanup.proto\x12\x0bvidsynth.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18vidsynth/v1/access.proto\"w\n\rResourceUsage\x12\x14\n\x0cused_percent\x18\x01 \x01(\x01\x12\x12\n\nused_bytes\x18\x02 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x03\x12\'\n\x05level\x18\x04 \x01(\x0e\x32\x18.vidsynth.v1.HealthLevel\"<\n\x0cProcessUsage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x11\n\trss_bytes\x18\x03 \x01(\x03\"\xfb\x02\n\x0eResourceHealth\x12\'\n\x05level\x18\x01 \x01(\x0e\x32\x18.vidsynth.v1.HealthLevel\x12 \n\x18immediate_actions_needed\x18\x02 \x01(\x08\x12*\n\x06memory\x18\x03 \x01(\x0b\x32\x1a.vidsynth.v1.ResourceUsage\x12(\n\x04\x64isk\x18\x04 \x01(\x0b\x32\x1a.vidsynth.v1.ResourceUsage\x12\x13\n\x0b\x63pu_percent\x18\x05 \x01(\x01\x12\x12\n\nopen_files\x18\x06 \x01(\x05\x12,\n\tprocesses\x18\x07 \x03(\x0b\x32\x19.vidsynth.v1.ProcessUsage\x12\x0f\n\x07\x61\x63tions\x18\x08 \x03(\t\x12\x30\n\x0cobserve_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0bretry_after\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\"\x1a\n\x18GetResourceHealthRequest\"\xd1\x01\n\rCleanupResult\x12\x11\n\ttask_name\x18\x01 \x01(\t\x12\x15\n\ritems_removed\x18\x02 \x01(\x05\x12\x13\n\x0b\x62ytes_freed\x18\x03 \x01(\x03\x12\x0f\n\x07removed\x18\x04 \x03(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8f\x02\n\x0b\x43leanupTask\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x08priority\x18\x02 \x01(\x0e\x32\x1c.vidsynth.v1.CleanupPriority\x12+\n\x08interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\rlast_run_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rnext_run_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0blast_result\x18\x06 \x01(\x0b\x32\x1a.vidsynth.v1.CleanupResult\"&\n\x11RunCleanupRequest\x12\x11\n\ttask_name\x18\x01 \x01(\t\"V\n\x12RunCleanupResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vidsynth.v1.CleanupResult\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\"4\n\x17\x45mergencyCleanupRequest\x12\x19\n\x11target_free_bytes\x18\x01 \x01(\x03\"\xbb\x01\n\x18\x45mergencyCleanupResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vidsynth.v1.CleanupResult\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\x12.\n\x0clevel_before\x18\x03 \x01(\x0e\x32\x18.vidsynth.v1.HealthLevel\x12-\n\x0blevel_after\x18\x04 \x01(\x0e\x32\x18.vidsynth.v1.HealthLevel\"@\n\x17ListCleanupTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x18ListCleanupTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.vidsynth.v1.CleanupTask\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*u\n\x0bHealthLevel\x12\x1c\n\x18HEALTH_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fHEALTH_LEVEL_OK\x10\x01\x12\x18\n\x14HEALTH_LEVEL_WARNING\x10\x02\x12\x19\n\x15HEALTH_LEVEL_CRITICAL\x10\x03*\xa4\x01\n\x0f\x43leanupPriority\x12 \n\x1c\x43LEANUP_PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43LEANUP_PRIORITY_LOW\x10\x01\x12\x1b\n\x17\x43LEANUP_PRIORITY_MEDIUM\x10\x02\x12\x19\n\x15\x43LEANUP_PRIORITY_HIGH\x10\x03\x12\x1d\n\x19\x43LEANUP_PRIORITY_CRITICAL\x10\x04\x32\x98\x03\n\x0e\x43leanupService\x12`\n\x11GetResourceHealth\x12%.vidsynth.v1.GetResourceHealthRequest\x1a\x1b.vidsynth.v1.ResourceHealth\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x12S\n\nRunCleanup\x12\x1e.vidsynth.v1.RunCleanupRequest\x1a\x1f.vidsynth.v1.RunCleanupResponse\"\x04\xe8\xe0\x18\x02\x12\x65\n\x10\x45mergencyCleanup\x12$.vidsynth.v1.EmergencyCleanupRequest\x1a%.vidsynth.v1.EmergencyCleanupResponse\"\x04\xe8\xe0\x18\x02\x12h\n\x10ListCleanupTasks\x12$.vidsynth.v1.ListCleanupTasksRequest\x1a%.vidsynth.v1.ListCleanupTasksResponse\"\x07\x90\x02\x01\xe8\xe0\x18\x01\x42N\n\x0eio.vidsynth.v1P\x01Z:github.com/vidsynth/vidsynth/gen/go/vidsynth/v1;vidsynthv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,34 +43,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLEANUPSERVICE'].methods_by_name['EmergencyCleanup']._serialized_options = b'\350\340\030\002'
   _globals['_CLEANUPSERVICE'].methods_by_name['ListCleanupTasks']._loaded_options = None
   _globals['_CLEANUPSERVICE'].methods_by_name['ListCleanupTasks']._serialized_options = b'\220\002\001\350\340\030\001'
-  _globals['_HEALTHLEVEL']._serialized_start=1696
-  _globals['_HEALTHLEVEL']._serialized_end=1813
-  _globals['_CLEANUPPRIORITY']._serialized_start=1816
-  _globals['_CLEANUPPRIORITY']._serialized_end=1980
+  _globals['_HEALTHLEVEL']._serialized_start=1744
+  _globals['_HEALTHLEVEL']._serialized_end=1861
+  _globals['_CLEANUPPRIORITY']._serialized_start=1864
+  _globals['_CLEANUPPRIORITY']._serialized_end=2028
   _globals['_RESOURCEUSAGE']._serialized_start=133
   _globals['_RESOURCEUSAGE']._serialized_end=252
   _globals['_PROCESSUSAGE']._serialized_start=254
   _globals['_PROCESSUSAGE']._serialized_end=314
   _globals['_RESOURCEHEALTH']._serialized_start=317
-  _globals['_RESOURCEHEALTH']._serialized_end=648
-  _globals['_GETRESOURCEHEALTHREQUEST']._serialized_start=650
-  _globals['_GETRESOURCEHEALTHREQUEST']._serialized_end=676
-  _globals['_CLEANUPRESULT']._serialized_start=679
-  _globals['_CLEANUPRESULT']._serialized_end=888
-  _globals['_CLEANUPTASK']._serialized_start=891
-  _globals['_CLEANUPTASK']._serialized_end=1162
-  _globals['_RUNCLEANUPREQUEST']._serialized_start=1164
-  _globals['_RUNCLEANUPREQUEST']._serialized_end=1202
-  _globals['_RUNCLEANUPRESPONSE']._serialized_start=1204
-  _globals['_RUNCLEANUPRESPONSE']._serialized_end=1290
-  _globals['_EMERGENCYCLEANUPREQUEST']._serialized_start=1292
-  _globals['_EMERGENCYCLEANUPREQUEST']._serialized_end=1344
-  _globals['_EMERGENCYCLEANUPRESPONSE']._serialized_start=1347
-  _globals['_EMERGENCYCLEANUPRESPONSE']._serialized_end=1534
-  _globals['_LISTCLEANUPTASKSREQUEST']._serialized_start=1536
-  _globals['_LISTCLEANUPTASKSREQUEST']._serialized_end=1600
-  _globals['_LISTCLEANUPTASKSRESPONSE']._serialized_start=1602
-  _globals['_LISTCLEANUPTASKSRESPONSE']._serialized_end=1694
-  _globals['_CLEANUPSERVICE']._serialized_start=1983
-  _globals['_CLEANUPSERVICE']._serialized_end=2391
+  _globals['_RESOURCEHEALTH']._serialized_end=696
+  _globals['_GETRESOURCEHEALTHREQUEST']._serialized_start=698
+  _globals['_GETRESOURCEHEALTHREQUEST']._serialized_end=724
+  _globals['_CLEANUPRESULT']._serialized_start=727
+  _globals['_CLEANUPRESULT']._serialized_end=936
+  _globals['_CLEANUPTASK']._serialized_start=939
+  _globals['_CLEANUPTASK']._serialized_end=1210
+  _globals['_RUNCLEANUPREQUEST']._serialized_start=1212
+  _globals['_RUNCLEANUPREQUEST']._serialized_end=1250
+  _globals['_RUNCLEANUPRESPONSE']._serialized_start=1252
+  _globals['_RUNCLEANUPRESPONSE']._serialized_end=1338
+  _globals['_EMERGENCYCLEANUPREQUEST']._serialized_start=1340
+  _globals['_EMERGENCYCLEANUPREQUEST']._serialized_end=1392
+  _globals['_EMERGENCYCLEANUPRESPONSE']._serialized_start=1395
+  _globals['_EMERGENCYCLEANUPRESPONSE']._serialized_end=1582
+  _globals['_LISTCLEANUPTASKSREQUEST']._serialized_start=1584
+  _globals['_LISTCLEANUPTASKSREQUEST']._serialized_end=1648
+  _globals['_LISTCLEANUPTASKSRESPONSE']._serialized_start=1650
+  _globals['_LISTCLEANUPTASKSRESPONSE']._serialized_end=1742
+  _globals['_CLEANUPSERVICE']._serialized_start=2031
+  _globals['_CLEANUPSERVICE']._serialized_end=2439
 # @@protoc_insertion_point(module_scope)

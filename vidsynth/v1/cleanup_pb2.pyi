@@ -59,7 +59,7 @@ class ProcessUsage(_message.Message):
     def __init__(self, name: _Optional[str] = ..., pid: _Optional[int] = ..., rss_bytes: _Optional[int] = ...) -> None: ...
 
 class ResourceHealth(_message.Message):
-    __slots__ = ("level", "immediate_actions_needed", "memory", "disk", "cpu_percent", "open_files", "processes", "actions", "observe_time")
+    __slots__ = ("level", "immediate_actions_needed", "memory", "disk", "cpu_percent", "open_files", "processes", "actions", "observe_time", "retry_after")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     IMMEDIATE_ACTIONS_NEEDED_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class ResourceHealth(_message.Message):
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     OBSERVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
     level: HealthLevel
     immediate_actions_needed: bool
     memory: ResourceUsage
@@ -78,7 +79,8 @@ class ResourceHealth(_message.Message):
     processes: _containers.RepeatedCompositeFieldContainer[ProcessUsage]
     actions: _containers.RepeatedScalarFieldContainer[str]
     observe_time: _timestamp_pb2.Timestamp
-    def __init__(self, level: _Optional[_Union[HealthLevel, str]] = ..., immediate_actions_needed: _Optional[bool] = ..., memory: _Optional[_Union[ResourceUsage, _Mapping]] = ..., disk: _Optional[_Union[ResourceUsage, _Mapping]] = ..., cpu_percent: _Optional[float] = ..., open_files: _Optional[int] = ..., processes: _Optional[_Iterable[_Union[ProcessUsage, _Mapping]]] = ..., actions: _Optional[_Iterable[str]] = ..., observe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    retry_after: _duration_pb2.Duration
+    def __init__(self, level: _Optional[_Union[HealthLevel, str]] = ..., immediate_actions_needed: _Optional[bool] = ..., memory: _Optional[_Union[ResourceUsage, _Mapping]] = ..., disk: _Optional[_Union[ResourceUsage, _Mapping]] = ..., cpu_percent: _Optional[float] = ..., open_files: _Optional[int] = ..., processes: _Optional[_Iterable[_Union[ProcessUsage, _Mapping]]] = ..., actions: _Optional[_Iterable[str]] = ..., observe_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class GetResourceHealthRequest(_message.Message):
     __slots__ = ()

@@ -2738,7 +2738,7 @@ export interface operations {
             query?: {
                 /** @description 0: the default. */
                 page_size?: number;
-                /** @description The previous page's next_page_token. */
+                /** @description The next_page_token of the previous page (opaque); empty for the first page. */
                 page_token?: string;
             };
             header?: never;

@@ -98,6 +98,7 @@ class BuiltinBackend:
             self._speech if self.name == "piper" else None,
             inp.on_progress,
             seconds_per_chunk=self._media.media_seconds_per_chunk,
+            words_per_minute=self._media.media_words_per_minute,
         )
         alignment = inp.work_dir / "alignment.json"
         await asyncio.to_thread(speech.alignment.write, alignment)

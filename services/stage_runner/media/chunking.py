@@ -9,6 +9,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# The defaults of VIDSYNTH_MEDIA_WORDS_PER_MINUTE and VIDSYNTH_MEDIA_SECONDS_PER_CHUNK (media/config.py),
+# which the built-in voice passes down.
+DEFAULT_WORDS_PER_MINUTE = 150.0
+DEFAULT_SECONDS_PER_CHUNK = 20.0
+
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+")
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:\u2014\u2013])\s+")  # also after em and en dashes
 _MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
@@ -66,7 +71,11 @@ def _split_long(sentence: str, max_words: int) -> list[str]:
     return pieces
 
 
-def split_script(text: str, seconds_per_chunk: float = 20.0, words_per_minute: int = 150) -> list[str]:
+def split_script(
+    text: str,
+    seconds_per_chunk: float = DEFAULT_SECONDS_PER_CHUNK,
+    words_per_minute: float = DEFAULT_WORDS_PER_MINUTE,
+) -> list[str]:
     """Speakable chunks of about `seconds_per_chunk` each, ending at sentence boundaries."""
     if seconds_per_chunk <= 0 or words_per_minute <= 0:
         raise ValueError("seconds_per_chunk and words_per_minute must be positive")

@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from libs.common.settings import VidsynthSettings
+from services.stage_runner.media.chunking import DEFAULT_SECONDS_PER_CHUNK, DEFAULT_WORDS_PER_MINUTE
 
 
 class MediaSettings(VidsynthSettings):
@@ -33,7 +34,12 @@ class MediaSettings(VidsynthSettings):
     )
     media_gemini_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one Gemini request.")
     media_script_max_minutes: float = Field(10.0, gt=0, description="Longest script a prompt may ask for.")
-    media_words_per_minute: int = Field(150, gt=0, description="Speaking rate used to size and time scripts.")
+    media_words_per_minute: float = Field(
+        DEFAULT_WORDS_PER_MINUTE,
+        gt=0,
+        description="Speaking rate (words per minute): sizes generated scripts, estimates speech length "
+        "(job estimates, simulated stages) and cuts the built-in voice's speech into chunks.",
+    )
     media_default_size: int = Field(
         512,
         ge=256,
@@ -41,5 +47,7 @@ class MediaSettings(VidsynthSettings):
         description="Frame size (square, pixels) of built-in videos when a job does not set one; 256 to 1024.",
     )
     media_seconds_per_chunk: float = Field(
-        20.0, gt=0, description="Target length of each sentence-aligned speech chunk, in seconds."
+        DEFAULT_SECONDS_PER_CHUNK,
+        gt=0,
+        description="Target length of each sentence-aligned speech chunk, in seconds.",
     )

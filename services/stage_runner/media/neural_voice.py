@@ -31,7 +31,11 @@ from services.stage_runner.media.alignment import (
     text_words,
     words_from_phones,
 )
-from services.stage_runner.media.chunking import split_script
+from services.stage_runner.media.chunking import (
+    DEFAULT_SECONDS_PER_CHUNK,
+    DEFAULT_WORDS_PER_MINUTE,
+    split_script,
+)
 from services.stage_runner.media.progress import ProgressCallback, report, scaled
 from services.stage_runner.media.speakable import speakable
 from services.stage_runner.media.speech_engine import PIPER_VOICE_NAME, Reference, SpeechEngine
@@ -214,10 +218,21 @@ async def _speak_with_piper(
 
 
 async def _espeak(
-    text: str, sample_wav: Path, out_wav: Path, seconds_per_chunk: float, on_progress: ProgressCallback | None
+    text: str,
+    sample_wav: Path,
+    out_wav: Path,
+    on_progress: ProgressCallback | None,
+    *,
+    seconds_per_chunk: float,
+    words_per_minute: float,
 ) -> tuple[float, int, Alignment]:
     result = await espeak_voice.synthesize(
-        text, sample_wav, out_wav, on_progress, seconds_per_chunk=seconds_per_chunk
+        text,
+        sample_wav,
+        out_wav,
+        on_progress,
+        seconds_per_chunk=seconds_per_chunk,
+        words_per_minute=words_per_minute,
     )
     words, clock = [], 0.0
     for chunk, seconds in zip(result.chunk_texts, result.chunk_seconds, strict=True):
@@ -261,12 +276,13 @@ async def synthesize_matched(
     engine: SpeechEngine | None,
     on_progress: ProgressCallback | None = None,
     *,
-    seconds_per_chunk: float = 20.0,
+    seconds_per_chunk: float = DEFAULT_SECONDS_PER_CHUNK,
+    words_per_minute: float = DEFAULT_WORDS_PER_MINUTE,
 ) -> MatchedSpeech:
     """Speak `text` matched to `sample_wav` into `out_wav`; Piper when `engine` is given and
     can follow the sample, else espeak-ng. SCRIPT_NOT_SPEAKABLE when nothing can be said."""
     cleaned = speakable(text)
-    chunks = split_script(cleaned.text, seconds_per_chunk=seconds_per_chunk)
+    chunks = split_script(cleaned.text, seconds_per_chunk, words_per_minute)
     if not chunks:
         raise VidsynthError("SCRIPT_NOT_SPEAKABLE", "The script has nothing to say.")
     await asyncio.to_thread(out_wav.parent.mkdir, parents=True, exist_ok=True)
@@ -299,7 +315,12 @@ async def synthesize_matched(
                 messages.append("Piper failed; espeak-ng speaks instead")
         description = f"voice: espeak-ng matched to the sample ({reason}); {NOT_CLONING}"
         duration, rate, alignment = await _espeak(
-            " ".join(chunks), sample_wav, out_wav, seconds_per_chunk, scaled(on_progress, 10.0, 100.0)
+            " ".join(chunks),
+            sample_wav,
+            out_wav,
+            scaled(on_progress, 10.0, 100.0),
+            seconds_per_chunk=seconds_per_chunk,
+            words_per_minute=words_per_minute,
         )
         await report(on_progress, 100.0, description)
         messages.append(description)

@@ -20,7 +20,11 @@ import structlog
 
 from libs.common import children
 from libs.common.errors import VidsynthError
-from services.stage_runner.media.chunking import split_script
+from services.stage_runner.media.chunking import (
+    DEFAULT_SECONDS_PER_CHUNK,
+    DEFAULT_WORDS_PER_MINUTE,
+    split_script,
+)
 from services.stage_runner.media.ffmpeg import decode_audio, duration_of, probe, run_ffmpeg
 from services.stage_runner.media.progress import ProgressCallback, report, scaled
 from services.stage_runner.media.voice_analysis import ANALYSIS_RATE, median_f0, speaking_rate
@@ -181,10 +185,11 @@ async def synthesize(
     out_wav: Path,
     on_progress: ProgressCallback | None = None,
     *,
-    seconds_per_chunk: float = 20.0,
+    seconds_per_chunk: float = DEFAULT_SECONDS_PER_CHUNK,
+    words_per_minute: float = DEFAULT_WORDS_PER_MINUTE,
 ) -> VoiceResult:
     """Speak `text` with espeak-ng matched to `sample_wav`: per chunk, joined, loudness-normalised WAV."""
-    chunks = split_script(text, seconds_per_chunk=seconds_per_chunk)
+    chunks = split_script(text, seconds_per_chunk, words_per_minute)
     if not chunks:
         raise VidsynthError("STAGE_FAILED", "The script has nothing to say.")
     await asyncio.to_thread(out_wav.parent.mkdir, parents=True, exist_ok=True)

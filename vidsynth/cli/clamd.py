@@ -1,8 +1,10 @@
-"""Starting a real clamd for a data dir (used by `vidsynth up` and the tests).
+"""Starting a real clamd for a data dir: the process supervisor's part (`vidsynth up`, and
+the tests and benchmarks that run a clamd of their own).
 
 clamd uses the official signature database when one is installed; without it (no
 network for freshclam) it loads the project's own small test database, and reports
-which in the validator's policy and health.
+which in the validator's policy and health. The address it listens on and what its
+answers mean are shared with the validator through libs/common/clamd_link.py.
 """
 
 from __future__ import annotations
@@ -12,25 +14,16 @@ import shutil
 import socket
 from pathlib import Path
 
-from services.validator.scanner import ClamdScanner
+from libs.common import clamd_link
+from libs.common.clamd_link import DB_OFFICIAL, DB_TEST, clamd_dir
 
 OFFICIAL_DB_DIR = Path("/var/lib/clamav")
 TEST_SIGNATURES = Path(__file__).parent / "signatures" / "vidsynth-test.ndb"
-DB_OFFICIAL = "official"
-DB_TEST = "test-signatures"
 LOOPBACK = "127.0.0.1"
 # Above the largest upload cap, so a legitimate upload never hits the stream limit.
 DEFAULT_STREAM_MAX_BYTES = 64 * 1024 * 1024
 # Unix socket paths longer than this do not fit in sockaddr_un.
 MAX_UNIX_SOCKET_PATH = 100
-
-
-def clamd_dir(data_dir: Path) -> Path:
-    return data_dir.resolve() / "clamd"
-
-
-def default_clamd_address(data_dir: Path) -> str:
-    return f"unix:{clamd_dir(data_dir) / 'clamd.sock'}"
 
 
 def has_official_db(db_dir: Path) -> bool:
@@ -110,11 +103,10 @@ def _free_loopback_port() -> int:
 
 async def wait_until_ready(address: str, limit_seconds: float = 120.0) -> bool:
     """Polls clamd with PING until it answers (loading the official DB takes a while)."""
-    scanner = ClamdScanner(address, timeout=2.0)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_seconds
     while loop.time() < deadline:
-        if await scanner.available():
+        if (await clamd_link.status(address, socket_timeout=2.0))[0]:
             return True
         await asyncio.sleep(0.2)
     return False
