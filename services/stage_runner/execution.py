@@ -5,9 +5,9 @@ stays RUNNING in the store and resumes from its last checkpoint."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -21,14 +21,15 @@ from libs.common.session_paths import session_paths
 from services.stage_runner import checkpoints
 from services.stage_runner.backends.base import StageBackend, stage_name
 from services.stage_runner.capabilities import BackendRegistry
+from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.cost_model import CostModel
 from services.stage_runner.job_tracing import traced_job_run
 from services.stage_runner.job_view import job_to_dict
 from services.stage_runner.pipeline import JobRun, Pipeline
 from services.stage_runner.publisher import ProgressPublisher
-from services.stage_runner.queue import JobQueue
 from services.stage_runner.script_text import expected_speech_seconds
 from services.stage_runner.session_link import SessionLink
+from services.stage_runner.stage_slots import StageSlots
 from services.stage_runner.storage import insufficient_storage, says_disk_full
 from services.stage_runner.store import JobStore
 from services.stage_runner.webhooks import WebhookSender
@@ -53,25 +54,27 @@ class LiveJob:
     # Set once the job is being settled: too late to cancel.
     finishing: bool = False
     published_position: int = -1
+    # Set once settled (completed, failed or cancelled); a task that ends without it was interrupted.
+    ended: bool = False
 
 
 class JobRunner:
+    """Runs the LiveJobs its queue hands it; it keeps no list of them (the queue does)."""
+
     def __init__(
         self,
+        config: StageRunnerSettings,
         *,
-        live: dict[str, LiveJob],
         store: JobStore,
         registry: BackendRegistry,
-        queue: JobQueue,
         cost_model: CostModel,
+        slots: StageSlots,
         sessions: SessionLink,
         publisher: ProgressPublisher,
         webhooks: WebhookSender,
-        sessions_dir,
+        sessions_dir: Path,
         words_per_minute: float,
-        stage_timeout_seconds: float,
     ) -> None:
-        self._live = live
         self._store = store
         self._registry = registry
         self._sessions = sessions
@@ -80,11 +83,11 @@ class JobRunner:
         self._sessions_dir = sessions_dir
         self._wpm = words_per_minute
         self.pipeline = Pipeline(
+            config,
             cost_model=cost_model,
-            queue=queue,
+            slots=slots,
             emit=self.emit,
             save=store.update,
-            stage_timeout_seconds=stage_timeout_seconds,
             words_per_minute=words_per_minute,
         )
 
@@ -135,8 +138,7 @@ class JobRunner:
         return chosen
 
     @traced_job_run
-    async def run(self, job_id: str) -> None:
-        live = self._live[job_id]
+    async def run(self, live: LiveJob) -> None:
         job = live.job
         # Calls to other services from this task act for the job's owner.
         current_identity.set(Identity(live.user_id, via_mesh=True))
@@ -259,8 +261,7 @@ class JobRunner:
             self._webhooks.deliver_later(
                 job.spec.webhook_url, webhook_event, {"type": webhook_event, "job": job_to_dict(job)}
             )
-        with contextlib.suppress(KeyError):
-            del self._live[job.job_id]
+        live.ended = True
 
 
 _SESSION_STATE_AFTER = {

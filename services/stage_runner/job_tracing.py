@@ -21,23 +21,23 @@ from services.stage_runner.backends.base import stage_name
 from vidsynth.v1 import common_pb2
 
 if TYPE_CHECKING:
-    from services.stage_runner.execution import JobRunner
+    from services.stage_runner.execution import JobRunner, LiveJob
     from services.stage_runner.pipeline import JobRun, Pipeline
 
 R = TypeVar("R")
 
 
 def traced_job_run(
-    run: Callable[[JobRunner, str], Awaitable[None]],
-) -> Callable[[JobRunner, str], Awaitable[None]]:
+    run: Callable[[JobRunner, LiveJob], Awaitable[None]],
+) -> Callable[[JobRunner, LiveJob], Awaitable[None]]:
     """Wraps JobRunner.run in the job's `job run` span (nothing when tracing is off)."""
 
     @functools.wraps(run)
-    async def in_job_trace(runner: JobRunner, job_id: str) -> None:
+    async def in_job_trace(runner: JobRunner, live: LiveJob) -> None:
         if not tracing.enabled():
-            return await run(runner, job_id)
-        job = runner._live[job_id].job
-        parent = tracing.context_from_traceparent(await runner._store.trace_parent(job_id))
+            return await run(runner, live)
+        job = live.job
+        parent = tracing.context_from_traceparent(await runner._store.trace_parent(job.job_id))
         attributes = {
             "vidsynth.job.id": job.job_id,
             "vidsynth.session.id": job.session_id,
@@ -47,7 +47,7 @@ def traced_job_run(
         # `parent=None` (a job from before tracing) must not inherit whatever context the
         # queue's task happened to be created in: it starts a trace of its own.
         with tracing.span("job run", attributes, parent=parent or tracing.empty_context()) as job_span:
-            await run(runner, job_id)
+            await run(runner, live)
             job_span.set_attribute("vidsynth.job.state", enum_label(common_pb2.JobState, job.state))
             if job.state == common_pb2.JOB_STATE_FAILED:
                 error = error_from_status_proto(job.error)

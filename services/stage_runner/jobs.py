@@ -1,10 +1,11 @@
 """Jobs as resources: submit (idempotent, within the user's and the global share of the
-waiting room), read, list, cancel, estimate; the queue's fair positions and ETAs;
-resuming unfinished jobs after a restart."""
+waiting room), read, list, cancel, estimate. Where jobs wait and run is the queue's
+business (queue.JobQueue: local_queue.py, or redis_jobs.py with VIDSYNTH_REDIS_URL)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -16,80 +17,82 @@ from libs.common.outputs import OUTPUT_FILES
 from services.stage_runner import job_pages, spec_checks
 from services.stage_runner.backends.builtin import CAPTION_OUTPUTS, CAPTIONED_VOICES
 from services.stage_runner.capabilities import BackendRegistry
+from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.cost_model import CostModel, work_units
-from services.stage_runner.execution import TERMINAL_STATES, JobRunner, LiveJob
-from services.stage_runner.fair_share import Forecast, Running, Waiting, forecast
+from services.stage_runner.execution import LiveJob
 from services.stage_runner.pipeline import planned_stages
-from services.stage_runner.queue import JobQueue, cancel_until_done, queue_full, user_job_limit
+from services.stage_runner.queue import JobQueue, snapshot
+from services.stage_runner.redis_store import IdempotencyKeyTaken
 from services.stage_runner.script_text import expected_speech_seconds
 from services.stage_runner.session_link import SessionLink
 from services.stage_runner.storage import disk_full_as_insufficient_storage
 from services.stage_runner.store import JobStore, StoredJob
 from services.stage_runner.webhooks import check_webhook_url
-from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
+from vidsynth.v1 import common_pb2, session_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.jobs")
 
-CANCEL_WAIT_SECONDS = 5.0
 # Back-pressure hooks (e.g. INSUFFICIENT_STORAGE / INSUFFICIENT_MEMORY) run before a job is accepted.
 AdmissionCheck = Callable[[], Awaitable[None]]
 
 
+def _outage_as_unavailable(method):
+    """An unreachable queue (Redis) is a retryable outage for the caller, not an internal error."""
+
+    @functools.wraps(method)
+    async def wrapper(self: JobManager, *args, **kwargs):
+        try:
+            return await method(self, *args, **kwargs)
+        except self.queue.outage_errors as error:
+            raise VidsynthError("SERVICE_UNAVAILABLE", "Job storage is unreachable; try again.") from error
+
+    return wrapper
+
+
 class JobManager:
+    """Jobs as resources, composed with the queue they wait and run in (queue.JobQueue)."""
+
     def __init__(
         self,
+        config: StageRunnerSettings,
         *,
         store: JobStore,
         registry: BackendRegistry,
         cost_model: CostModel,
         sessions: SessionLink,
-        runner_factory: Callable[[dict[str, LiveJob], JobQueue], JobRunner],
-        max_running: int,
-        max_waiting: int,
-        max_running_per_user: int,
-        max_waiting_per_user: int,
-        stage_limits: dict[int, int],
-        gpu_slots: int,
-        max_script_chars: int,
+        queue: JobQueue,
         words_per_minute: float,
-        webhook_hosts: frozenset[str],
-        webhook_secret_set: bool,
         admission_checks: list[AdmissionCheck] | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._cost = cost_model
         self._sessions = sessions
-        self._max_script_chars = max_script_chars
+        self.queue = queue
+        self._max_script_chars = config.stage_runner_max_script_chars
         self._wpm = words_per_minute
-        self._webhook_hosts = webhook_hosts
-        self._webhook_secret_set = webhook_secret_set
+        self._webhook_hosts = config.webhook_hosts
+        self._webhook_secret_set = bool(config.stage_runner_webhook_secret.get_secret_value())
         self.admission_checks: list[AdmissionCheck] = list(admission_checks or [])
-        self.live: dict[str, LiveJob] = {}
-        self._max_waiting = max_waiting
-        self._max_waiting_per_user = max_waiting_per_user
-        self.max_running_per_user = max_running_per_user
-        self.queue = JobQueue(
-            max_running=max_running,
-            max_running_per_user=self.max_running_per_user,
-            stage_limits=stage_limits,
-            gpu_slots=gpu_slots,
-            run_job=self._run,
-            on_moved=self._queue_moved,
-            on_finished=self._job_task_ended,
-        )
-        self.runner = runner_factory(self.live, self.queue)
         self._submit_lock = asyncio.Lock()
-
-    async def _run(self, job_id: str) -> None:
-        await self.runner.run(job_id)
-
-    def _job_task_ended(self, job_id: str) -> None:
-        """After a job's task ended by any road (the Redis queue acknowledges it here)."""
 
     # ---- submit -------------------------------------------------------------------------------
 
+    @_outage_as_unavailable
     async def start(self, request: stage_runner_pb2.StartJobRequest) -> stage_runner_pb2.Job:
+        await self.queue.sync()
+        try:
+            return await self._submit(request)
+        except IdempotencyKeyTaken:
+            # Another replica accepted the same key a moment ago: answer with its job.
+            existing = await self._store.find_idempotent(require_identity().user_id, request.request_id)
+            if existing is None:
+                raise VidsynthError("IDEMPOTENCY_CONFLICT") from None
+            if existing.spec_hash != spec_checks.request_fingerprint(request.session_id, request.spec):
+                raise VidsynthError("IDEMPOTENCY_CONFLICT") from None
+            return await self.get(existing.job.job_id)
+
+    async def _submit(self, request: stage_runner_pb2.StartJobRequest) -> stage_runner_pb2.Job:
         identity = require_identity()
         ids.check_id("session", request.session_id)
         spec_checks.check_spec(request.spec, self._max_script_chars)
@@ -109,7 +112,7 @@ class JobManager:
             for admission_check in self.admission_checks:
                 await admission_check()
             session = await self._sessions.get_startable(request.session_id)
-            await self._check_capacity(identity.user_id)
+            await self.queue.check_capacity(identity.user_id)
             job = self._new_job(request, session)
             await self._sessions.set_state(
                 request.session_id, session_pb2.SESSION_STATE_PROCESSING, job.job_id
@@ -123,32 +126,9 @@ class JobManager:
                 await self._sessions.follow_job(request.session_id, session.state, job.job_id)
                 raise
             live = LiveJob(job, identity.user_id)
-            await self._enqueue(live)
+            await self.queue.enqueue(live)
             log.info("job.queued", job_id=job.job_id, session_id=job.session_id, position=job.queue_position)
-            return self._snapshot(live.job)
-
-    # Queue hooks: this process's queue here; the Redis queue in redis_jobs.RedisJobManager.
-    async def _check_capacity(self, user_id: str) -> None:
-        self._refuse_past_limits(user_id, self.queue.waiting_entries, self._forecast())
-
-    def _refuse_past_limits(self, user_id: str, waiting: list[Waiting], ahead: dict[str, Forecast]) -> None:
-        """USER_JOB_LIMIT_REACHED past the user's share of the waiting room, QUEUE_FULL past
-        the whole room; RetryInfo says when a place should free (a waiting job starts)."""
-        mine = [entry.job_id for entry in waiting if entry.user_id == user_id]
-        if len(mine) >= self._max_waiting_per_user:
-            first_start = min((ahead[j].start_seconds for j in mine if j in ahead), default=0.0)
-            raise user_job_limit(len(mine), self._max_waiting_per_user, first_start)
-        if len(waiting) >= self._max_waiting:
-            raise queue_full(len(waiting), min((f.start_seconds for f in ahead.values()), default=0.0))
-
-    async def _enqueue(self, live: LiveJob) -> None:
-        job = live.job
-        self.live[job.job_id] = live
-        place = self._forecast(Waiting(job.job_id, live.user_id, self._total_estimate(job)))[job.job_id]
-        job.queue_position, job.eta_seconds = place.position, place.eta_seconds
-        live.published_position = job.queue_position
-        self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
-        self.queue.submit(job.job_id, live.user_id)
+            return snapshot(live.job)
 
     def _new_job(
         self, request: stage_runner_pb2.StartJobRequest, session: session_pb2.Session
@@ -192,63 +172,16 @@ class JobManager:
             )
         return estimates
 
-    # ---- queue positions and ETAs ---------------------------------------------------------------
-
-    def _forecast(self, newcomer: Waiting | None = None) -> dict[str, Forecast]:
-        """Place in line and ETA of every waiting job (and of `newcomer`, as if queued now)."""
-        waiting = [
-            Waiting(e.job_id, e.user_id, self._total_estimate(self.live[e.job_id].job), e.resumed)
-            for e in self.queue.waiting_entries
-            if e.job_id in self.live
-        ]
-        running = []
-        for job_id in self.queue.running:
-            live = self.live.get(job_id)
-            if live is not None:
-                # Just dequeued and not started yet: its eta is still the queued one.
-                started = live.job.state == common_pb2.JOB_STATE_RUNNING
-                remaining = live.job.eta_seconds if started else self._total_estimate(live.job)
-                running.append(Running(live.user_id, remaining))
-        return forecast(
-            waiting + ([newcomer] if newcomer else []),
-            running,
-            self.queue.max_running,
-            self.queue.max_running_per_user,
-            self.queue.served,
-        )
-
-    @staticmethod
-    def _total_estimate(job: stage_runner_pb2.Job) -> float:
-        return sum(s.estimated_seconds for s in job.stages)
-
-    def _queue_moved(self) -> None:
-        """Publishes job.queued with the new position and ETA of every waiting job that moved."""
-        for job_id, place in sorted(self._forecast().items(), key=lambda item: item[1].position):
-            live = self.live[job_id]
-            live.job.queue_position, live.job.eta_seconds = place.position, place.eta_seconds
-            if live.published_position != place.position:
-                live.published_position = place.position
-                self.runner.emit(
-                    live.job,
-                    progress_pb2.EVENT_TYPE_JOB_QUEUED,
-                    message=f"position {place.position} in the queue",
-                )
-
     # ---- reads ----------------------------------------------------------------------------------
 
-    def _snapshot(self, job: stage_runner_pb2.Job) -> stage_runner_pb2.Job:
-        copy = stage_runner_pb2.Job()
-        copy.CopyFrom(job)
-        return copy
-
     def _current(self, stored: StoredJob) -> stage_runner_pb2.Job:
-        live = self.live.get(stored.job.job_id)
-        return self._snapshot(live.job if live else stored.job)
+        live = self.queue.live_job(stored.job.job_id)
+        return snapshot(live.job if live else stored.job)
 
     async def _owned(self, job_id: str) -> StoredJob:
         ids.check_id("job", job_id)
         identity = require_identity()
-        live = self.live.get(job_id)
+        live = self.queue.live_job(job_id)
         if live is not None:
             if live.user_id != identity.user_id:
                 raise VidsynthError("JOB_NOT_FOUND", metadata={"job_id": job_id})
@@ -258,9 +191,14 @@ class JobManager:
             raise VidsynthError("JOB_NOT_FOUND", metadata={"job_id": job_id})
         return stored
 
+    @_outage_as_unavailable
     async def get(self, job_id: str) -> stage_runner_pb2.Job:
-        return self._current(await self._owned(job_id))
+        job = self._current(await self._owned(job_id))
+        if job.state == common_pb2.JOB_STATE_QUEUED:
+            await self.queue.place(job)
+        return job
 
+    @_outage_as_unavailable
     async def list(self, request: stage_runner_pb2.ListJobsRequest) -> stage_runner_pb2.ListJobsResponse:
         identity = require_identity()
         if request.session_id:
@@ -271,26 +209,14 @@ class JobManager:
 
     # ---- cancel ---------------------------------------------------------------------------------
 
+    @_outage_as_unavailable
     async def cancel(self, job_id: str) -> stage_runner_pb2.Job:
-        stored = await self._owned(job_id)
-        live = self.live.get(job_id)
-        if stored.job.state in TERMINAL_STATES or live is None or live.finishing:
-            raise VidsynthError("JOB_NOT_CANCELLABLE")
-        live.cancel_requested = True
-        if self.queue.remove_waiting(job_id):
-            await self.runner.finish_cancelled(live)
-        else:
-            task = self.queue.running_task(job_id)
-            if task is not None:
-                # Not once the job is being settled: that must run to its end.
-                await cancel_until_done([task], CANCEL_WAIT_SECONDS, lambda: not live.finishing)
-                if task.done() and not live.finishing:
-                    # Cancelled before its first step: run() never saw the cancellation.
-                    await self.runner.finish_cancelled(live)
-        return self._snapshot(live.job)
+        cancelled = await self.queue.cancel(await self._owned(job_id))
+        return cancelled if cancelled is not None else self._current(await self._owned(job_id))
 
     # ---- estimate -------------------------------------------------------------------------------
 
+    @_outage_as_unavailable
     async def estimate(self, request: stage_runner_pb2.EstimateJobRequest) -> stage_runner_pb2.JobEstimate:
         require_identity()
         ids.check_id("session", request.session_id)
@@ -309,19 +235,7 @@ class JobManager:
     # ---- lifecycle ------------------------------------------------------------------------------
 
     async def resume(self) -> int:
-        """Re-queues jobs a previous process left unfinished: running ones first, in order."""
-        unfinished = await self._store.unfinished()
-        running = [r for r in unfinished if r.job.state == common_pb2.JOB_STATE_RUNNING]
-        queued = [r for r in unfinished if r.job.state == common_pb2.JOB_STATE_QUEUED]
-        for stored in running + queued:
-            self.live[stored.job.job_id] = LiveJob(stored.job, stored.user_id)
-        for stored in running:
-            self.queue.submit(stored.job.job_id, stored.user_id, resumed=True)
-        for stored in queued:
-            self.queue.submit(stored.job.job_id, stored.user_id)
-        if unfinished:
-            log.info("jobs.resumed", running=len(running), queued=len(queued))
-        return len(unfinished)
+        return await self.queue.resume()
 
     async def stop(self) -> None:
         await self.queue.stop()

@@ -16,11 +16,13 @@ from libs.common.errors import VidsynthError
 from libs.common.session_paths import SessionPaths
 from services.stage_runner import checkpoints, storage
 from services.stage_runner.backends.base import STAGE_ORDER, StageBackend, StageInput, stage_name
+from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.cost_model import CostModel, work_units
 from services.stage_runner.job_tracing import traced_stage
 from services.stage_runner.media.ffmpeg import duration_of, probe
-from services.stage_runner.queue import JobQueue
+from services.stage_runner.media.progress import ProgressCallback
 from services.stage_runner.script_text import speech_seconds_for_text
+from services.stage_runner.stage_slots import StageSlots
 from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.pipeline")
@@ -78,19 +80,22 @@ class JobRun:
 class Pipeline:
     def __init__(
         self,
+        config: StageRunnerSettings,
         *,
         cost_model: CostModel,
-        queue: JobQueue,
+        slots: StageSlots,
         emit: Emit,
         save: Save,
-        stage_timeout_seconds: float,
         words_per_minute: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # Seconds for progress-event spacing and measured stage times (tests pass a fake one).
+        self._clock = clock
         self._cost = cost_model
-        self._queue = queue
+        self._slots = slots
         self._emit = emit
         self._save = save
-        self._stage_timeout = stage_timeout_seconds
+        self._stage_timeout = config.stage_runner_stage_timeout_seconds
         self._wpm = words_per_minute
 
     def estimate_stages(self, run: JobRun) -> None:
@@ -168,11 +173,22 @@ class Pipeline:
 
     async def _run_stage(self, run: JobRun, stage: int, stage_dir: Path) -> None:
         # The stage's slots (e.g. one GPU stage at a time) cover the whole stage, bookkeeping included.
-        async with self._queue.stage_slot(stage, run.backends[stage].needs_gpu):
+        async with self._slots.hold(stage, run.backends[stage].needs_gpu):
             await self._run_stage_in_slot(run, stage, stage_dir)
 
     @traced_stage(restored=False)
     async def _run_stage_in_slot(self, run: JobRun, stage: int, stage_dir: Path) -> None:
+        """One stage from a clean dir to its checkpoint (a checkpointed one is skipped in
+        _run_stages, and its slot is held by _run_stage)."""
+        await self._stage_started(run, stage, stage_dir)
+        outputs, seconds = await self._run_backend(run, stage, stage_dir)
+        await self._checkpoint(run, stage, stage_dir, outputs, seconds)
+        await self._stage_completed(run, stage, seconds)
+
+    # ---- a stage's events ---------------------------------------------------------------------
+
+    async def _stage_started(self, run: JobRun, stage: int, stage_dir: Path) -> None:
+        """A clean stage dir, the stage RUNNING in the store, and stage.started."""
         backend = run.backends[stage]
         state = run.stage_state(stage)
         await asyncio.to_thread(checkpoints.reset_dir, stage_dir)
@@ -185,6 +201,11 @@ class Pipeline:
         self._emit(
             run.job, progress_pb2.EVENT_TYPE_STAGE_STARTED, stage, message=f"{stage_name(stage)} started"
         )
+
+    def _progress_reporter(self, run: JobRun, stage: int) -> ProgressCallback:
+        """The backend's progress into the job's percent and ETA, published as stage.progress
+        at most every PROGRESS_EVENT_INTERVAL_SECONDS (and always at 100 %)."""
+        state = run.stage_state(stage)
         last_event = 0.0
 
         async def on_progress(percent: float, message: str) -> None:
@@ -193,7 +214,7 @@ class Pipeline:
             state.percent = percent
             run.job.overall_percent = run.overall_percent(stage, percent)
             run.job.eta_seconds = run.remaining_seconds()
-            now = time.monotonic()
+            now = self._clock()
             if now - last_event >= PROGRESS_EVENT_INTERVAL_SECONDS or percent >= 100.0:
                 last_event = now
                 self._emit(
@@ -204,34 +225,11 @@ class Pipeline:
                     message=message,
                 )
 
-        stage_input = StageInput(
-            job_id=run.job.job_id,
-            session_id=run.job.session_id,
-            stage=stage,
-            work_dir=stage_dir,
-            inputs=dict(run.inputs),
-            spec=run.job.spec,
-            on_progress=on_progress,
-            facts=dict(run.facts),
-            timeout_seconds=self._stage_timeout,
-        )
-        outer_timeout = max(self._stage_timeout, backend.timeout_seconds)
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(outer_timeout + TIMEOUT_GRACE_SECONDS):
-                outputs = await backend.run(stage_input)
-        except TimeoutError:
-            raise VidsynthError("STAGE_TIMEOUT", f"The {stage_name(stage)} stage took too long.") from None
-        seconds = time.monotonic() - started
-        facts = await self._measure(stage, outputs)
-        await asyncio.to_thread(
-            checkpoints.write_checkpoint,
-            stage_dir,
-            checkpoints.StageCheckpoint(stage_name(stage), backend.name, outputs, facts, seconds),
-        )
-        run.inputs.update(outputs)
-        run.facts.update(facts)
-        await self._cost.record(backend.name, stage, self._units(stage, run), seconds)
+        return on_progress
+
+    async def _stage_completed(self, run: JobRun, stage: int, seconds: float) -> None:
+        """The stage COMPLETED in the store, the job's percent and ETA, and stage.completed."""
+        state = run.stage_state(stage)
         state.status = common_pb2.STAGE_STATUS_COMPLETED
         state.percent = 100.0
         state.end_time.GetCurrentTime()
@@ -245,6 +243,47 @@ class Pipeline:
             stage_percent=100.0,
             message=f"{stage_name(stage)} done in {seconds:.1f} s",
         )
+
+    # ---- running and checkpointing ------------------------------------------------------------
+
+    async def _run_backend(self, run: JobRun, stage: int, stage_dir: Path) -> tuple[dict[str, Path], float]:
+        """The stage's backend within its time limit: its outputs, and how long it took."""
+        backend = run.backends[stage]
+        stage_input = StageInput(
+            job_id=run.job.job_id,
+            session_id=run.job.session_id,
+            stage=stage,
+            work_dir=stage_dir,
+            inputs=dict(run.inputs),
+            spec=run.job.spec,
+            on_progress=self._progress_reporter(run, stage),
+            facts=dict(run.facts),
+            timeout_seconds=self._stage_timeout,
+        )
+        outer_timeout = max(self._stage_timeout, backend.timeout_seconds)
+        started = self._clock()
+        try:
+            async with asyncio.timeout(outer_timeout + TIMEOUT_GRACE_SECONDS):
+                outputs = await backend.run(stage_input)
+        except TimeoutError:
+            raise VidsynthError("STAGE_TIMEOUT", f"The {stage_name(stage)} stage took too long.") from None
+        return outputs, self._clock() - started
+
+    async def _checkpoint(
+        self, run: JobRun, stage: int, stage_dir: Path, outputs: dict[str, Path], seconds: float
+    ) -> None:
+        """Writes the stage's checkpoint (a restarted runner skips the stage), hands its
+        outputs and measured facts to later stages, and teaches the cost model its time."""
+        backend = run.backends[stage]
+        facts = await self._measure(stage, outputs)
+        await asyncio.to_thread(
+            checkpoints.write_checkpoint,
+            stage_dir,
+            checkpoints.StageCheckpoint(stage_name(stage), backend.name, outputs, facts, seconds),
+        )
+        run.inputs.update(outputs)
+        run.facts.update(facts)
+        await self._cost.record(backend.name, stage, self._units(stage, run), seconds)
 
     async def _measure(self, stage: int, outputs: dict[str, Path]) -> dict[str, float]:
         """Facts later stages and estimates use: the real speech length once known."""

@@ -1,19 +1,21 @@
-"""The job queue of one process: a bounded waiting room (globally and per user), fair
-shares of the run slots between users (fair_share.py), bounded concurrency globally, per
-user, on the GPU and (optionally) per stage."""
+"""The job queue's shape: the JobQueue protocol the JobManager is composed with (this
+process alone, local_queue.py; every replica on one Redis, redis_jobs.py), the jobs this
+process runs (one task each), and the refusals both queues answer with."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Protocol
 
 import structlog
 
 from libs.common.errors import VidsynthError
-from services.stage_runner.fair_share import Waiting, next_to_run
+from services.stage_runner.execution import TERMINAL_STATES, LiveJob
+from services.stage_runner.fair_share import Forecast, Waiting
+from services.stage_runner.store import StoredJob
+from vidsynth.v1 import common_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.queue")
 
@@ -21,7 +23,50 @@ MIN_RETRY_AFTER_SECONDS = 5.0
 # Longer than a child's SIGTERM grace (children.TERMINATE_GRACE_SECONDS), which a second
 # cancellation would cut short.
 CANCEL_RETRY_SECONDS = 2.0
+CANCEL_WAIT_SECONDS = 5.0
 STOP_WAIT_SECONDS = 10.0
+
+
+class JobQueue(Protocol):
+    """Where accepted jobs wait for a run slot and who runs them. The JobManager owns the
+    resources (submit, read, cancel); the queue owns the jobs' places and run tasks."""
+
+    # Errors meaning the queue's shared state is unreachable: SERVICE_UNAVAILABLE to callers.
+    outage_errors: tuple[type[BaseException], ...]
+
+    @property
+    def waiting_count(self) -> int:
+        """Jobs waiting in this process (for the gauges)."""
+
+    @property
+    def running_count(self) -> int: ...
+
+    async def sync(self) -> None:
+        """Before a submit: bring state shared with other replicas (the processing mode) up to date."""
+
+    async def check_capacity(self, user_id: str) -> None:
+        """QUEUE_FULL or USER_JOB_LIMIT_REACHED when the waiting room has no place for the user."""
+
+    async def enqueue(self, live: LiveJob) -> None:
+        """Sets the stored new job's place and ETA, publishes job.queued and queues it."""
+
+    def live_job(self, job_id: str) -> LiveJob | None:
+        """The job, when this process queues or runs it."""
+
+    def running_task(self, job_id: str) -> asyncio.Task | None: ...
+
+    async def place(self, job: stage_runner_pb2.Job) -> None:
+        """Sets a queued job's current place in line and ETA (a read's view)."""
+
+    async def cancel(self, stored: StoredJob) -> stage_runner_pb2.Job | None:
+        """Cancels an owned job wherever it waits or runs; JOB_NOT_CANCELLABLE once it is
+        settled. None when another replica runs it and has not stopped it yet: read it again."""
+
+    async def resume(self) -> int:
+        """Starts taking work, with the jobs a previous process left unfinished; returns how many."""
+
+    async def stop(self) -> None:
+        """Shutdown: start nothing more, interrupt running jobs (they stay resumable)."""
 
 
 async def cancel_until_done(
@@ -60,105 +105,93 @@ def user_job_limit(waiting: int, limit: int, retry_after_seconds: float) -> Vids
     )
 
 
-class JobQueue:
+def refuse_past_limits(
+    user_id: str,
+    waiting: list[Waiting],
+    ahead: Mapping[str, Forecast],
+    max_waiting: int,
+    max_waiting_per_user: int,
+) -> None:
+    """USER_JOB_LIMIT_REACHED past the user's share of the waiting room, QUEUE_FULL past
+    the whole room; RetryInfo says when a place should free (a waiting job starts)."""
+    mine = [entry.job_id for entry in waiting if entry.user_id == user_id]
+    if len(mine) >= max_waiting_per_user:
+        first_start = min((ahead[j].start_seconds for j in mine if j in ahead), default=0.0)
+        raise user_job_limit(len(mine), max_waiting_per_user, first_start)
+    if len(waiting) >= max_waiting:
+        raise queue_full(len(waiting), min((f.start_seconds for f in ahead.values()), default=0.0))
+
+
+def total_estimate(job: stage_runner_pb2.Job) -> float:
+    return sum(s.estimated_seconds for s in job.stages)
+
+
+def remaining_estimate(job: stage_runner_pb2.Job) -> float:
+    """A running job's ETA; a job dequeued but not started yet still has its whole estimate."""
+    started = job.state == common_pb2.JOB_STATE_RUNNING
+    return job.eta_seconds if started else total_estimate(job)
+
+
+def snapshot(job: stage_runner_pb2.Job) -> stage_runner_pb2.Job:
+    copy = stage_runner_pb2.Job()
+    copy.CopyFrom(job)
+    return copy
+
+
+def not_cancellable(stored: StoredJob, live: LiveJob | None) -> bool:
+    return stored.job.state in TERMINAL_STATES or live is None or live.finishing
+
+
+class RunningJobs:
+    """The jobs this process runs now, one asyncio task each."""
+
     def __init__(
-        self,
-        *,
-        max_running: int,
-        stage_limits: dict[int, int],
-        gpu_slots: int,
-        run_job: Callable[[str], Awaitable[None]],
-        on_moved: Callable[[], None],
-        on_finished: Callable[[str], None] = lambda job_id: None,
-        max_running_per_user: int | None = None,
+        self, run: Callable[[LiveJob], Awaitable[None]], on_ended: Callable[[LiveJob], None]
     ) -> None:
-        self.max_running = max_running
-        # None: no per-user cap here (the shared Redis queue enforces it cluster-wide).
-        self.max_running_per_user = max_running_per_user
-        self._stage_slots = {stage: asyncio.Semaphore(n) for stage, n in stage_limits.items()}
-        self._gpu_slots = asyncio.Semaphore(gpu_slots)
-        self._run_job = run_job
-        self._on_moved = on_moved
-        self._on_finished = on_finished
-        # Arrival order; the fair rule picks from it (fair_share.next_to_run).
-        self._waiting: dict[str, Waiting] = {}
-        self._running: dict[str, asyncio.Task] = {}
-        self._running_users: dict[str, str] = {}
-        # user -> serial of their last start, for the round-robin between users.
-        self.served: dict[str, int] = {}
-        self._serial = itertools.count()
-        self._stopping = False
+        self._run = run
+        self._on_ended = on_ended
+        self._jobs: dict[str, tuple[LiveJob, asyncio.Task]] = {}
 
-    @property
-    def waiting(self) -> list[str]:
-        """Waiting job ids in arrival order (positions come from fair_share.forecast)."""
-        return list(self._waiting)
+    def __len__(self) -> int:
+        return len(self._jobs)
 
-    @property
-    def waiting_entries(self) -> list[Waiting]:
-        return list(self._waiting.values())
+    def start(self, live: LiveJob) -> None:
+        job_id = live.job.job_id
+        task = asyncio.create_task(self._run(live), name=f"job-{job_id}")
+        self._jobs[job_id] = (live, task)
+        task.add_done_callback(lambda done: self._finished(live, done))
 
-    @property
-    def running(self) -> list[str]:
-        return list(self._running)
+    def get(self, job_id: str) -> LiveJob | None:
+        entry = self._jobs.get(job_id)
+        return entry[0] if entry else None
 
-    def submit(self, job_id: str, user_id: str, *, resumed: bool = False) -> None:
-        self._waiting[job_id] = Waiting(job_id, user_id, resumed=resumed)
-        self._pump()
+    def task(self, job_id: str) -> asyncio.Task | None:
+        entry = self._jobs.get(job_id)
+        return entry[1] if entry else None
 
-    def remove_waiting(self, job_id: str) -> bool:
-        if self._waiting.pop(job_id, None) is None:
-            return False
-        self._on_moved()
-        return True
+    def jobs(self) -> list[LiveJob]:
+        return [live for live, _ in self._jobs.values()]
 
-    def running_task(self, job_id: str) -> asyncio.Task | None:
-        return self._running.get(job_id)
+    def user_counts(self) -> Counter[str]:
+        return Counter(live.user_id for live, _ in self._jobs.values())
 
-    @contextlib.asynccontextmanager
-    async def stage_slot(self, stage: int, needs_gpu: bool) -> AsyncIterator[None]:
-        """Holds one of the stage's slots (when it has a limit) and, for a backend that needs
-        the GPU, a GPU slot, while the stage runs. CPU stages of different jobs (users) run
-        side by side, so no user's short job waits for another's long stage on the CPU."""
-        async with contextlib.AsyncExitStack() as held:
-            slot = self._stage_slots.get(stage)
-            if slot is not None:
-                await held.enter_async_context(slot)
-            if needs_gpu:
-                await held.enter_async_context(self._gpu_slots)
-            yield
-
-    def _next(self) -> Waiting | None:
-        counts = Counter(self._running_users.values())
-        return next_to_run(list(self._waiting.values()), counts, self.max_running_per_user, self.served)
-
-    def _pump(self) -> None:
-        moved = False
-        while not self._stopping and len(self._running) < self.max_running:
-            entry = self._next()
-            if entry is None:
-                break
-            del self._waiting[entry.job_id]
-            task = asyncio.create_task(self._run_job(entry.job_id), name=f"job-{entry.job_id}")
-            self._running[entry.job_id] = task
-            self._running_users[entry.job_id] = entry.user_id
-            self.served[entry.user_id] = next(self._serial)
-            task.add_done_callback(lambda done, jid=entry.job_id: self._finished(jid, done))
-            moved = True
-        if moved or self._waiting:
-            self._on_moved()
-
-    def _finished(self, job_id: str, task: asyncio.Task) -> None:
-        self._running.pop(job_id, None)
-        self._running_users.pop(job_id, None)
+    def _finished(self, live: LiveJob, task: asyncio.Task) -> None:
+        self._jobs.pop(live.job.job_id, None)
         if not task.cancelled() and task.exception() is not None:
-            log.error("job.task_crashed", job_id=job_id, error=repr(task.exception()))
+            log.error("job.task_crashed", job_id=live.job.job_id, error=repr(task.exception()))
         # However the task ended, even cancelled before its first step (its own
         # try/finally never ran then).
-        self._on_finished(job_id)
-        self._pump()
+        self._on_ended(live)
+
+    async def cancel(self, live: LiveJob, finish_cancelled: Callable[[LiveJob], Awaitable[None]]) -> None:
+        task = self.task(live.job.job_id)
+        if task is None:
+            return
+        # Not once the job is being settled: that must run to its end.
+        await cancel_until_done([task], CANCEL_WAIT_SECONDS, lambda: not live.finishing)
+        if task.done() and not live.finishing:
+            # Cancelled before its first step: run() never saw the cancellation.
+            await finish_cancelled(live)
 
     async def stop(self) -> None:
-        """Shutdown: stop starting jobs and interrupt running ones (they stay resumable)."""
-        self._stopping = True
-        await cancel_until_done(list(self._running.values()), STOP_WAIT_SECONDS)
+        await cancel_until_done([task for _, task in self._jobs.values()], STOP_WAIT_SECONDS)

@@ -1,18 +1,17 @@
-"""JobManager for several stage_runner replicas sharing Redis (VIDSYNTH_REDIS_URL).
+"""The job queue of several stage_runner replicas sharing Redis (VIDSYNTH_REDIS_URL).
 
 Jobs are accepted by any replica into the shared waiting room (redis_queue.py); a replica
 with a free run slot picks the next one by the fair rule across users (fair_share.py, with
-the per-user running cap counted cluster-wide), runs it within its own limits (the local
-JobQueue still bounds running jobs and per-stage slots), heartbeats while running, and
-takes over the jobs of replicas that went silent, resuming them from their checkpoints on
-the shared data dir.
+the per-user running cap counted cluster-wide), runs it within its own limits (its run
+slots here, the stage slots in stage_slots.py), heartbeats while running, and takes over
+the jobs of replicas that went silent, resuming them from their checkpoints on the shared
+data dir.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -20,16 +19,26 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common.errors import VidsynthError
-from libs.common.identity import Identity, current_identity, require_identity
-from services.stage_runner import spec_checks
+from libs.common.identity import Identity, current_identity
 from services.stage_runner.capabilities import BackendRegistry, initial_mode
-from services.stage_runner.execution import TERMINAL_STATES, LiveJob
+from services.stage_runner.config import StageRunnerSettings
+from services.stage_runner.execution import TERMINAL_STATES, JobRunner, LiveJob
 from services.stage_runner.fair_share import Forecast, Running, Waiting, forecast
-from services.stage_runner.jobs import CANCEL_WAIT_SECONDS, JobManager
 from services.stage_runner.publisher import ProgressPublisher
-from services.stage_runner.queue import STOP_WAIT_SECONDS, cancel_until_done
+from services.stage_runner.queue import (
+    CANCEL_WAIT_SECONDS,
+    STOP_WAIT_SECONDS,
+    RunningJobs,
+    cancel_until_done,
+    not_cancellable,
+    refuse_past_limits,
+    remaining_estimate,
+    snapshot,
+    total_estimate,
+)
 from services.stage_runner.redis_queue import Entry, RedisJobStream, WaitingRoom
-from services.stage_runner.redis_store import IdempotencyKeyTaken, RedisJobStore
+from services.stage_runner.redis_store import RedisJobStore
+from services.stage_runner.store import StoredJob
 from vidsynth.v1 import common_pb2, progress_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.redis_jobs")
@@ -44,75 +53,76 @@ PRUNE_EVERY_BEATS = 60
 PRUNE_MIN_IDLE_MS = 10 * 60 * 1000
 
 
-def redis_outage_as_unavailable(method):
-    """An unreachable Redis is a retryable outage for the caller, not an internal error."""
+class RedisJobQueue:
+    # An unreachable Redis is a retryable outage for the caller, not an internal error.
+    outage_errors: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
 
-    @functools.wraps(method)
-    async def wrapper(*args, **kwargs):
-        try:
-            return await method(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError) as error:
-            raise VidsynthError("SERVICE_UNAVAILABLE", "Job storage is unreachable; try again.") from error
-
-    return wrapper
-
-
-class RedisJobManager(JobManager):
     def __init__(
         self,
+        config: StageRunnerSettings,
         *,
+        runner: JobRunner,
+        store: RedisJobStore,
         stream: RedisJobStream,
         publisher: ProgressPublisher,
         registry: BackendRegistry,
-        store: RedisJobStore,
         configured_mode: str,
-        max_waiting: int,
-        reclaim_idle_seconds: float,
-        heartbeat_seconds: float,
-        **kwargs,
     ) -> None:
-        super().__init__(registry=registry, store=store, max_waiting=max_waiting, **kwargs)
-        # The per-user running cap holds cluster-wide, in `pick`; locally any taken job runs.
-        self.queue.max_running_per_user = None
+        self._runner = runner
+        self._store = store
         self._stream = stream
         self._publisher = publisher
+        self._registry = registry
         self._configured_mode = configured_mode
-        self._reclaim_idle_ms = int(reclaim_idle_seconds * 1000)
-        self._heartbeat_seconds = heartbeat_seconds
+        # Run slots of this replica; the per-user running cap holds cluster-wide, in `pick`.
+        self.max_running = config.stage_runner_max_running_jobs
+        self.max_running_per_user = config.stage_runner_max_running_jobs_per_user
+        self._max_waiting = config.stage_runner_max_queued_jobs
+        self._max_waiting_per_user = config.stage_runner_max_queued_jobs_per_user
+        self._reclaim_idle_ms = int(config.stage_runner_reclaim_idle_seconds * 1000)
+        self._heartbeat_seconds = config.stage_runner_heartbeat_seconds
+        self._running = RunningJobs(runner.run, self._job_task_ended)
+        # Jobs this replica settles as cancelled without running them.
+        self._settling: dict[str, LiveJob] = {}
         # job id -> stream entry id, for the jobs this replica runs.
         self._entries: dict[str, str] = {}
         self._slot_free = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._acks: set[asyncio.Task] = set()
 
+    @property
+    def waiting_count(self) -> int:
+        """Nothing waits in this process: the waiting room is in Redis."""
+        return 0
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def live_job(self, job_id: str) -> LiveJob | None:
+        return self._running.get(job_id) or self._settling.get(job_id)
+
+    def running_task(self, job_id: str) -> asyncio.Task | None:
+        return self._running.task(job_id)
+
     # ---- submit -------------------------------------------------------------------------------
 
-    @redis_outage_as_unavailable
-    async def start(self, request: stage_runner_pb2.StartJobRequest) -> stage_runner_pb2.Job:
-        await self._sync_mode()
-        try:
-            return await super().start(request)
-        except IdempotencyKeyTaken:
-            # Another replica accepted the same key a moment ago: answer with its job.
-            existing = await self._store.find_idempotent(require_identity().user_id, request.request_id)
-            if existing is None:
-                raise VidsynthError("IDEMPOTENCY_CONFLICT") from None
-            if existing.spec_hash != spec_checks.request_fingerprint(request.session_id, request.spec):
-                raise VidsynthError("IDEMPOTENCY_CONFLICT") from None
-            return await self.get(existing.job.job_id)
+    async def sync(self) -> None:
+        """SetProcessingMode on any replica reaches every replica (the shared meta hash)."""
+        self._registry.mode = await initial_mode(self._store, self._configured_mode)
 
-    async def _check_capacity(self, user_id: str) -> None:
+    async def check_capacity(self, user_id: str) -> None:
         room = await self._stream.waiting_room()
         ahead, _ = await self._shared_forecast(room)
-        self._refuse_past_limits(user_id, room.entries, ahead)
+        refuse_past_limits(user_id, room.entries, ahead, self._max_waiting, self._max_waiting_per_user)
 
-    async def _enqueue(self, live: LiveJob) -> None:
+    async def enqueue(self, live: LiveJob) -> None:
         job = live.job
         room = await self._stream.waiting_room()
-        newcomer = Waiting(job.job_id, live.user_id, self._total_estimate(job))
+        newcomer = Waiting(job.job_id, live.user_id, total_estimate(job))
         ahead, _ = await self._shared_forecast(room, newcomer)
         job.queue_position, job.eta_seconds = ahead[job.job_id].position, ahead[job.job_id].eta_seconds
-        self.runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
+        self._runner.emit(job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message="queued")
         await self._publisher.flush(QUEUED_EVENT_FLUSH_SECONDS)
         await self._stream.add(job.job_id, live.user_id)
         if job.queue_position <= len(room.entries):
@@ -131,7 +141,7 @@ class RedisJobManager(JobManager):
         stored = await self._store.get_many(waiting_ids)
         queued = {s.job.job_id: s.job for s in stored if s.job.state == common_pb2.JOB_STATE_QUEUED}
         entries = [
-            Waiting(e.job_id, e.user_id, self._total_estimate(queued[e.job_id]))
+            Waiting(e.job_id, e.user_id, total_estimate(queued[e.job_id]))
             for e in waiting
             if e.job_id in queued
         ]
@@ -139,7 +149,7 @@ class RedisJobManager(JobManager):
         # estimate still ahead); the newcomer is stored already but not queued yet.
         ignore = waiting_ids | ({newcomer.job_id} if newcomer else set())
         running = [
-            Running(s.user_id, self._remaining(s.job))
+            Running(s.user_id, remaining_estimate(s.job))
             for s in await self._store.unfinished()
             if s.job.job_id not in ignore
         ]
@@ -153,10 +163,6 @@ class RedisJobManager(JobManager):
         )
         return ahead, queued
 
-    def _remaining(self, job: stage_runner_pb2.Job) -> float:
-        started = job.state == common_pb2.JOB_STATE_RUNNING
-        return job.eta_seconds if started else self._total_estimate(job)
-
     async def _publish_positions(self, skip: str = "") -> None:
         """The queue moved (a job was taken, cancelled or went ahead): tell every waiting job."""
         ahead, queued = await self._shared_forecast(await self._stream.waiting_room())
@@ -165,26 +171,26 @@ class RedisJobManager(JobManager):
                 continue
             job = queued[job_id]
             job.queue_position, job.eta_seconds = place.position, place.eta_seconds
-            self.runner.emit(
+            self._runner.emit(
                 job, progress_pb2.EVENT_TYPE_JOB_QUEUED, message=f"position {place.position} in the queue"
             )
 
-    # ---- reads and cancel ---------------------------------------------------------------------
+    async def place(self, job: stage_runner_pb2.Job) -> None:
+        ahead, _ = await self._shared_forecast(await self._stream.waiting_room())
+        if job.job_id in ahead:
+            job.queue_position, job.eta_seconds = ahead[job.job_id].position, ahead[job.job_id].eta_seconds
 
-    @redis_outage_as_unavailable
-    async def get(self, job_id: str) -> stage_runner_pb2.Job:
-        job = self._current(await self._owned(job_id))
-        if job.state == common_pb2.JOB_STATE_QUEUED:
-            ahead, _ = await self._shared_forecast(await self._stream.waiting_room())
-            if job_id in ahead:
-                job.queue_position, job.eta_seconds = ahead[job_id].position, ahead[job_id].eta_seconds
-        return job
+    # ---- cancel -------------------------------------------------------------------------------
 
-    @redis_outage_as_unavailable
-    async def cancel(self, job_id: str) -> stage_runner_pb2.Job:
-        stored = await self._owned(job_id)
-        if job_id in self.live:
-            return await super().cancel(job_id)
+    async def cancel(self, stored: StoredJob) -> stage_runner_pb2.Job | None:
+        job_id = stored.job.job_id
+        live = self.live_job(job_id)
+        if live is not None:
+            if not_cancellable(stored, live):
+                raise VidsynthError("JOB_NOT_CANCELLABLE")
+            live.cancel_requested = True
+            await self._running.cancel(live, self._runner.finish_cancelled)
+            return snapshot(live.job)
         if stored.job.state in TERMINAL_STATES:
             raise VidsynthError("JOB_NOT_CANCELLABLE")
         verdict = await self._stream.request_cancel(job_id)
@@ -194,46 +200,41 @@ class RedisJobManager(JobManager):
             # Nobody took it yet, and now nobody will: settle it here.
             fresh = await self._store.get(job_id) or stored
             live = LiveJob(fresh.job, fresh.user_id, cancel_requested=True)
-            self.live[job_id] = live
-            try:
-                await self.runner.finish_cancelled(live)
-            finally:
-                self.live.pop(job_id, None)
+            await self._settle_cancelled(live)
             entry_id = await self._stream.entry_of(job_id)
             if entry_id:
                 await self._stream.done(entry_id)
             await self._publish_positions()
-            return self._snapshot(live.job)
+            return snapshot(live.job)
         # Another replica runs it and stops it on its next heartbeat.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CANCEL_WAIT_SECONDS + self._heartbeat_seconds
         while loop.time() < deadline:
             current = await self._store.get(job_id)
             if current is not None and current.job.state in TERMINAL_STATES:
-                return self._snapshot(current.job)
+                return snapshot(current.job)
             await asyncio.sleep(CANCEL_POLL_SECONDS)
-        return self._current(await self._owned(job_id))
+        return None
 
-    @redis_outage_as_unavailable
-    async def list(self, request: stage_runner_pb2.ListJobsRequest) -> stage_runner_pb2.ListJobsResponse:
-        return await super().list(request)
-
-    @redis_outage_as_unavailable
-    async def estimate(self, request: stage_runner_pb2.EstimateJobRequest) -> stage_runner_pb2.JobEstimate:
-        return await super().estimate(request)
+    async def _settle_cancelled(self, live: LiveJob) -> None:
+        self._settling[live.job.job_id] = live
+        try:
+            await self._runner.finish_cancelled(live)
+        finally:
+            self._settling.pop(live.job.job_id, None)
 
     # ---- taking and running jobs --------------------------------------------------------------
 
-    def _job_task_ended(self, job_id: str) -> None:
-        entry_id = self._entries.pop(job_id, None)
+    def _job_task_ended(self, live: LiveJob) -> None:
+        entry_id = self._entries.pop(live.job.job_id, None)
         self._slot_free.set()
-        if job_id in self.live:
+        if not live.ended:
             # Interrupted (shutdown, or taken over after we went silent): the entry stays
             # pending, so a live replica reclaims the job and resumes it.
-            del self.live[job_id]
-        elif entry_id:
+            return
+        if entry_id:
             # Should this fail, the entry is reclaimed later and dropped as finished.
-            ack = asyncio.create_task(self._stream.done(entry_id), name=f"ack-{job_id}")
+            ack = asyncio.create_task(self._stream.done(entry_id), name=f"ack-{live.job.job_id}")
             self._acks.add(ack)
             ack.add_done_callback(self._acked)
 
@@ -249,20 +250,18 @@ class RedisJobManager(JobManager):
             await self._stream.done(entry.entry_id)
             return
         live = LiveJob(stored.job, stored.user_id)
-        self.live[entry.job_id] = live
         self._entries[entry.job_id] = entry.entry_id
         log.info("job.taken", job_id=entry.job_id, reclaimed=entry.reclaimed, verdict=verdict)
         if verdict == "cancel":
             live.cancel_requested = True
             current_identity.set(Identity(live.user_id, via_mesh=True))
             try:
-                await self.runner.finish_cancelled(live)
+                await self._settle_cancelled(live)
             finally:
                 self._entries.pop(entry.job_id, None)
-                self.live.pop(entry.job_id, None)
             await self._stream.done(entry.entry_id)
             return
-        self.queue.submit(entry.job_id, live.user_id)
+        self._running.start(live)
         if not entry.reclaimed:
             await self._publish_positions()
 
@@ -270,9 +269,9 @@ class RedisJobManager(JobManager):
         while True:
             try:
                 self._slot_free.clear()
-                # Our own count: the local queue forgets a job only in a done-callback, after
+                # Our own count: a job's task is forgotten only in a done-callback, after
                 # _job_task_ended has already signalled the free slot.
-                if len(self._entries) >= self.queue.max_running:
+                if len(self._entries) >= self.max_running:
                     await self._slot_free.wait()
                     continue
                 entry = await self._stream.reclaim_one(self._reclaim_idle_ms)
@@ -287,22 +286,18 @@ class RedisJobManager(JobManager):
                 log.warning("queue.consume_failed", error=repr(error))
                 await asyncio.sleep(REDIS_RETRY_SECONDS)
 
-    async def _sync_mode(self) -> None:
-        """SetProcessingMode on any replica reaches every replica (the shared meta hash)."""
-        self._registry.mode = await initial_mode(self._store, self._configured_mode)
-
     async def _heartbeat_once(self) -> None:
-        await self._stream.register(self.queue.max_running, self._reclaim_idle_ms / 1000)
-        await self._sync_mode()
+        await self._stream.register(self.max_running, self._reclaim_idle_ms / 1000)
+        await self.sync()
         lost, cancelled = await self._stream.heartbeat(dict(self._entries))
         for job_id in lost:
             log.warning("job.lost_to_another_replica", job_id=job_id)
-            task = self.queue.running_task(job_id)
+            task = self._running.task(job_id)
             if task is not None:
                 task.cancel()
         for job_id in cancelled:
-            live = self.live.get(job_id)
-            task = self.queue.running_task(job_id)
+            live = self._running.get(job_id)
+            task = self._running.task(job_id)
             # Again on every beat until it is being settled: a cancellation can be lost.
             if live is not None and task is not None and not live.finishing:
                 live.cancel_requested = True
@@ -337,7 +332,7 @@ class RedisJobManager(JobManager):
 
     async def stop(self) -> None:
         await cancel_until_done(self._tasks, STOP_WAIT_SECONDS)
-        await self.queue.stop()
+        await self._running.stop()
         if self._acks:
             await asyncio.wait(self._acks, timeout=CANCEL_WAIT_SECONDS)
         with contextlib.suppress(RedisError):

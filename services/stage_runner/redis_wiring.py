@@ -10,7 +10,6 @@ import redis.asyncio as redis
 
 from libs.common.settings import MeshSettings
 from services.stage_runner.config import StageRunnerSettings
-from services.stage_runner.publisher import ProgressPublisher
 from services.stage_runner.redis_queue import RedisJobStream
 from services.stage_runner.redis_store import RedisJobStore
 
@@ -47,17 +46,6 @@ def redis_job_store(settings: MeshSettings, runner_settings: StageRunnerSettings
     )
 
 
-def redis_job_options(
-    settings: MeshSettings,
-    runner_settings: StageRunnerSettings,
-    store: RedisJobStore,
-    publisher: ProgressPublisher,
-) -> dict:
-    """The RedisJobManager's arguments beyond the plain JobManager's."""
-    return {
-        "stream": RedisJobStream(store.client, store.keys, consumer_name()),
-        "publisher": publisher,
-        "configured_mode": settings.processing_mode,
-        "reclaim_idle_seconds": runner_settings.stage_runner_reclaim_idle_seconds,
-        "heartbeat_seconds": runner_settings.stage_runner_heartbeat_seconds,
-    }
+def redis_job_stream(store: RedisJobStore) -> RedisJobStream:
+    """The shared queue's stream, read by this process as a consumer of its own."""
+    return RedisJobStream(store.client, store.keys, consumer_name())

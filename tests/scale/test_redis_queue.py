@@ -83,8 +83,8 @@ async def test_jobs_spread_over_replicas_with_one_queue_and_cancel_from_anywhere
     # A running job cancelled through the replica that does not run it (the owner's
     # heartbeat sees the request), both ways round.
     for job in running:
-        other = b if job.job_id in a.wiring.jobs.live else a
-        assert job.job_id not in other.wiring.jobs.live
+        other = b if a.wiring.jobs.queue.live_job(job.job_id) is not None else a
+        assert other.wiring.jobs.queue.live_job(job.job_id) is None
         stopped = await other.runner.CancelJob(
             stage_runner_pb2.CancelJobRequest(job_id=job.job_id), metadata=user_metadata("alice")
         )

@@ -21,6 +21,7 @@ from libs.common.session_paths import session_paths
 from libs.common.settings import MeshSettings
 from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.media.config import MediaSettings
+from services.stage_runner.server import StageRunnerWiring
 from tests.support.identities import mesh_metadata, user_metadata
 from vidsynth.internal.v1 import session_internal_pb2, session_internal_pb2_grpc
 from vidsynth.v1 import (
@@ -89,7 +90,7 @@ class RunnerMesh:
     progress_address: str
     runner_address: str
     media_dir: Path
-    wiring: object = None
+    wiring: StageRunnerWiring | None = None
     _channels: list[grpc.aio.Channel] = field(default_factory=list)
 
     def _channel(self, address: str) -> grpc.aio.Channel:

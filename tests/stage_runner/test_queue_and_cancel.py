@@ -1,4 +1,5 @@
-"""The queue (FIFO, positions, ETAs, QUEUE_FULL), cancellation and processing modes."""
+"""The queue through the mesh (positions, QUEUE_FULL, stage limits), cancellation and processing
+modes; the queue's order, positions and ETAs in depth: test_queue_in_process.py."""
 
 from __future__ import annotations
 
@@ -16,30 +17,6 @@ from tests.support.identities import user_metadata
 from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
 
 E = progress_pb2
-
-
-async def test_five_jobs_run_in_order_with_positions(start_mesh):
-    mesh = await start_mesh(stage_runner_max_running_jobs=1, stage_runner_simulation_seconds=0.15)
-    sessions = [await mesh.ready_session() for _ in range(5)]
-    jobs = []
-    for session_id in sessions:  # submitted back to back: FIFO order is submission order
-        jobs.append(await mesh.start(session_id))
-    assert [j.queue_position for j in jobs] == [1, 1, 2, 3, 4]
-    done = [await mesh.wait_done(j.job_id) for j in jobs]
-    assert all(j.state == common_pb2.JOB_STATE_COMPLETED for j in done)
-    starts = [j.start_time.ToNanoseconds() for j in done]
-    ends = [j.end_time.ToNanoseconds() for j in done]
-    assert starts == sorted(starts)
-    # One at a time: each job starts after the previous one ended.
-    assert all(starts[i + 1] >= ends[i] for i in range(4))
-
-    last_events = await mesh.events(sessions[-1])
-    queued = [e for e in last_events if e.type == E.EVENT_TYPE_JOB_QUEUED]
-    positions = [e.queue_position for e in queued]
-    assert positions == [4, 3, 2, 1]
-    assert all(e.eta_seconds > 0 for e in queued)
-    etas = [e.eta_seconds for e in queued]
-    assert etas == sorted(etas, reverse=True)
 
 
 async def test_full_queue_refuses_with_retry_info(start_mesh):
@@ -109,6 +86,12 @@ async def test_cancel_a_queued_job(start_mesh):
     assert cancelled.state == common_pb2.JOB_STATE_CANCELLED
     assert all(s.status == common_pb2.STAGE_STATUS_CANCELLED for s in cancelled.stages)
     assert await mesh.session_state(waiting_session) == session_pb2.SESSION_STATE_READY
+    # Its place in line reached the progress stream (the queue's positions and ETAs as it
+    # moves, on a fake clock: test_queue_in_process.py).
+    events = await mesh.events(waiting_session)
+    queued = [e for e in events if e.type == E.EVENT_TYPE_JOB_QUEUED]
+    assert [e.queue_position for e in queued] == [1] and queued[0].eta_seconds > 0
+    assert events[-1].type == E.EVENT_TYPE_JOB_CANCELLED
     await mesh.runner.CancelJob(
         stage_runner_pb2.CancelJobRequest(job_id=running.job_id), metadata=user_metadata("alice")
     )
