@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import grpc
 
 from libs.common.clients import MeshClients
@@ -36,7 +38,14 @@ def session_owner_check(clients: MeshClients):
     return check
 
 
-async def build(settings: MeshSettings, progress_settings: ProgressSettings | None = None) -> ServiceWiring:
+@dataclass(kw_only=True)
+class ProgressWiring(ServiceWiring):
+    """The service's wiring and the event log tests and benchmarks inspect (subscribers)."""
+
+    event_log: EventLog
+
+
+async def build(settings: MeshSettings, progress_settings: ProgressSettings | None = None) -> ProgressWiring:
     progress_settings = progress_settings or ProgressSettings()
     broker = Broker(progress_settings.progress_subscriber_buffer)
     live: RedisLiveFeed | None = None
@@ -63,14 +72,13 @@ async def build(settings: MeshSettings, progress_settings: ProgressSettings | No
         await store.close()
         await clients.close()
 
-    wiring = ServiceWiring(
+    return ProgressWiring(
         services=SERVICES,
         register=register,
         on_draining=on_draining,
         on_closing=on_closing,
+        event_log=log,
     )
-    wiring.event_log = log  # type: ignore[attr-defined]  # tests and bench inspect subscribers
-    return wiring
 
 
 def main() -> None:
