@@ -7,6 +7,7 @@ unexpected exception, without its traceback) into the rich gRPC status.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -100,6 +101,9 @@ class MeshServerInterceptor(grpc.aio.ServerInterceptor):
         except grpc.aio.AbortError:
             code = "ABORTED"
             raise
+        except asyncio.CancelledError:  # the client went away (or the server is stopping)
+            code = "CANCELLED"
+            raise
         except NotImplementedError:
             code = "NOT_IMPLEMENTED"
             await abort_with_error(context, VidsynthError("NOT_IMPLEMENTED"))
@@ -131,8 +135,8 @@ def _grpc_status(code: str, context: grpc.aio.ServicerContext) -> int:
     spec = CATALOG.get(code)
     if spec is not None:
         return spec.grpc_code.value[0]
-    if code == "OK":
-        return grpc.StatusCode.OK.value[0]
+    if code in ("OK", "CANCELLED"):
+        return grpc.StatusCode[code].value[0]
     set_by_servicer = context.code()
     return set_by_servicer.value[0] if isinstance(set_by_servicer, grpc.StatusCode) else 2
 
@@ -161,20 +165,28 @@ def _wrap_handler(handler: grpc.RpcMethodHandler, scope: ScopeFactory) -> grpc.R
                 return await inner_su(request_iterator, context)
 
         return grpc.stream_unary_rpc_method_handler(stream_unary, **kwargs)
+    # Streams are written from a coroutine rather than yielded from a generator: a stream
+    # the client cancels then closes its servicer's generator at once, in the call's own
+    # task and context. gRPC drops a cancelled generator unclosed, so its clean-up (and this
+    # scope's) would run later in the GC's finalizer, outside the call's context.
     if handler.unary_stream:
         inner_us = handler.unary_stream
 
-        async def unary_stream(request, context) -> AsyncIterator:
+        async def unary_stream(request, context) -> None:
             async with scope(context):
-                async for response in inner_us(request, context):
-                    yield response
+                await _write_all(inner_us(request, context), context)
 
         return grpc.unary_stream_rpc_method_handler(unary_stream, **kwargs)
     inner_ss = handler.stream_stream
 
-    async def stream_stream(request_iterator, context) -> AsyncIterator:
+    async def stream_stream(request_iterator, context) -> None:
         async with scope(context):
-            async for response in inner_ss(request_iterator, context):
-                yield response
+            await _write_all(inner_ss(request_iterator, context), context)
 
     return grpc.stream_stream_rpc_method_handler(stream_stream, **kwargs)
+
+
+async def _write_all(responses: AsyncIterator, context: grpc.aio.ServicerContext) -> None:
+    async with contextlib.aclosing(responses):
+        async for response in responses:
+            await context.write(response)

@@ -42,6 +42,7 @@ FAULT_MESH_ENV = {
     "VIDSYNTH_SESSION_MAX_PER_USER": "1000",
 }
 STOP_SECONDS = 2.0
+MAX_LOG_LINES = 20
 CASE_TIMEOUT_SECONDS = 120.0
 PROGRESS_PORT_OFFSET = SERVICE_PORT_OFFSETS["progress"]
 GRPC_PROGRESS_EVENT_NAMES = {
@@ -164,6 +165,7 @@ async def run_fault_case(
     how to bring it back after SIGKILL (by default `up` restarts its own children)."""
     result = FaultResult(service, sig)
     started = time.monotonic()
+    first_line = len(mesh.lines)
     async with GatewayClient(mesh.url, API_KEYS["alice"], timeout=30) as client:
         session_id = (await _with_retries(lambda: client.create_session(f"fault-{service}")))["session_id"]
         await _with_retries(lambda: client.upload(session_id, "face", FACE))
@@ -197,7 +199,14 @@ async def run_fault_case(
             grpc_sub.cancel()
         await _check_after(client, session_id, job["job_id"], workdir, result)
     result.seconds = time.monotonic() - started
+    if result.problems:
+        # What the mesh logged at error level during the case: the first clue when one fails in CI.
+        result.problems += [line[:2000] for line in error_lines(mesh.lines[first_line:])][-MAX_LOG_LINES:]
     return result
+
+
+def error_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if '"level": "error"' in line or "Traceback" in line]
 
 
 async def _check_after(
