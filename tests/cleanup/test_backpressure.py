@@ -3,6 +3,7 @@ usage at the level under test."""
 
 from __future__ import annotations
 
+import grpc
 import pytest
 from google.rpc import error_details_pb2
 
@@ -13,6 +14,7 @@ from libs.common.identity import Identity, current_identity
 from libs.common.interceptors import GRPC_REQUESTS
 from libs.common.rpc_status import to_status_proto
 from tests.cleanup.conftest import cleanup_settings
+from vidsynth.v1 import cleanup_pb2_grpc
 
 
 @pytest.fixture
@@ -99,3 +101,32 @@ async def test_fails_open_when_cleanup_is_unreachable(mesh_settings):
         assert await gate.health() is None
     finally:
         await clients.close()
+
+
+class UnavailableCleanup(cleanup_pb2_grpc.CleanupServiceServicer):
+    """A cleanup service that is restarting: every probe answers UNAVAILABLE."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def GetResourceHealth(self, request, context):
+        self.calls += 1
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
+
+
+async def test_an_unavailable_cleanup_service_is_asked_once_not_retried(mesh_settings):
+    """The gate fails open at once; transport retries would hold the upload or job back."""
+    cleanup = UnavailableCleanup()
+    server = grpc.aio.server()
+    cleanup_pb2_grpc.add_CleanupServiceServicer_to_server(cleanup, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    clients = MeshClients(mesh_settings.model_copy(update={"cleanup_addr": f"127.0.0.1:{port}"}))
+    try:
+        gate = ResourceGate(clients)
+        await gate.check_upload()
+        assert await gate.health() is None
+        assert cleanup.calls == 1
+    finally:
+        await clients.close()
+        await server.stop(0)
