@@ -46,13 +46,17 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(whole + "+00:00").timestamp() + float(f"0.{fraction or 0}")
 
 
+def _started_at(job: dict) -> float | None:
+    return _epoch(job["start_time"]) if job["start_time"] else None
+
+
 async def _start_time(client: GatewayClient, job_id: str) -> float | None:
-    """When the job started; None if it ended (cancelled) without starting."""
+    """When the job started, waiting for it; None if it ended (cancelled) without starting."""
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         job = await client.get_job(job_id)
-        if job["start_time"]:
-            return _epoch(job["start_time"])
+        if (started := _started_at(job)) is not None:
+            return started
         if job["state"] in ("completed", "failed", "cancelled"):
             return None
         await asyncio.sleep(0.1)
@@ -81,8 +85,9 @@ async def heavy_user(mesh: MeshProcess, attempts: int = HEAVY_JOBS + 1) -> FairS
         waiting = [j for j in [await alice.get_job(j["job_id"]) for j in heavy] if j["state"] == "queued"]
         result.heavy_waiting_positions = [j["queue_position"] for j in waiting]
         bob_started = await _start_time(bob, other["job_id"])
-        starts = [await _start_time(alice, j["job_id"]) for j in waiting]
         assert bob_started is not None
+        # Read once bob's job runs: one of hers that has not started by now did not start first.
+        starts = [_started_at(await alice.get_job(j["job_id"])) for j in waiting]
         result.heavy_started_first = sum(1 for s in starts if s is not None and s < bob_started)
         for job in heavy:
             with contextlib.suppress(GatewayError):

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
@@ -26,7 +27,6 @@ from libs.common.enums import enum_label
 from libs.common.errors import VidsynthError
 from libs.common.rpc_status import error_from_rpc_error
 from libs.common.settings import VidsynthSettings
-from services.gateway.views import capabilities_view, job_view
 from vidsynth.v1 import stage_runner_pb2
 
 # Exit codes by the gRPC status of the catalogued error (documented in `vidsynth --help`).
@@ -175,11 +175,22 @@ def catalogued_errors(as_json: bool = False) -> Iterator[None]:
         fail(error, as_json)
 
 
-# Messages the HTTP API shows too: --json prints exactly the HTTP answer.
-HTTP_VIEWS: dict[type, Callable[[Any], Any]] = {
-    stage_runner_pb2.Job: job_view,
-    stage_runner_pb2.Capabilities: capabilities_view,
-}
+def http_views() -> ModuleType:
+    """The HTTP API's views, for --json to print exactly the HTTP answer. Imported on use:
+    their FastAPI models are a quarter of every command's start-up."""
+    from services.gateway import views
+
+    return views
+
+
+def http_view(message: Message) -> Callable[[Any], Any] | None:
+    """The HTTP API's view of `message`, if it shows that message too."""
+    views = http_views()
+    known: dict[type, Callable[[Any], Any]] = {
+        stage_runner_pb2.Job: views.job_view,
+        stage_runner_pb2.Capabilities: views.capabilities_view,
+    }
+    return known.get(type(message))
 
 
 def _field_json(field: FieldDescriptor, value: Any) -> Any:
@@ -209,7 +220,7 @@ def plain_json(message: Message) -> Any:
 
 def as_dict(message: Message) -> Any:
     """A reply as --json prints it: the HTTP API's view where it has one, else `plain_json`."""
-    view = HTTP_VIEWS.get(type(message))
+    view = http_view(message)
     return view(message).model_dump(mode="json") if view is not None else plain_json(message)
 
 

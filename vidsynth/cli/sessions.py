@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from libs.common.enums import enum_label
-from services.gateway.views import active_session_view, ended_session_view, session_view
 from vidsynth.cli.remote import (
     DEFAULT_GRPC,
     ApiKeyOption,
@@ -17,6 +16,7 @@ from vidsynth.cli.remote import (
     JsonOption,
     Remote,
     console,
+    http_views,
     print_json,
 )
 from vidsynth.v1 import session_pb2
@@ -84,7 +84,7 @@ def list_sessions(
     if not all_users:
         own = _every_own(remote, as_json)
         if as_json:
-            print_json({"sessions": [session_view(s).model_dump(mode="json") for s in own]})
+            print_json({"sessions": [http_views().session_view(s).model_dump(mode="json") for s in own]})
             return
         table = Table("session", "state", "name", "job", "created")
         for s in own:
@@ -99,7 +99,9 @@ def list_sessions(
         return
     active = _every_active(remote, user, as_json)
     if as_json:
-        print_json({"sessions": [active_session_view(a).model_dump(mode="json") for a in active]})
+        print_json(
+            {"sessions": [http_views().active_session_view(a).model_dump(mode="json") for a in active]}
+        )
         return
     table = Table("session", "owner", "state", "age", "disk used", "job")
     for a in active:
@@ -129,7 +131,7 @@ def end_session(
         remote.session.EndSession, session_pb2.EndSessionRequest(session_id=session_id, force=force), as_json
     )
     if as_json:
-        print_json(ended_session_view(ended).model_dump(mode="json"))
+        print_json(http_views().ended_session_view(ended).model_dump(mode="json"))
         return
     job = f", cancelled job {ended.cancelled_job_id}" if ended.cancelled_job_id else ""
     console.print(
