@@ -14,17 +14,15 @@ Trimming is XADD's `MAXLEN ~`: bounded, in whole stream nodes (a little above th
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from libs.common.errors import VidsynthError
+from libs.common.redis_outage import redis_outage_as_unavailable
 from vidsynth.v1 import progress_pb2
 
+STORAGE = "Progress storage"  # as SERVICE_UNAVAILABLE names it
 _SCAN_PAGE = 500
 # Deletion notices kept for live readers; one that falls this far behind only misses old ones.
 _DELETIONS_KEPT = 10_000
@@ -48,15 +46,6 @@ redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'session', ARGV[1])
 return count
 """
-
-
-@contextlib.asynccontextmanager
-async def redis_unavailable_as_error() -> AsyncIterator[None]:
-    """An unreachable Redis is a retryable outage for the caller, not an internal error."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError) as error:
-        raise VidsynthError("SERVICE_UNAVAILABLE", "Progress storage is unreachable; try again.") from error
 
 
 def _seq(entry_id: bytes) -> int:
@@ -98,7 +87,7 @@ class RedisEventStore:
         return f"{self._prefix}progress:deletions"
 
     async def open(self) -> RedisEventStore:
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             await self.redis.ping()
         return self
 
@@ -117,7 +106,7 @@ class RedisEventStore:
             copy.seq = 0  # the stream entry id carries it
             args += [copy.job_id, copy.SerializeToString()]
             stored.append(copy)
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             first = int(
                 await self._append(keys=[self._stream_key(session_id), self._seq_key(session_id)], args=args)
             )
@@ -135,7 +124,7 @@ class RedisEventStore:
         while len(found) < limit:
             # Unfiltered, the page is exactly what is missing; filtered, scan in larger pages.
             count = limit - len(found) if not job_id else max(limit - len(found), _SCAN_PAGE)
-            async with redis_unavailable_as_error():
+            async with redis_outage_as_unavailable(STORAGE):
                 page = await self.redis.xrange(key, f"{start}-0", "+", count=count)
             for entry_id, fields in page:
                 if not job_id or fields[b"job"] == wanted:
@@ -146,7 +135,7 @@ class RedisEventStore:
         return found[:limit]
 
     async def last_seq(self, session_id: str) -> int:
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             value = await self.redis.get(self._seq_key(session_id))
         return int(value) if value is not None else 0
 
@@ -154,7 +143,7 @@ class RedisEventStore:
         key = self._stream_key(session_id)
         end = "+"
         while True:
-            async with redis_unavailable_as_error():
+            async with redis_outage_as_unavailable(STORAGE):
                 page = await self.redis.xrevrange(key, end, "-", count=_SCAN_PAGE)
             for _, fields in page:
                 if fields[b"job"]:
@@ -165,7 +154,7 @@ class RedisEventStore:
 
     async def delete_session(self, session_id: str) -> int:
         keys = [self._stream_key(session_id), self._seq_key(session_id), self._deletions_key]
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             return int(await self._delete(keys=keys, args=[session_id, _DELETIONS_KEPT]))
 
     # --- live reads (services/progress/redis_live.py) -------------------------------------
@@ -173,7 +162,7 @@ class RedisEventStore:
     async def live_anchor(self, session_id: str) -> tuple[int, bytes]:
         """The session's last seq and the newest deletion notice, read atomically: a live
         reader starting there misses nothing stored after this call."""
-        async with redis_unavailable_as_error(), self.redis.pipeline(transaction=True) as pipe:
+        async with redis_outage_as_unavailable(STORAGE), self.redis.pipeline(transaction=True) as pipe:
             pipe.get(self._seq_key(session_id))
             pipe.xrevrange(self._deletions_key, "+", "-", count=1)
             seq, newest_deletion = await pipe.execute()
@@ -184,7 +173,7 @@ class RedisEventStore:
     ) -> LiveBatch:
         """Blocks up to `block_ms` for events after `after_seq` or a deletion notice."""
         stream = self._stream_key(session_id)
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             reply = await self.redis.xread(
                 {stream: f"{after_seq}-0", self._deletions_key: deletions_position},
                 count=count,

@@ -17,19 +17,17 @@ keep dead sessions forever; index entries left behind by such a key are pruned o
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import redis.asyncio as redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from libs.common.errors import VidsynthError
+from libs.common.redis_outage import redis_outage_as_unavailable
 from services.session.lifecycle import NEVER
 from services.session.records import SessionRecord, decode_assets, encode_assets
 from services.session.store import CreateOutcome, PageCursor
 
+STORAGE = "Session storage"  # as SERVICE_UNAVAILABLE names it
 # How long after its expiry Redis drops a session hash that no sweep removed.
 DEFAULT_KEY_GRACE_SECONDS = 24 * 3600.0
 _SCAN_BATCH = 200
@@ -98,15 +96,6 @@ unindex(ARGV[1], ARGV[2], fields[1])
 return 1
 """
 )
-
-
-@contextlib.asynccontextmanager
-async def redis_unavailable_as_error() -> AsyncIterator[None]:
-    """An unreachable Redis is a retryable outage for the caller, not an internal error."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError) as error:
-        raise VidsynthError("SERVICE_UNAVAILABLE", "Session storage is unreachable; try again.") from error
 
 
 _CREATE_OUTCOMES = {0: CreateOutcome.CREATED, 1: CreateOutcome.USER_LIMIT, 2: CreateOutcome.GLOBAL_LIMIT}
@@ -191,7 +180,7 @@ class RedisSessionStore:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> RedisSessionStore:
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             await self._redis.ping()
             await self._backfill_created_index()
         return self
@@ -234,20 +223,20 @@ class RedisSessionStore:
             self._ttl_ms(record),
             *_fields(record),
         ]
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             result = int(await self._create(keys=keys, args=args))
         if result not in _CREATE_OUTCOMES:
             raise RuntimeError(f"session id {record.session_id} already exists")
         return _CREATE_OUTCOMES[result]
 
     async def get(self, session_id: str) -> SessionRecord | None:
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             raw = await self._redis.hgetall(self._session_key(session_id))
         return _record(raw) if raw else None
 
     async def _records(self, session_ids: list[bytes], index_keys: list[str]) -> list[SessionRecord]:
         """The records of `session_ids`, in order; ids whose hash is gone leave the indexes."""
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for session_id in session_ids:
                     pipe.hgetall(self._session_key(session_id.decode()))
@@ -291,7 +280,7 @@ class RedisSessionStore:
         found: list[SessionRecord] = []
         while len(found) < limit:
             batch = max(limit - len(found), 1)
-            async with redis_unavailable_as_error():
+            async with redis_outage_as_unavailable(STORAGE):
                 if after is None:
                     page = await self._redis.zrevrangebyscore(key, "+inf", "-inf", 0, batch, withscores=True)
                 else:
@@ -324,18 +313,18 @@ class RedisSessionStore:
             self._ttl_ms(record),
             *_fields(record),
         ]
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             return bool(await self._replace(keys=[self._session_key(record.session_id)], args=args))
 
     async def delete(self, session_id: str, expected_version: int | None = None) -> bool:
         version = "" if expected_version is None else str(expected_version)
         args = [self._prefix, session_id, version, ""]
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             return bool(await self._delete(keys=[self._session_key(session_id)], args=args))
 
     async def delete_if_expired(self, session_id: str, now: float) -> bool:
         args = [self._prefix, session_id, "", _number(now)]
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             return bool(await self._delete(keys=[self._session_key(session_id)], args=args))
 
     async def expired(self, now: float, limit: int) -> list[SessionRecord]:
@@ -345,7 +334,7 @@ class RedisSessionStore:
         while limit <= 0 or len(found) < limit:
             batch = _SCAN_BATCH if limit <= 0 else min(limit - len(found), _SCAN_BATCH)
             # Kept ids stay in the index and pruned ones leave it, so the offset is what was kept.
-            async with redis_unavailable_as_error():
+            async with redis_outage_as_unavailable(STORAGE):
                 page = await self._redis.zrangebyscore(key, "-inf", _number(now), len(found), batch)
             found += await self._records(page, [key])
             if len(page) < batch:
@@ -353,7 +342,7 @@ class RedisSessionStore:
         return found
 
     async def earliest_expiry(self, user_id: str | None, now: float) -> float | None:
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             first = await self._redis.zrangebyscore(
                 self._expiry_key(user_id), f"({_number(now)}", "+inf", 0, 1, withscores=True
             )
@@ -363,5 +352,5 @@ class RedisSessionStore:
 
     async def count_active(self, now: float) -> int:
         """Sessions neither expired nor deleted (what the caps count)."""
-        async with redis_unavailable_as_error():
+        async with redis_outage_as_unavailable(STORAGE):
             return int(await self._redis.zcount(self._expiry_key(None), f"({_number(now)}", "+inf"))

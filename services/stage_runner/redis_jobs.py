@@ -14,12 +14,11 @@ import asyncio
 import contextlib
 
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from libs.common.errors import VidsynthError
 from libs.common.identity import Identity, current_identity
+from libs.common.redis_outage import REDIS_OUTAGE_ERRORS
 from services.stage_runner.capabilities import BackendRegistry, initial_mode
 from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.execution import TERMINAL_STATES, JobRunner, LiveJob
@@ -55,7 +54,7 @@ PRUNE_MIN_IDLE_MS = 10 * 60 * 1000
 
 class RedisJobQueue:
     # An unreachable Redis is a retryable outage for the caller, not an internal error.
-    outage_errors: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+    outage_errors: tuple[type[BaseException], ...] = REDIS_OUTAGE_ERRORS
 
     def __init__(
         self,
