@@ -8,6 +8,7 @@ import structlog
 
 from libs.common.metrics import STAGE_SECONDS
 from libs.common.progress_events import stage_name
+from libs.common.redis_outage import REDIS_OUTAGE_ERRORS
 from services.stage_runner.store import CostRate, JobStore
 from vidsynth.v1 import common_pb2, stage_runner_pb2
 
@@ -79,7 +80,13 @@ class CostModel:
             blended = previous.rate * (1 - LEARNING_RATE) + measured * LEARNING_RATE
             rate = CostRate(backend, stage, blended, previous.samples + 1)
         self._rates[(backend, stage)] = rate
-        await self._store.save_cost_rate(rate)
+        try:
+            await self._store.save_cost_rate(rate)
+        except REDIS_OUTAGE_ERRORS as error:
+            # Learned in memory all the same, and saved with the next run: a job does not
+            # fail because its estimate for the next job could not be stored.
+            log.warning("cost.save_failed", backend=backend, stage=stage, error=type(error).__name__)
+            return
         log.debug(
             "cost.learned", backend=backend, stage=stage, rate=round(rate.rate, 4), samples=rate.samples
         )

@@ -16,6 +16,7 @@ from libs.common.errors import VidsynthError
 from libs.common.identity import Identity, current_identity
 from libs.common.log import bind_context
 from libs.common.metrics import JOBS_FINISHED
+from libs.common.redis_outage import REDIS_OUTAGE_ERRORS
 from libs.common.rpc_status import to_status_proto
 from libs.common.session_paths import session_paths
 from services.stage_runner import checkpoints
@@ -36,6 +37,13 @@ from services.stage_runner.webhooks import WebhookSender
 from vidsynth.v1 import common_pb2, progress_pb2, session_pb2, stage_runner_pb2
 
 log = structlog.get_logger("vidsynth.stage_runner.jobs")
+
+
+def job_storage_lost() -> VidsynthError:
+    return VidsynthError(
+        "SERVICE_UNAVAILABLE", "Job storage was unreachable while the job ran; start the job again."
+    )
+
 
 TERMINAL_STATES = (
     common_pb2.JOB_STATE_COMPLETED,
@@ -152,6 +160,10 @@ class JobRunner:
             await self.finish_cancelled(live)
         except VidsynthError as error:
             await self._finish_failed(live, error)
+        except REDIS_OUTAGE_ERRORS as error:
+            # The job store went away mid-job: an outage to retry, not a stage that failed.
+            log.warning("job.storage_unreachable", error=type(error).__name__)
+            await self._finish_failed(live, job_storage_lost())
         except Exception as error:
             if says_disk_full(error):  # e.g. the job store's own writes
                 await self._finish_failed(live, insufficient_storage())

@@ -4,6 +4,7 @@ backend selection per mode, job spec checks, checkpoints, settings."""
 from __future__ import annotations
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from libs.common.errors import VidsynthError
 from services.stage_runner import checkpoints
@@ -39,6 +40,19 @@ async def test_cost_model_learns_from_runs_and_persists(tmp_path):
     assert (
         reopened.estimate("sadtalker", stage_runner_pb2.BACKEND_KIND_EXTERNAL, S.STAGE_ANIMATE, 10) == learned
     )
+
+
+async def test_a_cost_rate_that_cannot_be_saved_is_still_learned_and_fails_nothing(tmp_path):
+    class RedisGone(SqliteJobStore):
+        async def save_cost_rate(self, rate) -> None:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    store = RedisGone(tmp_path / "jobs.sqlite3")
+    model = CostModel(store, simulation_seconds=0.1)
+    await model.load()
+    await model.record("sadtalker", S.STAGE_ANIMATE, units=10, seconds=40)  # does not raise
+    assert model.estimate("sadtalker", stage_runner_pb2.BACKEND_KIND_EXTERNAL, S.STAGE_ANIMATE, 10) == 40
+    await store.close()
 
 
 def test_work_units_scale_with_the_job():
