@@ -108,12 +108,14 @@ def service_rss_mb(mesh: MeshProcess) -> dict[str, float]:
     out: dict[str, float] = {}
     for child in psutil.Process(mesh.process.pid).children(recursive=True):
         try:
-            cmdline = " ".join(child.cmdline())
+            argv = child.cmdline()
             rss = child.memory_info().rss / 2**20
         except psutil.NoSuchProcess:
             continue
         for name in SERVICES:
-            if f"services.{name}" in cmdline:
+            # The module itself (`-m services.validator`), not a worker of it
+            # (`-m services.validator.decode_worker`).
+            if f"services.{name}" in argv:
                 out[name] = round(rss, 1)
     return out
 
