@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from libs.common.errors import VidsynthError
@@ -11,6 +17,7 @@ from services.stage_runner.script_writer import (
 )
 from tests.media.fake_gemini import answer, failure, running_fake_gemini
 
+ROOT = Path(__file__).resolve().parents[2]
 PROMPT = ScriptPrompt(
     topic="why rivers bend",
     duration_minutes=0.5,
@@ -162,3 +169,29 @@ async def test_invalid_prompts_are_refused_before_any_call(prompt, field, fake_g
     assert caught.value.code == "INVALID_ARGUMENT"
     assert [v.field for v in caught.value.field_violations] == [field]
     assert fake_gemini.requests == []
+
+
+def test_a_stage_runner_without_a_gemini_key_never_loads_google_genai():
+    # A fresh interpreter: this test process may already hold the SDK. The SDK's import is
+    # most of a stage runner's start-up, so it waits for the first generated script.
+    probe = (
+        "import json, sys\n"
+        "import services.stage_runner.server\n"
+        "from services.stage_runner.media.config import MediaSettings\n"
+        "from services.stage_runner.script_writer import _sdk, gemini_available\n"
+        "available, _ = gemini_available(MediaSettings())\n"
+        "loaded_before_use = 'google.genai' in sys.modules\n"
+        "_sdk()\n"
+        "print(json.dumps([available, loaded_before_use, 'google.genai' in sys.modules]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if "GEMINI" not in k}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [False, False, True]
