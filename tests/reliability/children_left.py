@@ -137,9 +137,11 @@ async def _cycles(
         job = await client.start_job(session_id, {"script_text": SCRIPT})
         if cycle % 2:
             # Half the cancels land while a helper (ffmpeg, ffprobe, ...) runs, however
-            # loaded the machine: the first one seen, then a random moment of its run.
+            # loaded or fast the machine: a random moment after the first one is seen, in
+            # its run or, when that short one has ended by then, in the next one's.
             await _helper_seen(mesh, HELPER_WAIT_SECONDS)
             await asyncio.sleep(rng.uniform(0.0, 0.2))
+            await _helper_seen(mesh, HELPER_WAIT_SECONDS)
         else:
             await asyncio.sleep(rng.uniform(*CANCEL_AFTER_SECONDS))
         helpers = helpers_of(child_pid(mesh, "stage_runner"))
