@@ -14,6 +14,7 @@ from libs.common import ids, tracing
 from libs.common.errors import VidsynthError
 from libs.common.identity import require_identity
 from libs.common.outputs import OUTPUT_FILES
+from libs.common.redis_outage import redis_outage_as_unavailable
 from services.stage_runner import job_pages, spec_checks
 from services.stage_runner.backends.builtin import CAPTION_OUTPUTS, CAPTIONED_VOICES
 from services.stage_runner.capabilities import BackendRegistry
@@ -37,14 +38,12 @@ AdmissionCheck = Callable[[], Awaitable[None]]
 
 
 def _outage_as_unavailable(method):
-    """An unreachable queue (Redis) is a retryable outage for the caller, not an internal error."""
+    """An unreachable job store or queue (Redis) is a retryable outage for the caller."""
 
     @functools.wraps(method)
     async def wrapper(self: JobManager, *args, **kwargs):
-        try:
+        async with redis_outage_as_unavailable("Job storage"):
             return await method(self, *args, **kwargs)
-        except self.queue.outage_errors as error:
-            raise VidsynthError("SERVICE_UNAVAILABLE", "Job storage is unreachable; try again.") from error
 
     return wrapper
 

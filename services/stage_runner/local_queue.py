@@ -28,8 +28,6 @@ log = structlog.get_logger("vidsynth.stage_runner.queue")
 
 
 class LocalJobQueue:
-    outage_errors: tuple[type[BaseException], ...] = ()
-
     def __init__(self, config: StageRunnerSettings, *, runner: JobRunner, store: JobStore) -> None:
         self.max_running = config.stage_runner_max_running_jobs
         self.max_running_per_user = config.stage_runner_max_running_jobs_per_user

@@ -31,9 +31,6 @@ class JobQueue(Protocol):
     """Where accepted jobs wait for a run slot and who runs them. The JobManager owns the
     resources (submit, read, cancel); the queue owns the jobs' places and run tasks."""
 
-    # Errors meaning the queue's shared state is unreachable: SERVICE_UNAVAILABLE to callers.
-    outage_errors: tuple[type[BaseException], ...]
-
     @property
     def waiting_count(self) -> int:
         """Jobs waiting in this process (for the gauges)."""

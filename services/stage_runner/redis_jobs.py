@@ -18,7 +18,6 @@ from redis.exceptions import RedisError
 
 from libs.common.errors import VidsynthError
 from libs.common.identity import Identity, current_identity
-from libs.common.redis_outage import REDIS_OUTAGE_ERRORS
 from services.stage_runner.capabilities import BackendRegistry, initial_mode
 from services.stage_runner.config import StageRunnerSettings
 from services.stage_runner.execution import TERMINAL_STATES, JobRunner, LiveJob
@@ -53,9 +52,6 @@ PRUNE_MIN_IDLE_MS = 10 * 60 * 1000
 
 
 class RedisJobQueue:
-    # An unreachable Redis is a retryable outage for the caller, not an internal error.
-    outage_errors: tuple[type[BaseException], ...] = REDIS_OUTAGE_ERRORS
-
     def __init__(
         self,
         config: StageRunnerSettings,

@@ -84,7 +84,8 @@ def list_sessions(
     if not all_users:
         own = _every_own(remote, as_json)
         if as_json:
-            print_json({"sessions": [http_views().session_view(s).model_dump(mode="json") for s in own]})
+            view = http_views().session_view
+            print_json({"sessions": [view(s).model_dump(mode="json") for s in own]})
             return
         table = Table("session", "state", "name", "job", "created")
         for s in own:
@@ -99,9 +100,8 @@ def list_sessions(
         return
     active = _every_active(remote, user, as_json)
     if as_json:
-        print_json(
-            {"sessions": [http_views().active_session_view(a).model_dump(mode="json") for a in active]}
-        )
+        view = http_views().active_session_view
+        print_json({"sessions": [view(a).model_dump(mode="json") for a in active]})
         return
     table = Table("session", "owner", "state", "age", "disk used", "job")
     for a in active:
